@@ -1,0 +1,406 @@
+"""Benchmark: vidsnap against the ffmpeg CLI on the same jobs, in one run, with ratios.
+
+    .venv/bin/python bench/run.py            # full: 10-minute 1080p + 60 s 720p media (synthesised once)
+    .venv/bin/python bench/run.py --quick    # smoke run on short media (a minute or two)
+
+Each job runs the ffmpeg CLI and the vidsnap CLI as whole processes (interpreter start included),
+alternating, ``--runs`` times each; the table shows the medians and vidsnap/ffmpeg. A second part
+times a warm in-process request to the object-GET handler against moto's S3 server on 127.0.0.1
+(bytes read from S3 included) and the peak memory of the bulk jobs. Needs ``ffmpeg`` on PATH (Debian:
+``apt-get install ffmpeg``); the product never does. Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MEDIA = ROOT / "bench" / "media"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One comparison: the same work for both tools."""
+
+    name: str
+    media: str
+    ffmpeg: list[str]  # arguments after `ffmpeg -hide_banner -loglevel error -y`; {V} and {O} replaced
+    process: str
+    goal: float
+
+
+def jobs() -> list[Job]:
+    """The jobs of issue 5, in its order."""
+    return [
+        Job(
+            "one exact frame at 301 s",
+            "long",
+            ["-ss", "301", "-i", "{V}", "-frames:v", "1", "{O}/o.jpg"],
+            "video/snapshot,t_301000,f_jpg",
+            1.5,
+        ),
+        Job(
+            "one frame every 60 s",
+            "long",
+            ["-i", "{V}", "-vf", "fps=1/60", "{O}/o%03d.jpg"],
+            "video/snapshots,f_jpg,inter_60000",
+            0.10,
+        ),
+        Job(
+            "one frame every 10 s, 720p",
+            "short",
+            ["-i", "{V}", "-vf", "fps=1/10", "{O}/o%03d.jpg"],
+            "video/snapshots,f_jpg,inter_10000",
+            0.15,
+        ),
+        Job(
+            "all keyframes",
+            "long",
+            ["-skip_frame", "nokey", "-i", "{V}", "-vsync", "0", "{O}/o%03d.jpg"],
+            "video/snapshots,f_jpg,m_key",
+            1.0,
+        ),
+        Job(
+            "10 evenly spaced",
+            "long",
+            ["-i", "{V}", "-vf", "fps=1/60", "{O}/o%03d.jpg"],
+            "video/snapshots,f_jpg,m_avg,num_10",
+            0.10,
+        ),
+        Job(
+            "dhash every 1 s",
+            "long",
+            ["-i", "{V}", "-vf", "fps=1", "-f", "null", "-"],
+            "video/snapshots,f_jpg,m_dhash,inter_1000,thr_30",
+            1.0,
+        ),
+    ]
+
+
+def make_media(quick: bool) -> dict[str, Path]:
+    """Synthesise (once, cached under bench/media) the benchmark videos."""
+    from vidsnap.synth import make_video
+
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    long_s = 60 if quick else 600
+    specs: dict[str, dict[str, Any]] = {
+        "long": dict(
+            duration_s=long_s,
+            fps=30,
+            width=1920,
+            height=1080,
+            gop=250,
+            bframes=3,
+            scene_cuts=[float(s) for s in range(30, long_s, 30)],
+        ),
+        "short": dict(
+            duration_s=60, fps=30, width=1280, height=720, gop=250, bframes=3, scene_cuts=[15.0, 30.0, 45.0]
+        ),
+    }
+    paths = {}
+    for name, spec in specs.items():
+        path = MEDIA / f"{name}_{spec['duration_s']}s.mp4"
+        if not path.exists():
+            started = time.monotonic()
+            print(f"synthesising {path.name} ...", file=sys.stderr, flush=True)
+            tmp = path.with_suffix(".part.mp4")
+            make_video(tmp, **spec)
+            tmp.rename(path)
+            print(
+                f"  {path.stat().st_size / 1e6:.0f} MB in {time.monotonic() - started:.0f} s", file=sys.stderr
+            )
+        paths[name] = path
+    moov_end = paths["long"].with_name(paths["long"].stem + "_moov_end.mp4")
+    if not moov_end.exists():
+        _remux(paths["long"], moov_end)
+    paths["long_moov_end"] = moov_end
+    return paths
+
+
+def _remux(src: Path, dst: Path) -> None:
+    """Copy the packets into an MP4 whose moov atom is at the end (the muxer's default layout)."""
+    import av
+
+    tmp = dst.with_suffix(".part.mp4")
+    with av.open(str(src)) as inp, av.open(str(tmp), "w", format="mp4") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    tmp.rename(dst)
+
+
+def timed(cmd: list[str]) -> tuple[float, int]:
+    """Wall time (s) and peak RSS (KiB) of one whole process."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {err[-2000:]}")
+    if proc.stderr:
+        proc.stderr.close()
+    return elapsed, usage.ru_maxrss
+
+
+def run_jobs(paths: dict[str, Path], runs: int) -> list[dict[str, Any]]:
+    """Alternate ffmpeg and vidsnap runs of every job; medians and ratios."""
+    vidsnap = [sys.executable, "-m", "vidsnap", "run"]
+    rows = []
+    for job in jobs():
+        video = str(paths[job.media])
+        times: dict[str, list[float]] = {"ffmpeg": [], "vidsnap": []}
+        rss = 0
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as out:
+                args = [a.replace("{V}", video).replace("{O}", out) for a in job.ffmpeg]
+                times["ffmpeg"].append(
+                    timed(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args])[0]
+                )
+            with tempfile.TemporaryDirectory() as out:
+                elapsed, peak = timed([*vidsnap, video, job.process, "--out", out, "--no-progress"])
+                times["vidsnap"].append(elapsed)
+                rss = max(rss, peak)
+        ff, vs = statistics.median(times["ffmpeg"]), statistics.median(times["vidsnap"])
+        row = dict(job=job.name, ffmpeg_s=ff, vidsnap_s=vs, ratio=vs / ff, goal=job.goal, peak_mb=rss / 1024)
+        print(
+            f"  {job.name:28s} ffmpeg {ff:7.2f} s  vidsnap {vs:7.2f} s  "
+            f"ratio {vs / ff:5.2f} (goal ≤ {job.goal})",
+            file=sys.stderr,
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _load_handler(path: Path) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    spec = importlib.util.spec_from_file_location(f"bench_{path.parent.name}", path)
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler  # type: ignore[no-any-return]
+
+
+class _Context:
+    function_name = "ObjectGetFunction"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 2048
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ObjectGetFunction"
+    aws_request_id = "bench-request"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 60_000
+
+
+def warm_requests(paths: dict[str, Path], ffmpeg_single_s: float) -> list[dict[str, Any]]:
+    """A second (warm) object-GET request for one exact 1080p frame, S3 on moto's server."""
+    from moto.server import ThreadedMotoServer
+
+    from vidsnap import s3io
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    readers: list[Any] = []
+    original_init = s3io.S3RangeReader.__init__
+
+    def counting_init(self: Any, *args: Any, **kwargs: Any) -> None:  # bench-only instrumentation
+        original_init(self, *args, **kwargs)
+        readers.append(self)
+
+    s3io.S3RangeReader.__init__ = counting_init  # type: ignore[method-assign]
+    env = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "SOURCE_BUCKET": "bench-source",
+        "OUTPUT_BUCKET": "bench-output",
+        "POWERTOOLS_METRICS_NAMESPACE": "vidsnap",
+        "POWERTOOLS_SERVICE_NAME": "vidsnap",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    os.environ.update(env)
+    rows = []
+    try:
+        import boto3
+
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="bench-source")
+        s3.create_bucket(Bucket="bench-output")
+        handler = _load_handler(ROOT / "functions" / "object_get" / "app.py")
+        for name in ("long", "long_moov_end"):
+            key = paths[name].name
+            s3.upload_file(str(paths[name]), "bench-source", key)
+            size = paths[name].stat().st_size
+            event = {
+                "version": "2.0",
+                "routeKey": "$default",
+                "rawPath": f"/{key}",
+                "rawQueryString": "x-oss-process=video/snapshot,t_301000,f_jpg",
+                "headers": {"host": "localhost"},
+                "queryStringParameters": {"x-oss-process": "video/snapshot,t_301000,f_jpg"},
+                "requestContext": {
+                    "http": {
+                        "method": "GET",
+                        "path": f"/{key}",
+                        "protocol": "HTTP/1.1",
+                        "sourceIp": "127.0.0.1",
+                        "userAgent": "bench",
+                    },
+                    "requestId": "bench",
+                    "accountId": "123456789012",
+                    "stage": "$default",
+                    "domainName": "localhost",
+                    "time": "24/Nov/2026:00:00:00 +0000",
+                    "timeEpoch": 0,
+                },
+                "isBase64Encoded": False,
+            }
+            cold_started = time.perf_counter()
+            first = handler(event, _Context())
+            cold = time.perf_counter() - cold_started
+            readers.clear()
+            warm_started = time.perf_counter()
+            second = handler(event, _Context())
+            warm = time.perf_counter() - warm_started
+            if first.get("statusCode") != 200 or second.get("statusCode") != 200:
+                raise RuntimeError(
+                    f"handler failed: {second.get('statusCode')} {second.get('body', '')[:300]}"
+                )
+            read = sum(getattr(r, "bytes_read", 0) for r in readers)
+            rows.append(
+                dict(
+                    object=name,
+                    size_mb=size / 1e6,
+                    cold_s=cold,
+                    warm_s=warm,
+                    ratio=warm / ffmpeg_single_s,
+                    bytes_read_mb=read / 1e6,
+                    read_pct=100 * read / size,
+                )
+            )
+            print(
+                f"  warm GET {name}: {warm:.3f} s (cold {cold:.3f} s), read {read / 1e6:.2f} MB "
+                f"= {100 * read / size:.2f} % of {size / 1e6:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        s3io.S3RangeReader.__init__ = original_init  # type: ignore[method-assign]
+        server.stop()
+    return rows
+
+
+def machine() -> str:
+    """One line naming the machine and the versions compared."""
+    import av
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, check=True).stdout.split(
+        "\n"
+    )[0]
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d}, {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"PyAV {av.__version__} (FFmpeg {av.ffmpeg_version_info}), "
+        f"{ffmpeg}"
+    )
+
+
+def table(rows: list[dict[str, Any]], warm: list[dict[str, Any]], header: str) -> str:
+    """The markdown tables for the README."""
+    lines = [
+        f"Measured {header}.",
+        "",
+        "| job | ffmpeg CLI (s) | vidsnap CLI (s) | vidsnap / ffmpeg | goal | peak RSS (MB) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        mark = "✅" if r["ratio"] <= r["goal"] else "❌"
+        lines.append(
+            f"| {r['job']} | {r['ffmpeg_s']:.2f} | {r['vidsnap_s']:.2f} | {r['ratio']:.3f} {mark} "
+            f"| ≤ {r['goal']} | {r['peak_mb']:.0f} |"
+        )
+    if warm:
+        lines += [
+            "",
+            "| warm object-GET, one exact 1080p frame at 301 s | time (s) | / ffmpeg CLI | "
+            "read from S3 | of object |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for w in warm:
+            lines.append(
+                f"| {w['object']} ({w['size_mb']:.0f} MB) | {w['warm_s']:.3f} (cold {w['cold_s']:.2f}) "
+                f"| {w['ratio']:.2f} {'✅' if w['ratio'] <= 0.7 else '❌'} | {w['bytes_read_mb']:.2f} MB "
+                f"| {w['read_pct']:.2f} % {'✅' if w['read_pct'] <= 1 else '❌'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    """Run the benchmark and print (and save) the tables."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short media: a smoke run, not the reference")
+    parser.add_argument("--runs", type=int, default=3, help="runs per side (median)")
+    parser.add_argument("--no-warm", action="store_true", help="skip the in-process warm request part")
+    parser.add_argument("--json", type=Path, help="also write the raw numbers here")
+    parser.add_argument("--media-only", action="store_true", help="only synthesise the media")
+    args = parser.parse_args()
+    if args.media_only:
+        make_media(args.quick)
+        return 0
+    if not shutil.which("ffmpeg"):
+        print("ffmpeg is not on PATH (Debian: apt-get install ffmpeg)", file=sys.stderr)
+        return 2
+    paths = make_media(args.quick)
+    header = machine()
+    print(f"benchmark on {header}", file=sys.stderr)
+    rows = run_jobs(paths, args.runs)
+    warm = [] if args.no_warm else warm_requests(paths, rows[0]["ffmpeg_s"])
+    out = table(rows, warm, header)
+    print(out)
+    (ROOT / "bench" / ("results-quick.md" if args.quick else "results.md")).write_text(out)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": header, "jobs": rows, "warm": warm}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m vidsnap``: the same as the ``vidsnap`` console script."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,114 @@
+"""The one exception hierarchy of vidsnap (SPEC section 6).
+
+Every failure that reaches a surface (HTTP, Object Lambda, worker, CLI) is a :class:`VidsnapError`;
+the edges map it to a status and a JSON body with :meth:`VidsnapError.to_dict`. Anything else that
+escapes is an internal error and is mapped to 500 by the edges.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+# OSS-compatible EC codes for bad synchronous parameters (SPEC 6).
+EC_TIME = "0053-00000101"
+EC_WIDTH = "0053-00000104"
+EC_HEIGHT = "0053-00000105"
+EC_MODE = "0053-00000106"
+EC_FORMAT = "0053-00000107"
+EC_ROTATE = "0053-00000108"
+EC_MALFORMED = "0053-00000109"
+
+
+class VidsnapError(Exception):
+    """Base of all expected failures: carries a machine code, an HTTP status and a message."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "InternalError"
+    #: True when retrying the same request later may succeed (throttling, timeouts).
+    transient: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, ec: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.ec = ec
+        self.param = param
+
+    def to_dict(self, request_id: str | None = None) -> dict[str, Any]:
+        """The SPEC 6 error body: ``{"Code","Message","RequestId","EC"?}``."""
+        body: dict[str, Any] = {"Code": self.code, "Message": self.message, "RequestId": request_id or ""}
+        if self.ec:
+            body["EC"] = self.ec
+        return body
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, ec={self.ec!r})"
+
+
+class BadRequest(VidsnapError):
+    """A malformed request: bad parameter, unknown parameter, unknown action (400)."""
+
+    status = 400
+    code = "InvalidArgument"
+
+
+class NotSupportedYet(BadRequest):
+    """A well-formed request for a feature that is not built yet (sprites, animations)."""
+
+    code = "NotSupported"
+
+
+class NotAllowed(VidsnapError):
+    """A target bucket/topic/queue outside the allow-lists, a bad signature, a forbidden key (403)."""
+
+    status = 403
+    code = "AccessDenied"
+
+
+class NotFound(VidsnapError):
+    """The source object or task does not exist (404)."""
+
+    status = 404
+    code = "NoSuchKey"
+
+
+class TooLarge(VidsnapError):
+    """The source or result exceeds a configured limit and cannot be redirected (413)."""
+
+    status = 413
+    code = "EntityTooLarge"
+
+
+class UnsupportedMedia(VidsnapError):
+    """Not a media file vidsnap can read: no video stream, no cover art, not a container (415)."""
+
+    status = 415
+    code = "UnsupportedMediaType"
+
+
+class UndecodableMedia(VidsnapError):
+    """A media file that cannot be decoded at the requested time: truncated, corrupt (422)."""
+
+    status = 422
+    code = "MediaDecodeFailed"
+
+
+class InternalError(VidsnapError):
+    """A bug or an unexpected failure (500)."""
+
+    status = 500
+    code = "InternalError"
+
+
+class Throttled(VidsnapError):
+    """An upstream service throttled or timed out; retry later (503)."""
+
+    status = 503
+    code = "ServiceUnavailable"
+    transient = True
+
+
+def as_vidsnap_error(exc: BaseException) -> VidsnapError:
+    """Map any exception to a :class:`VidsnapError`; unknown ones become :class:`InternalError`."""
+    if isinstance(exc, VidsnapError):
+        return exc
+    return InternalError(f"internal error: {type(exc).__name__}")

@@ -1,0 +1,153 @@
+"""The normalised, validated plan that every request language is parsed into (SPEC 2).
+
+These are plain frozen dataclasses: the parser (:mod:`vidsnap.parse`) builds them, the engine
+(:mod:`vidsnap.engine`) executes them. Nothing here touches media or AWS. Times are milliseconds
+from the start of the presentation (the stream's first frame counts as 0), kept as exact
+:class:`~fractions.Fraction` values where a request language allows fractions (IMM ``Interval``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+Format = Literal["jpg", "png", "webp", "avif"]
+ScaleType = Literal["stretch", "crop", "fill", "fit"]
+Rotate = Literal["auto", "h", "w"]
+Mode = Literal["inter", "key", "avg", "dhash"]
+Style = Literal["oss", "imm", "mps"]
+
+FORMATS: tuple[Format, ...] = ("jpg", "png", "webp", "avif")
+CONTENT_TYPES: dict[str, str] = {
+    "jpg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "avif": "image/avif",
+}
+
+#: Default key template when a task has no ``sys/saveas`` (SPEC 2.5).
+DEFAULT_KEY_TEMPLATE = "{barename}/{index}.{autoext}"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How to turn a decoded frame into an image.
+
+    Sizes are *display* sizes (after sample aspect ratio and rotation). ``width``/``height`` 0 mean
+    "not set". Rules (shared by sync and async forms):
+
+    - both 0: the size is ``pw``% × ``ph``% of the source display size (100 % by default);
+    - one set: the other is derived keeping the display aspect ratio;
+    - both set: the frame is fitted to the w×h box according to ``scale_type``.
+    """
+
+    format: Format = "jpg"
+    width: int = 0
+    height: int = 0
+    pw: Fraction = Fraction(100)
+    ph: Fraction = Fraction(100)
+    scale_type: ScaleType = "stretch"
+    ar: Rotate = "auto"
+
+    @property
+    def content_type(self) -> str:
+        """The MIME type of the output format."""
+        return CONTENT_TYPES[self.format]
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    """A synchronous ``video/snapshot``: one frame, returned to the caller (SPEC 2.1)."""
+
+    time_ms: int = 0
+    #: True: the exact frame shown at ``time_ms``; False (``m_fast``): the keyframe at or before it.
+    exact: bool = True
+    image: ImageSpec = field(default_factory=ImageSpec)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which frames an asynchronous job captures (SPEC 2.4)."""
+
+    mode: Mode = "inter"
+    start_ms: Fraction = Fraction(0)
+    #: ``inter`` mode: step between times; 0 means every frame. ``dhash``: sampling step (0 → 1000).
+    interval_ms: Fraction = Fraction(0)
+    #: Maximum number of frames; 0 means no limit (``avg``: 0 means 10).
+    num: int = 0
+    #: ``dhash`` threshold, 0..100.
+    threshold: int = 0
+    #: True: exact frames at the planned times; False: the keyframe at or before each time (MPS intra).
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """Where a job's frames go: a bucket (None: the configured default) and a key template."""
+
+    bucket: str | None = None
+    key_template: str = DEFAULT_KEY_TEMPLATE
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """Where the end-of-task notification goes: an SNS topic or an SQS queue (name, ARN or URL)."""
+
+    kind: Literal["sns", "sqs"]
+    target: str
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The source object. ``bucket`` None means a local path (CLI) or the configured source bucket."""
+
+    key: str
+    bucket: str | None = None
+    version: str | None = None
+
+    @property
+    def uri(self) -> str:
+        """``s3://bucket/key`` for S3 sources, the plain path otherwise."""
+        return f"s3://{self.bucket}/{self.key}" if self.bucket else self.key
+
+
+@dataclass(frozen=True)
+class SnapshotJob:
+    """One snapshot target of a task: what to select, how to image it, where to write it."""
+
+    selection: Selection
+    image: ImageSpec
+    output: OutputTarget = field(default_factory=OutputTarget)
+
+
+@dataclass(frozen=True)
+class Task:
+    """An asynchronous task in any request language, normalised (SPEC 2.2, 2.3)."""
+
+    jobs: tuple[SnapshotJob, ...]
+    #: The source named in the request itself (JSON forms); None when the trigger/CLI supplies it.
+    source: SourceRef | None = None
+    notify: NotifyTarget | None = None
+    user_data: str | None = None
+    style: Style = "oss"
+
+    def with_source(self, source: SourceRef) -> Task:
+        """This task with its source set (by an upload trigger, the CLI or the HTTP path)."""
+        return Task(self.jobs, source, self.notify, self.user_data, self.style)
+
+    def canonical(self) -> str:
+        """A stable JSON rendering of the plan, used to derive deterministic task ids."""
+        return json.dumps(_plain(asdict(self)), sort_keys=True, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    """Make dataclass dicts JSON-serialisable (Fractions as exact strings)."""
+    if isinstance(value, Fraction):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,80 @@
+"""Shared fixtures: synthetic media built lazily with :mod:`vidsnap.synth` and cached per session.
+
+Media are small (160×90 to 320×180, 1–4 s) so the whole suite stays fast on two cores. Each
+fixture file is built the first time a test asks for it, then reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vidsnap import synth
+
+#: name -> (file name, make_video keyword arguments). Small on purpose.
+MEDIA: dict[str, tuple[str, dict[str, Any]]] = {
+    "mp4_h264": ("h264.mp4", {"duration_s": 3, "gop": 25, "bframes": 2}),
+    "mp4_moov_end": ("moov_end.mp4", {"duration_s": 3, "gop": 25, "bframes": 2, "faststart": False}),
+    "mov": ("clip.mov", {"duration_s": 2, "gop": 20, "bframes": 2}),
+    "mkv": ("clip.mkv", {"duration_s": 2, "gop": 20, "bframes": 3, "audio": True}),
+    "webm_vp9": ("clip.webm", {"codec": "libvpx-vp9", "duration_s": 2, "gop": 20, "bframes": 0}),
+    "ts_open_gop": (
+        "open.ts",
+        {"duration_s": 3, "gop": 12, "bframes": 3, "open_gop": True, "start_time_s": 1.4, "audio": True},
+    ),
+    "avi_mpeg4": ("clip.avi", {"codec": "mpeg4", "duration_s": 2, "gop": 20, "bframes": 2}),
+    "mp4_hevc": ("hevc.mp4", {"codec": "libx265", "duration_s": 2, "gop": 20, "bframes": 2}),
+    "mp4_hevc10": (
+        "hevc10.mp4",
+        {"codec": "libx265", "duration_s": 2, "gop": 20, "bframes": 2, "pix_fmt": "yuv420p10le"},
+    ),
+    "mp4_vfr": ("vfr.mp4", {"duration_s": 3, "gop": 15, "bframes": 2, "vfr": True}),
+    "mp4_rot90": ("rot90.mp4", {"duration_s": 1, "gop": 10, "rotation": 90}),
+    "mp4_rot270": ("rot270.mp4", {"duration_s": 1, "gop": 10, "rotation": 270, "width": 320, "height": 180}),
+    "mp4_offset": ("offset.mp4", {"duration_s": 2, "gop": 25, "bframes": 2, "start_time_s": 0.5}),
+    "mp4_4s": ("four.mp4", {"duration_s": 4, "gop": 25, "bframes": 2}),
+    "mp4_long_gop": ("longgop.mp4", {"duration_s": 4, "gop": 50, "bframes": 2, "fps": 30}),
+    "mp4_cuts": ("cuts.mp4", {"duration_s": 4, "gop": 25, "bframes": 2, "scene_cuts": [1.5, 2.5, 3.2]}),
+}
+DEFAULTS: dict[str, Any] = {"width": 160, "height": 90}
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session-wide folder for synthesised media."""
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def make_media(media_dir: Path) -> Callable[[str], synth.SynthInfo]:
+    """Factory: ``make_media(name)`` builds (once) the clip named in :data:`MEDIA`."""
+    cache: dict[str, synth.SynthInfo] = {}
+
+    def build(name: str) -> synth.SynthInfo:
+        if name not in cache:
+            filename, kwargs = MEDIA[name]
+            cache[name] = synth.make_video(media_dir / filename, **{**DEFAULTS, **kwargs})
+        return cache[name]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def cover_m4a(media_dir: Path) -> Path:
+    """An AAC .m4a with a PNG cover."""
+    return Path(synth.make_audio_with_cover(media_dir / "cover.m4a"))
+
+
+@pytest.fixture(scope="session")
+def cover_mp3(media_dir: Path) -> Path:
+    """An MP3 with a JPEG cover (ID3v2 APIC)."""
+    return Path(synth.make_audio_with_cover(media_dir / "cover.mp3"))
+
+
+@pytest.fixture(scope="session")
+def audio_only(media_dir: Path) -> Path:
+    """An AAC .m4a without a picture."""
+    return Path(synth.make_audio_only(media_dir / "tone.m4a"))
