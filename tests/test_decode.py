@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from vidsnap import decode, synth
 from vidsnap.decode import Video
 from vidsnap.errors import UndecodableMedia, UnsupportedMedia

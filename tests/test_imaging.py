@@ -16,6 +16,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+
 from vidsnap.errors import BadRequest, TooLarge, UndecodableMedia
 from vidsnap.imaging import (
     MAX_SIDE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vidsnap.errors import BadRequest, NotAllowed
 from vidsnap.naming import (
     INDEX_VARIABLES,

@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
+
 from vidsnap.errors import (
     EC_FORMAT,
     EC_HEIGHT,

@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+
 from vidsnap import synth
 from vidsnap.decode import Video
 from vidsnap.plan import Selection

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 import pytest
+
 from vidsnap import synth
 
 

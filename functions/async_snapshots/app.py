@@ -1,0 +1,63 @@
+"""Asynchronous snapshots: S3 uploads (direct, S3->SQS, SNS->SQS, EventBridge) and SQS task messages.
+
+Glue only. SQS batches report partial failures: a record whose handling raises (a transient error:
+throttling, timeouts) is listed in ``batchItemFailures`` and retried, then dead-lettered; permanent
+failures (bad request, undecodable media) end the task as Failed inside the worker, with its
+notification, and are not retried. An all-failed batch is still answered with the list (never an
+exception), so the records that failed are the only ones retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from vidsnap.aws import Clients, account_from_arn
+from vidsnap.events import uploads_from_event
+from vidsnap.settings import get_settings
+from vidsnap.worker import Worker
+
+logger = Logger()
+metrics = Metrics(namespace="vidsnap")
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+_worker: Worker | None = None
+
+
+def _get_worker(context: Any) -> Worker:
+    global _worker  # noqa: PLW0603 - one worker (settings, clients) per cold start
+    if _worker is None:
+        account = account_from_arn(getattr(context, "invoked_function_arn", None))
+        _worker = Worker(get_settings(), Clients(account_id=account))
+    return _worker
+
+
+def _record(record: SQSRecord, lambda_context: Any) -> None:
+    """One SQS message: a task or upload notification(s). Raises only transient errors."""
+    request_id = getattr(lambda_context, "aws_request_id", None) or record.message_id
+    results = _get_worker(lambda_context).handle_message(record.body, request_id)
+    metrics.add_metric(name="MessagesHandled", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="TasksHandled", unit=MetricUnit.Count, value=len(results))
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """An SQS batch (partial failures), or an S3 / EventBridge / SNS upload event."""
+    records = event.get("Records")
+    if isinstance(records, list) and records and all(r.get("eventSource") == "aws:sqs" for r in records):
+        response = dict(process_partial_response(event, _record, processor, context))
+        failures = response.get("batchItemFailures")
+        failed = len(failures) if isinstance(failures, list) else 0
+        metrics.add_metric(name="MessagesRetried", unit=MetricUnit.Count, value=failed)
+        return response
+    uploads = uploads_from_event(event)
+    worker = _get_worker(context)
+    for upload in uploads:  # a transient failure raises: Lambda retries the asynchronous event
+        worker.handle_upload(upload, context.aws_request_id)
+    metrics.add_metric(name="Uploads", unit=MetricUnit.Count, value=len(uploads))
+    logger.info("direct event handled", extra={"uploads": len(uploads)})
+    return {"uploads": len(uploads)}

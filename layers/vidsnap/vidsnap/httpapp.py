@@ -1,0 +1,553 @@
+"""The HTTP surface (SPEC 3.1): one Starlette ASGI app for the function URL (through mangum) and for
+the local server (``vidsnap serve`` over a folder).
+
+Routes:
+
+- ``GET /{key}?x-oss-process=video/snapshot,...`` → the image (ETag, Cache-Control, 304 on a
+  matching ``If-None-Match``). A result above ``max_inline`` bytes is stored under the results
+  prefix and answered with a 302 to a presigned URL, or 413 when no redirect is possible.
+- ``POST /{key}?x-oss-async-process`` with a form body ``x-oss-async-process=<process>`` or a JSON
+  task → the task goes onto the task queue; ``{"EventId","RequestId","TaskId"}``.
+- ``GET /tasks/{TaskId}`` → the task record.
+- ``GET /`` (stores that can list videos: the local server) → an HTML page with a time slider per
+  video; ``GET /_info/{key}`` → JSON with the video's duration and size for that slider.
+
+Every answer carries ``x-vidsnap-request-id``; every failure is the SPEC 6 JSON body, never a stack
+trace. With a signing secret (SPEC 5), requests that did not pass IAM auth must carry
+``x-vidsnap-expires`` and ``x-vidsnap-signature`` (see :func:`sign_url`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict
+from decimal import Decimal
+from fractions import Fraction
+from html import escape
+from importlib import resources
+from typing import Any, BinaryIO, Protocol
+from urllib.parse import parse_qsl, quote, urlencode
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from .decode import Video
+from .engine import Limits, check_limits, report_ms, snapshot
+from .errors import BadRequest, NotAllowed, NotFound, TooLarge, VidsnapError, as_vidsnap_error
+from .naming import check_key
+from .parse import parse_sync, parse_task
+from .plan import SnapshotRequest
+from .s3io import map_client_error
+from .settings import DEFAULT_RESULTS_PREFIX
+from .taskstore import task_id
+from .worker import resolve_source
+
+log = logging.getLogger(__name__)
+
+#: Largest image answered inline. A Python function URL answers in buffered mode with at most 6 MB
+#: (6,291,456 bytes) of response; binary bodies are base64-encoded (4/3) and headers count too, so
+#: 4.4 MB of image is the largest that is safe.
+INLINE_LIMIT = 4_400_000
+#: Cache policy of a snapshot. The ETag includes the source ETag, so a changed source changes it.
+CACHE_CONTROL = "public, max-age=86400"
+#: Lifetime of the presigned URL a 302 for an oversize result points at (seconds).
+PRESIGN_EXPIRES = 3600
+
+PROCESS_PARAM = "x-oss-process"
+ASYNC_PARAM = "x-oss-async-process"
+EXPIRES_PARAM = "x-vidsnap-expires"
+SIGNATURE_PARAM = "x-vidsnap-signature"
+REQUEST_ID_HEADER = "x-vidsnap-request-id"
+#: What ``GET /tasks/{id}`` shows of a task record (the rest is bookkeeping: leases, TTL, attempts).
+PUBLIC_TASK_FIELDS = frozenset(
+    {
+        "TaskId",
+        "Status",
+        "Progress",
+        "StartTime",
+        "EndTime",
+        "Code",
+        "Message",
+        "RequestId",
+        "Sources",
+        "Outputs",
+        "Warnings",
+        "UserData",
+        "Request",
+        "OutputsTruncated",
+    }
+)
+
+#: ``submit(message_body_json) -> message id``: puts a task message onto the task queue.
+Submit = Callable[[str], str]
+#: ``presign(key, data, content_type) -> url``: stores an oversize result and returns a URL to it.
+Presign = Callable[[str, bytes, str], str]
+
+
+class Store(Protocol):
+    """Where sources are read (``storage.LocalStore``, ``storage.S3Store``)."""
+
+    def info(self, key: str) -> Any: ...  # storage.ObjectInfo: key, size, etag, version, last_modified
+
+    def open(self, key: str) -> BinaryIO: ...
+
+
+class TaskRecords(Protocol):
+    """The task table (``taskstore.TaskStore``)."""
+
+    def get(self, task_id: str) -> dict[str, Any] | None: ...
+
+
+class NotConfigured(VidsnapError):
+    """A route whose backend is not configured here (no task queue, no task table): 501."""
+
+    status = 501
+    code = "NotImplemented"
+
+
+# --------------------------------------------------------------------------------------------------
+# URL signing (SPEC 5)
+
+
+def string_to_sign(path: str, process: str, expires: int) -> bytes:
+    """The signed text: the decoded URL path, the process string and the expiry, one per line."""
+    return f"{path}\n{process}\n{expires}".encode()
+
+
+def sign(secret: str, path: str, process: str, expires: int) -> str:
+    """The hex HMAC-SHA256 signature of a request."""
+    return hmac.new(secret.encode(), string_to_sign(path, process, expires), hashlib.sha256).hexdigest()
+
+
+def sign_url(secret: str, path: str, process: str, expires: int) -> str:
+    """A signed relative URL: ``path?x-oss-process=...&x-vidsnap-expires=...&x-vidsnap-signature=...``.
+
+    ``path`` is the decoded object path with its leading ``/`` (``/videos/clip.mp4``); ``expires``
+    is a Unix time in seconds. An empty ``process`` signs a URL without ``x-oss-process`` (task
+    lookups). For a POST, sign the request body text as ``process`` and append the query yourself.
+    """
+    query: dict[str, str] = {}
+    if process:
+        query[PROCESS_PARAM] = process
+    query[EXPIRES_PARAM] = str(expires)
+    query[SIGNATURE_PARAM] = sign(secret, path, process, expires)
+    return f"{quote(path)}?{urlencode(query, safe='/,')}"
+
+
+def check_signature(
+    secret: str, path: str, process: str, query: Mapping[str, str], *, now: float | None = None
+) -> None:
+    """Raise :class:`NotAllowed` unless ``query`` carries a valid, unexpired signature."""
+    expires_text = query.get(EXPIRES_PARAM)
+    signature = query.get(SIGNATURE_PARAM)
+    if not expires_text or not signature:
+        raise NotAllowed(f"this URL must be signed ({EXPIRES_PARAM}, {SIGNATURE_PARAM})")
+    try:
+        expires = int(expires_text)
+    except ValueError:
+        raise NotAllowed(f"{EXPIRES_PARAM} {expires_text[:40]!r} is not a Unix time") from None
+    if expires < (time.time() if now is None else now):
+        raise NotAllowed("the signed URL has expired")
+    if not hmac.compare_digest(sign(secret, path, process, expires), signature.lower()):
+        raise NotAllowed("the URL signature does not match")
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def snapshot_etag(info: Any, key: str, req: SnapshotRequest) -> str:
+    """A strong ETag for a snapshot: the source identity (key, ETag, version) and the normalised
+    request. The same request on the same object version always has the same ETag."""
+    material = json.dumps(
+        {
+            "key": key,
+            "etag": getattr(info, "etag", None),
+            "version": getattr(info, "version", None),
+            "size": getattr(info, "size", None),
+            "req": asdict(req),
+        },
+        sort_keys=True,
+        default=str,
+        separators=(",", ":"),
+    )
+    return '"' + hashlib.sha256(material.encode()).hexdigest()[:32] + '"'
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    candidates = [c.strip() for c in header.split(",")]
+    return any(c.removeprefix("W/") == etag for c in candidates)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Fraction):
+        return report_ms(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    return str(value)
+
+
+class _JSON(JSONResponse):
+    """JSON that also serialises DynamoDB Decimals, Fractions and sets."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, default=_json_default, separators=(",", ":")).encode()
+
+
+def _request_id(request: Request) -> str:
+    rid = request.scope.get("vidsnap.request_id")
+    if isinstance(rid, str):
+        return rid
+    context = request.scope.get("aws.context")
+    rid = getattr(context, "aws_request_id", None) if context is not None else None
+    if not isinstance(rid, str) or not rid:
+        rid = str(uuid.uuid4())
+    request.scope["vidsnap.request_id"] = rid
+    return rid
+
+
+def _iam_authenticated(request: Request) -> bool:
+    """True when the function URL authenticated the caller with IAM (SigV4)."""
+    event = request.scope.get("aws.event")
+    if not isinstance(event, Mapping):
+        return False
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    return bool(isinstance(authorizer, Mapping) and authorizer.get("iam"))
+
+
+def error_response(exc: BaseException, request_id: str) -> Response:
+    """The SPEC 6 answer for an exception; unknown exceptions are logged and become a bare 500."""
+    err = as_vidsnap_error(exc)
+    if err is not exc:
+        log.exception("internal error (request %s)", request_id, exc_info=exc)
+    elif err.status >= 500:
+        log.warning("request %s failed: %s %s", request_id, err.code, err.message)
+    return _JSON(err.to_dict(request_id), status_code=err.status, headers={REQUEST_ID_HEADER: request_id})
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _guarded(fn: Endpoint) -> Endpoint:
+    """Run an endpoint; map every failure to its SPEC 6 JSON answer; stamp the request id."""
+
+    async def endpoint(request: Request) -> Response:
+        rid = _request_id(request)
+        try:
+            response = await fn(request)
+        except Exception as exc:  # the edge: nothing escapes as a stack trace
+            return error_response(exc, rid)
+        response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    return endpoint
+
+
+def _close(obj: Any) -> None:
+    close = getattr(obj, "close", None)
+    if callable(close):
+        close()
+
+
+# --------------------------------------------------------------------------------------------------
+# the app
+
+
+class _Routes:
+    def __init__(
+        self,
+        *,
+        settings: Any,
+        store: Store,
+        submit: Submit | None,
+        tasks: TaskRecords | None,
+        presign: Presign | None,
+        max_inline: int | None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.submit = submit
+        self.tasks = tasks
+        self.presign = presign
+        self.max_inline = max_inline
+        self.secret: str | None = getattr(settings, "signing_secret", None) or None
+        limits = getattr(settings, "limits", None)
+        self.limits: Limits = limits if isinstance(limits, Limits) else Limits()
+        prefix = getattr(settings, "results_prefix", None) or DEFAULT_RESULTS_PREFIX
+        self.results_prefix = prefix if prefix.endswith("/") else prefix + "/"
+
+    # -- security --------------------------------------------------------------------------------
+
+    def authorise(self, request: Request, process: str) -> None:
+        if self.secret and not _iam_authenticated(request):
+            check_signature(self.secret, request.url.path, process, request.query_params)
+
+    # -- GET /{key} --------------------------------------------------------------------------------
+
+    async def get_object(self, request: Request) -> Response:
+        key = check_key(request.path_params["key"])
+        process = request.query_params.get(PROCESS_PARAM)
+        self.authorise(request, process or "")
+        if process is None:
+            raise BadRequest(f"{PROCESS_PARAM} is required: ?{PROCESS_PARAM}=video/snapshot,t_<ms>,...")
+        req = parse_sync(process)
+        info = await run_in_threadpool(self.store.info, key)
+        etag = snapshot_etag(info, key, req)
+        cache = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+        if _etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=cache)
+        rendered = await run_in_threadpool(self._render, key, req)
+        headers = {
+            **cache,
+            "x-vidsnap-time-ms": str(report_ms(rendered.time_ms)),
+            "x-vidsnap-width": str(rendered.width),
+            "x-vidsnap-height": str(rendered.height),
+        }
+        if self.max_inline is not None and len(rendered.data) > self.max_inline:
+            if self.presign is None:
+                raise TooLarge(
+                    f"the image is {len(rendered.data)} bytes, above the {self.max_inline}-byte limit of a "
+                    "direct answer, and no results bucket is configured; ask for a smaller w/h or f_jpg"
+                )
+            ext = req.image.format
+            result_key = f"{self.results_prefix}{etag.strip(chr(34))}.{ext}"
+            url = await run_in_threadpool(self.presign, result_key, rendered.data, rendered.content_type)
+            headers["Cache-Control"] = "no-store"
+            return RedirectResponse(url, status_code=302, headers=headers)
+        return Response(rendered.data, media_type=rendered.content_type, headers=headers)
+
+    def _render(self, key: str, req: SnapshotRequest) -> Any:
+        source = self.store.open(key)
+        try:
+            return snapshot(source, req, limits=self.limits)
+        finally:
+            _close(source)
+
+    # -- POST /{key} -------------------------------------------------------------------------------
+
+    async def post_object(self, request: Request) -> Response:
+        key = check_key(request.path_params["key"])
+        raw = await request.body()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the request body is not UTF-8 text") from None
+        self.authorise(request, text)
+        if ASYNC_PARAM not in request.query_params:
+            raise BadRequest(
+                f"POST needs ?{ASYNC_PARAM} (a form body {ASYNC_PARAM}=<process> or a JSON task)"
+            )
+        if self.submit is None:
+            raise NotConfigured("asynchronous tasks are not configured here (no TASK_QUEUE_URL)")
+        message = self._task_message(key, text, request.headers.get("content-type", ""))
+        # Parse the message exactly as the worker will, so the TaskId is the one it computes.
+        task = parse_task(message)
+        source = resolve_source(task, self.settings)
+        if source.key != key:
+            raise BadRequest(
+                f"the task's source {source.uri} is not the object in the URL ({key}); "
+                "leave it out or make them equal",
+                param="source",
+            )
+        source_bucket = getattr(self.settings, "source_bucket", None)
+        if source_bucket and source.bucket != source_bucket:
+            raise NotAllowed(f"sources are read from s3://{source_bucket} only, not {source.uri}")
+        check_limits(task, self.limits)
+        allowed: frozenset[str] = getattr(self.settings, "allowed_output_buckets", frozenset())
+        for job in task.jobs:  # the worker checks again; refusing here keeps junk off the queue
+            if job.output.bucket is not None and job.output.bucket not in allowed:
+                raise NotAllowed(f"saveas: bucket {job.output.bucket!r} is not an allowed output bucket")
+        info = await run_in_threadpool(self.store.info, key)
+        tid = task_id(source, getattr(info, "etag", None), task.with_source(source))
+        event_id = await run_in_threadpool(self.submit, message)
+        return _JSON({"EventId": event_id, "RequestId": _request_id(request), "TaskId": tid})
+
+    def _task_message(self, key: str, text: str, content_type: str) -> str:
+        """The queue message for a POST body: a JSON task as is (its source defaulting to the URL's
+        object), or an OSS-style JSON task ``{"Bucket","Key","Process","UserData"?}`` for a form."""
+        bucket = getattr(self.settings, "source_bucket", None)
+        stripped = text.strip()
+        if stripped.startswith("{") or "json" in content_type:
+            try:
+                doc = json.loads(stripped)
+            except ValueError as exc:
+                raise BadRequest(f"the JSON task is not valid JSON: {exc}", param="body") from None
+            if not isinstance(doc, dict):
+                raise BadRequest("the JSON task must be an object", param="body")
+            if not ({"Sources", "Input", "Key"} & doc.keys()) and "Process" in doc:
+                doc = {**doc, "Key": key}  # an OSS JSON task may leave its source to the URL
+                if bucket:
+                    doc.setdefault("Bucket", bucket)
+            return json.dumps(doc)
+        fields = dict(parse_qsl(stripped, keep_blank_values=True))
+        process = (fields.get(ASYNC_PARAM) or "").strip()
+        if not process:
+            raise BadRequest(f"the form body needs {ASYNC_PARAM}=<process>", param=ASYNC_PARAM)
+        message: dict[str, Any] = {"Key": key, "Process": process}
+        if bucket:
+            message["Bucket"] = bucket
+        if fields.get("UserData"):
+            message["UserData"] = fields["UserData"]
+        return json.dumps(message)
+
+    # -- GET /tasks/{id} ---------------------------------------------------------------------------
+
+    async def get_task(self, request: Request) -> Response:
+        if PROCESS_PARAM in request.query_params:  # an object that happens to live under tasks/
+            request.path_params["key"] = "tasks/" + request.path_params["task_id"]
+            return await self.get_object(request)
+        self.authorise(request, "")
+        tid = request.path_params["task_id"]
+        if self.tasks is None:
+            raise NotConfigured("task records are not configured here (no TASK_TABLE)")
+        record = await run_in_threadpool(self.tasks.get, tid)
+        if record is None:
+            raise NotFound(f"no task {tid[:80]!r}")
+        return _JSON({k: v for k, v in record.items() if k in PUBLIC_TASK_FIELDS})
+
+    # -- local pages -------------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        list_videos = getattr(self.store, "list_videos", None)
+        if not callable(list_videos):
+            raise NotFound("no index here: this store cannot list videos")
+        self.authorise(request, "")
+        keys: list[str] = await run_in_threadpool(list_videos)
+        page = resources.files("vidsnap").joinpath("static/index.html").read_text("utf-8")
+        data = (
+            json.dumps(sorted(keys)).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        )
+        page = page.replace("/*VIDEOS*/[]", data).replace("{{count}}", escape(str(len(keys))))
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    async def info(self, request: Request) -> Response:
+        key = check_key(request.path_params["key"])
+        self.authorise(request, "")
+        return _JSON(await run_in_threadpool(self._info, key))
+
+    def _info(self, key: str) -> dict[str, Any]:
+        obj = self.store.info(key)
+        source = self.store.open(key)
+        try:
+            with Video(source) as video:
+                return {
+                    "Key": key,
+                    "Size": getattr(obj, "size", None),
+                    "DurationMs": report_ms(video.duration_ms),
+                    "Width": video.display_width,
+                    "Height": video.display_height,
+                    "Rotation": video.rotation,
+                    "FrameIntervalMs": (
+                        report_ms(video.frame_interval_ms) if video.frame_interval_ms is not None else None
+                    ),
+                }
+        finally:
+            _close(source)
+
+
+def create_app(
+    *,
+    settings: Any,
+    store: Store,
+    submit: Submit | None = None,
+    tasks: TaskRecords | None = None,
+    presign: Presign | None = None,
+    max_inline: int | None = None,
+) -> Starlette:
+    """Build the ASGI app.
+
+    ``store`` reads sources (S3Store in Lambda, LocalStore locally). ``submit`` enqueues a task
+    message and returns its message id; ``tasks`` looks task records up; ``presign`` stores an
+    oversize result and returns a URL to it. ``max_inline`` is the largest image answered directly
+    (None: no limit, the local server; Lambda: :data:`INLINE_LIMIT`): a larger one is redirected
+    through ``presign``, or refused with 413 without it.
+    """
+    r = _Routes(
+        settings=settings, store=store, submit=submit, tasks=tasks, presign=presign, max_inline=max_inline
+    )
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        err: VidsnapError = NotFound("no such route") if status == 404 else BadRequest("method not allowed")
+        response = error_response(err, _request_id(request))
+        if status == 405:
+            response.status_code = 405
+        return response
+
+    routes = [
+        Route("/", _guarded(r.index), methods=["GET"]),
+        Route("/_info/{key:path}", _guarded(r.info), methods=["GET"]),
+        Route("/tasks/{task_id}", _guarded(r.get_task), methods=["GET"]),
+        Route("/{key:path}", _guarded(r.get_object), methods=["GET"]),
+        Route("/{key:path}", _guarded(r.post_object), methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+# --------------------------------------------------------------------------------------------------
+# AWS wiring helpers (used by functions/object_get)
+
+
+def s3_presigner(client: Any, bucket: str, *, expires: int = PRESIGN_EXPIRES) -> Presign:
+    """A :data:`Presign` that puts the result into ``bucket`` and presigns a GET for it."""
+
+    def presign(key: str, data: bytes, content_type: str) -> str:
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        except Exception as exc:
+            raise map_client_error(exc, "could not store the oversize result") from exc
+        url: str = client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
+        )
+        return url
+
+    return presign
+
+
+def sqs_submitter(client: Any, queue_url: str) -> Submit:
+    """A :data:`Submit` that sends the task message to ``queue_url``."""
+
+    def submit(body: str) -> str:
+        try:
+            reply = client.send_message(QueueUrl=queue_url, MessageBody=body)
+        except Exception as exc:
+            raise map_client_error(exc, "could not enqueue the task") from exc
+        return str(reply["MessageId"])
+
+    return submit
+
+
+def lambda_app(settings: Any, clients: Any) -> Starlette:
+    """The app as the object-get function runs it: S3 sources, SQS tasks, DynamoDB records, and
+    oversize results redirected through the output bucket (413 without one)."""
+    from .storage import S3Store
+    from .taskstore import TaskStore
+
+    if not settings.source_bucket:
+        raise ValueError("SOURCE_BUCKET is required by the object-get function")
+    return create_app(
+        settings=settings,
+        store=S3Store(clients.s3, settings.source_bucket),
+        submit=sqs_submitter(clients.sqs, settings.task_queue_url) if settings.task_queue_url else None,
+        tasks=TaskStore(clients, settings.task_table) if settings.task_table else None,
+        presign=s3_presigner(clients.s3, settings.output_bucket) if settings.output_bucket else None,
+        max_inline=INLINE_LIMIT,
+    )

@@ -1,0 +1,233 @@
+"""End-of-task notifications (SPEC 4.2) to SNS topics or SQS queues on the allow-lists.
+
+Allow-list entries (``ALLOWED_TOPICS`` / ``ALLOWED_QUEUES``) and request targets may be written as
+names, ARNs or (queues) URLs. Both sides are normalised to one canonical form before comparing:
+
+- topics: the topic ARN (a bare name means the topic of that name in the function's own account
+  and region);
+- queues: ``(account, name)`` (a bare name means the function's own account; a URL or an ARN
+  carries its account), so ``https://sqs.us-east-1.amazonaws.com/123/q``, the moto or LocalStack
+  URL of the same queue, ``arn:aws:sqs:us-east-1:123:q`` and ``q`` all compare equal.
+
+The check happens before any message is sent and needs no request except, for bare names, one STS
+call to learn the account id (skipped when the account id is given).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlparse
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vidsnap.aws import Clients, topic_arn
+from vidsnap.errors import BadRequest, NotAllowed
+from vidsnap.plan import NotifyTarget
+from vidsnap.s3io import map_client_error
+
+if TYPE_CHECKING:
+    from fractions import Fraction
+
+    from vidsnap.settings import Settings
+
+TASK_TYPE = "VideoSnapshots"
+STATUSES = ("Succeeded", "Failed")
+
+
+class OutputLike(Protocol):
+    """What :func:`build_message` needs of an output (``engine.Output`` has it)."""
+
+    @property
+    def uri(self) -> str: ...
+    @property
+    def time_ms(self) -> Fraction: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+
+
+def rfc3339(moment: datetime) -> str:
+    """``moment`` as RFC 3339 UTC with milliseconds and a ``Z`` (naive datetimes are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def output_entry(output: OutputLike) -> dict[str, Any]:
+    """One ``Outputs[]`` entry: ``{"URI","TimeMs","Width","Height","Bytes"}``."""
+    # The engine imports PyAV; the notifier is also used where no media is decoded.
+    from vidsnap.engine import report_ms
+
+    return {
+        "URI": output.uri,
+        "TimeMs": report_ms(output.time_ms),
+        "Width": output.width,
+        "Height": output.height,
+        "Bytes": output.size,
+    }
+
+
+def build_message(
+    task_id: str,
+    status: str,
+    *,
+    code: str,
+    message: str,
+    request_id: str,
+    start: datetime,
+    end: datetime,
+    sources: Sequence[str],
+    outputs: Sequence[OutputLike | dict[str, Any]],
+    warnings: Sequence[str],
+    user_data: str | None,
+) -> dict[str, Any]:
+    """The SPEC 4.2 notification, exactly these keys in this order.
+
+    ``outputs`` are engine outputs or already-built ``Outputs[]`` dicts (from a task record).
+    """
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    return {
+        "TaskId": task_id,
+        "TaskType": TASK_TYPE,
+        "Status": status,
+        "Code": code,
+        "Message": message,
+        "RequestId": request_id,
+        "StartTime": rfc3339(start),
+        "EndTime": rfc3339(end),
+        "Sources": [{"URI": uri} for uri in sources],
+        "Outputs": [dict(o) if isinstance(o, dict) else output_entry(o) for o in outputs],
+        "Warnings": list(warnings),
+        "UserData": user_data,
+    }
+
+
+class Notifier:
+    """Sends notifications to allow-listed SNS topics and SQS queues."""
+
+    def __init__(
+        self,
+        clients: Clients,
+        settings: Settings,
+        *,
+        region: str | None = None,
+        account_id: str | None = None,
+    ) -> None:
+        self.clients = clients
+        self.settings = settings
+        self._region = region
+        self._account_id = account_id
+        self._queue_urls: dict[tuple[str, str], str] = {}
+
+    @property
+    def region(self) -> str:
+        """The function's own region (topic names resolve there)."""
+        return self._region or self.clients.region
+
+    @property
+    def account_id(self) -> str:
+        """The function's own account (topic and queue names resolve there)."""
+        if self._account_id is None:
+            try:
+                self._account_id = self.clients.account_id
+            except (ClientError, BotoCoreError) as exc:
+                raise map_client_error(exc, "sts:GetCallerIdentity") from exc
+        return self._account_id
+
+    # -- canonical forms --------------------------------------------------------------------
+
+    def _topic_key(self, target: str) -> str:
+        if target.startswith("arn:"):
+            parts = target.split(":")
+            if len(parts) != 6 or parts[2] != "sns" or not parts[5]:
+                raise BadRequest(f"notify: {target!r} is not an SNS topic ARN", param="topic")
+            return target
+        if not target or "/" in target or ":" in target:
+            raise BadRequest(f"notify: {target!r} is not an SNS topic name or ARN", param="topic")
+        return topic_arn(target, region=self.region, account_id=self.account_id)
+
+    def _queue_key(self, target: str) -> tuple[str, str]:
+        if target.startswith(("https://", "http://")):
+            path = [p for p in urlparse(target).path.split("/") if p]
+            if len(path) != 2:
+                raise BadRequest(f"notify: {target!r} is not an SQS queue URL", param="queue")
+            return path[0], path[1]
+        if target.startswith("arn:"):
+            parts = target.split(":")
+            if len(parts) != 6 or parts[2] != "sqs" or not parts[5]:
+                raise BadRequest(f"notify: {target!r} is not an SQS queue ARN", param="queue")
+            return parts[4], parts[5]
+        if not target or "/" in target or ":" in target:
+            raise BadRequest(f"notify: {target!r} is not an SQS queue name, URL or ARN", param="queue")
+        return self.account_id, target
+
+    def check(self, target: NotifyTarget) -> None:
+        """Raise :class:`NotAllowed` unless ``target`` is on its allow-list (no message is sent)."""
+        if target.kind == "sns":
+            arn = self._topic_key(target.target)
+            allowed = {self._topic_key(entry) for entry in self.settings.allowed_topics}
+            if arn not in allowed:
+                raise NotAllowed(f"notify: topic {target.target!r} is not on ALLOWED_TOPICS", param="topic")
+        elif target.kind == "sqs":
+            key = self._queue_key(target.target)
+            allowed_queues = {self._queue_key(entry) for entry in self.settings.allowed_queues}
+            if key not in allowed_queues:
+                raise NotAllowed(f"notify: queue {target.target!r} is not on ALLOWED_QUEUES", param="queue")
+            # Remember a URL given on the allow-list: it saves a GetQueueUrl later.
+            for entry in self.settings.allowed_queues:
+                if entry.startswith(("https://", "http://")) and self._queue_key(entry) == key:
+                    self._queue_urls.setdefault(key, entry)
+        else:  # pragma: no cover - NotifyTarget.kind is a Literal
+            raise BadRequest(f"notify: unknown target kind {target.kind!r}")
+
+    def resolve(self, target: NotifyTarget) -> tuple[str, str]:
+        """Check ``target`` and return ``("sns", topic_arn)`` or ``("sqs", queue_url)``."""
+        self.check(target)
+        if target.kind == "sns":
+            return "sns", self._topic_key(target.target)
+        if target.target.startswith(("https://", "http://")):
+            return "sqs", target.target
+        account, name = self._queue_key(target.target)
+        url = self._queue_urls.get((account, name))
+        if url is None:
+            params: dict[str, Any] = {"QueueName": name}
+            if account != self.account_id:
+                params["QueueOwnerAWSAccountId"] = account
+            try:
+                url = str(self.clients.sqs.get_queue_url(**params)["QueueUrl"])
+            except (ClientError, BotoCoreError) as exc:
+                raise map_client_error(exc, f"sqs queue {name}") from exc
+            self._queue_urls[(account, name)] = url
+        return "sqs", url
+
+    def send(self, target: NotifyTarget, message: dict[str, Any]) -> str:
+        """Publish ``message`` (JSON) to ``target``; return the SNS/SQS message id.
+
+        ``Status`` and ``TaskType`` travel as String message attributes too, so subscribers can
+        filter without parsing the body.
+        """
+        kind, address = self.resolve(target)
+        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        attributes = {
+            "Status": {"DataType": "String", "StringValue": str(message.get("Status", ""))},
+            "TaskType": {"DataType": "String", "StringValue": str(message.get("TaskType", TASK_TYPE))},
+        }
+        try:
+            if kind == "sns":
+                response = self.clients.sns.publish(
+                    TopicArn=address, Message=body, MessageAttributes=attributes
+                )
+            else:
+                response = self.clients.sqs.send_message(
+                    QueueUrl=address, MessageBody=body, MessageAttributes=attributes
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise map_client_error(exc, f"notify {address}") from exc
+        return str(response.get("MessageId", ""))

@@ -1,0 +1,290 @@
+"""S3 Object Lambda (SPEC 3.2): answer a ``GetObject`` through an Object Lambda access point with a
+snapshot of the object, through ``WriteGetObjectResponse``.
+
+The process string comes from the user's request URL (``?x-oss-process=video/snapshot,...``), or,
+when the URL has none, from the access point's configuration payload (a JSON object with an
+``x-oss-process`` field, or the bare process string). A request with neither is answered with a
+400 ``InvalidArgument`` error ("x-oss-process required"): vidsnap does not pass the original video
+through, because an access point that silently returns whole videos is not what a frame-capture
+endpoint is for (use the supporting access point for that).
+
+The object is read from the presigned ``inputS3Url`` with HTTP range requests through a small
+block-caching seekable reader (:class:`HTTPRangeReader`), so a snapshot of a large video reads a few
+MB, never the whole object. Every outcome, errors included, is answered through
+``WriteGetObjectResponse`` (StatusCode, ErrorCode, ErrorMessage); the function returns a small dict
+for its own logs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, BinaryIO, cast
+from urllib.parse import parse_qs, urlsplit
+
+from .engine import Limits, report_ms, snapshot
+from .errors import (
+    BadRequest,
+    NotAllowed,
+    NotFound,
+    Throttled,
+    UndecodableMedia,
+    VidsnapError,
+    as_vidsnap_error,
+)
+from .parse import parse_sync
+
+log = logging.getLogger(__name__)
+
+PROCESS_PARAM = "x-oss-process"
+BLOCK_SIZE = 1 << 20
+CACHE_BLOCKS = 32
+TIMEOUT_S = 20.0
+
+
+class HTTPRangeReader(io.RawIOBase):
+    """A seekable, readable view of an HTTP(S) object through ``Range`` GETs, with an LRU block cache.
+
+    The size comes from the first response's ``Content-Range`` (a presigned URL is signed for GET
+    only, so there is no HEAD). ``bytes_read`` and ``requests`` count the traffic.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        block_size: int = BLOCK_SIZE,
+        cache_blocks: int = CACHE_BLOCKS,
+        timeout: float = TIMEOUT_S,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self.block_size = block_size
+        self.cache_blocks = max(1, cache_blocks)
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._pos = 0
+        self.bytes_read = 0
+        self.requests = 0
+        self.etag: str | None = None
+        self.content_type: str | None = None
+        self.size = self._probe()
+
+    # -- HTTP ----------------------------------------------------------------------------------------
+
+    def _get(self, start: int, end: int) -> tuple[bytes, str | None]:
+        request = urllib.request.Request(self.url, headers={**self.headers, "Range": f"bytes={start}-{end}"})
+        self.requests += 1
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data: bytes = response.read()
+                content_range = response.headers.get("Content-Range")
+                if self.etag is None:
+                    self.etag = response.headers.get("ETag")
+                    self.content_type = response.headers.get("Content-Type")
+                if response.status == 200:  # server ignored the Range: keep only the slice we asked for
+                    content_range = f"bytes 0-{len(data) - 1}/{len(data)}" if data else "bytes */0"
+                    data = data[start : end + 1]
+        except urllib.error.HTTPError as exc:
+            raise _http_error(exc) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise Throttled(f"reading the object failed: {exc}") from None
+        self.bytes_read += len(data)
+        return data, content_range
+
+    def _probe(self) -> int:
+        """Read block 0 and learn the size from ``Content-Range: bytes 0-N/SIZE``."""
+        try:
+            data, content_range = self._get(0, self.block_size - 1)
+        except UndecodableMedia:  # 416 on the first block: an empty object
+            return 0
+        size = _total_from_content_range(content_range)
+        if size is None:
+            size = len(data)
+        self._remember(0, data)
+        return size
+
+    def _remember(self, index: int, data: bytes) -> None:
+        self._cache[index] = data
+        self._cache.move_to_end(index)
+        while len(self._cache) > self.cache_blocks:
+            self._cache.popitem(last=False)
+
+    def _block(self, index: int) -> bytes:
+        data = self._cache.get(index)
+        if data is not None:
+            self._cache.move_to_end(index)
+            return data
+        start = index * self.block_size
+        end = min(start + self.block_size, self.size) - 1
+        data, _ = self._get(start, end)
+        self._remember(index, data)
+        return data
+
+    # -- io.RawIOBase -------------------------------------------------------------------------------
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self.size + offset
+        else:
+            raise ValueError(f"bad whence {whence}")
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), max(0, self.size - self._pos))
+        done = 0
+        while done < want:
+            index, offset = divmod(self._pos, self.block_size)
+            block = self._block(index)
+            chunk = block[offset : offset + want - done]
+            if not chunk:  # the server returned less than Content-Range promised
+                break
+            view[done : done + len(chunk)] = chunk
+            done += len(chunk)
+            self._pos += len(chunk)
+        return done
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = max(0, self.size - self._pos)
+        buffer = bytearray(size)
+        n = self.readinto(buffer)
+        return bytes(buffer[:n])
+
+
+def _total_from_content_range(value: str | None) -> int | None:
+    if not value or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
+def _http_error(exc: urllib.error.HTTPError) -> VidsnapError:
+    status = exc.code
+    if status == 404:
+        return NotFound("the object does not exist")
+    if status == 403:
+        return NotAllowed("access to the object was denied (the presigned input URL may have expired)")
+    if status == 416:
+        return UndecodableMedia("the object is empty")
+    if status in (429, 500, 502, 503, 504):
+        return Throttled(f"reading the object failed with HTTP {status}; retry later")
+    return VidsnapError(f"reading the object failed with HTTP {status}")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def process_from(user_url: str | None, payload: Any) -> str:
+    """The process string: the user URL's ``x-oss-process``, else the access point payload's.
+
+    The payload may be a JSON object (``{"x-oss-process": "video/snapshot,..."}``, also accepted
+    as ``process``/``Process``), a JSON string, or a bare process string. Raises
+    :class:`BadRequest` when there is none.
+    """
+    if user_url:
+        values = parse_qs(urlsplit(user_url).query, keep_blank_values=True).get(PROCESS_PARAM)
+        if values and values[0].strip():
+            return values[0].strip()
+    if isinstance(payload, str | bytes) and payload:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        try:
+            doc: Any = json.loads(text)
+        except ValueError:
+            doc = text
+        payload = doc
+    if isinstance(payload, Mapping):
+        for name in (PROCESS_PARAM, "process", "Process"):
+            value = payload.get(name)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    elif isinstance(payload, str) and payload.strip().startswith("video/"):
+        return payload.strip()
+    raise BadRequest(
+        f"{PROCESS_PARAM} required: add ?{PROCESS_PARAM}=video/snapshot,... to the request, or set it in "
+        "the access point payload",
+        param=PROCESS_PARAM,
+    )
+
+
+def answer_object_lambda(
+    s3_client: Any,
+    *,
+    route: str,
+    token: str,
+    input_url: str,
+    user_url: str | None,
+    payload: Any,
+    settings: Any,
+    request_id: str,
+    block_size: int = BLOCK_SIZE,
+) -> dict[str, Any]:
+    """Render the snapshot the user asked for and answer it through ``WriteGetObjectResponse``.
+
+    Returns ``{"status_code": ..., "code": ..., "bytes": ...}`` (for logging). Never raises for a
+    bad request or bad media: those are answered to the user. A failure of
+    ``WriteGetObjectResponse`` itself propagates (the function errors; S3 answers 500).
+    """
+    reader: HTTPRangeReader | None = None
+    try:
+        process = process_from(user_url, payload)
+        req = parse_sync(process)
+        reader = HTTPRangeReader(input_url, block_size=block_size)
+        limits = getattr(settings, "limits", None)
+        rendered = snapshot(
+            cast(BinaryIO, reader), req, limits=limits if isinstance(limits, Limits) else None
+        )
+    except Exception as exc:
+        err = as_vidsnap_error(exc)
+        if err is not exc:
+            log.exception("object lambda request %s failed", request_id, exc_info=exc)
+        s3_client.write_get_object_response(
+            RequestRoute=route,
+            RequestToken=token,
+            StatusCode=err.status,
+            ErrorCode=err.code,
+            ErrorMessage=f"{err.message} (RequestId {request_id}{', EC ' + err.ec if err.ec else ''})",
+        )
+        return {"status_code": err.status, "code": err.code, "message": err.message}
+    finally:
+        if reader is not None:
+            log.debug("read %d bytes in %d requests", reader.bytes_read, reader.requests)
+            reader.close()
+    s3_client.write_get_object_response(
+        RequestRoute=route,
+        RequestToken=token,
+        StatusCode=200,
+        Body=rendered.data,
+        ContentType=rendered.content_type,
+        ContentLength=len(rendered.data),
+        Metadata={
+            "vidsnap-time-ms": str(report_ms(rendered.time_ms)),
+            "vidsnap-width": str(rendered.width),
+            "vidsnap-height": str(rendered.height),
+        },
+    )
+    return {"status_code": 200, "code": "OK", "bytes": len(rendered.data)}

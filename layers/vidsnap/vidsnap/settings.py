@@ -1,0 +1,209 @@
+"""Typed configuration from environment variables (SPEC 5), parsed once per process.
+
+Every variable is optional at parse time except where a value is present but malformed: a bad
+integer, a bad ``UPLOAD_RULES`` document or an upload rule whose process string does not parse
+fails loudly with a :class:`ValueError` naming the variable, so a misconfigured function dies at
+cold start instead of failing every task later.
+
+=========================  ==========================================================  ==============
+variable                   meaning                                                     default
+=========================  ==========================================================  ==============
+``SOURCE_BUCKET``          the only bucket sources are read from                       unset
+``OUTPUT_BUCKET``          default bucket for outputs (always allowed)                 unset
+``ALLOWED_OUTPUT_BUCKETS`` comma-separated extra buckets a ``sys/saveas`` may name     empty
+``ALLOWED_TOPICS``         comma-separated SNS topic names or ARNs                     empty
+``ALLOWED_QUEUES``         comma-separated SQS queue names, URLs or ARNs               empty
+``TASK_QUEUE_URL``         the queue async tasks are put on                            unset
+``TASK_TABLE``             DynamoDB table of task records                              unset
+``RESULTS_PREFIX``         key prefix for oversized sync results; never re-triggers   ``_vidsnap/results/``
+``UPLOAD_RULES``           JSON list of ``{"prefix","suffix","process"}``              ``[]``
+``MAX_FRAMES``             frames per task (``num`` above it is rejected)              1000
+``MAX_PIXELS``             output width × height                                       4096 × 4096
+``SIGNING_SECRET``         HMAC secret for unauthenticated function-URL requests       unset
+``TASK_LEASE_SECONDS``     how long a Running task record is owned by one invocation   900
+=========================  ==========================================================  ==============
+
+``TASK_LEASE_SECONDS`` is a vidsnap extension: it defaults to the Lambda maximum timeout
+(15 min), so a record left Running by a crashed invocation can be taken over once that much time
+has passed (see :mod:`vidsnap.taskstore`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vidsnap.engine import Limits
+
+DEFAULT_RESULTS_PREFIX = "_vidsnap/results/"
+DEFAULT_MAX_FRAMES = 1000
+DEFAULT_MAX_PIXELS = 4096 * 4096
+DEFAULT_TASK_LEASE_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class UploadRule:
+    """What to do with an uploaded object whose key starts with ``prefix`` and ends with ``suffix``."""
+
+    prefix: str = ""
+    suffix: str = ""
+    process: str = ""
+
+    def matches(self, key: str) -> bool:
+        """True when ``key`` has this rule's prefix and suffix (suffix compared case-insensitively)."""
+        # Suffixes are file extensions in practice (".mp4" vs ".MP4" from phones): case-insensitive.
+        return key.startswith(self.prefix) and key.lower().endswith(self.suffix.lower())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configuration of one process; build it with :meth:`from_env` or :func:`get_settings`."""
+
+    source_bucket: str | None = None
+    output_bucket: str | None = None
+    #: Buckets outputs may be written to; always includes ``output_bucket`` when it is set.
+    allowed_output_buckets: frozenset[str] = field(default_factory=frozenset)
+    allowed_topics: frozenset[str] = field(default_factory=frozenset)
+    allowed_queues: frozenset[str] = field(default_factory=frozenset)
+    task_queue_url: str | None = None
+    task_table: str | None = None
+    results_prefix: str = DEFAULT_RESULTS_PREFIX
+    upload_rules: tuple[UploadRule, ...] = ()
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    signing_secret: str | None = None
+    task_lease_seconds: int = DEFAULT_TASK_LEASE_SECONDS
+
+    def __post_init__(self) -> None:
+        # The output bucket is implicitly allowed, however the object was built.
+        if self.output_bucket and self.output_bucket not in self.allowed_output_buckets:
+            object.__setattr__(
+                self, "allowed_output_buckets", self.allowed_output_buckets | {self.output_bucket}
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, *, validate_rules: bool = True) -> Settings:
+        """Parse the SPEC 5 variables from ``env``; raise :class:`ValueError` naming a bad variable.
+
+        Empty values count as unset. ``validate_rules`` parses every upload rule's process string
+        with :func:`vidsnap.parse.parse_process` now, so a typo fails the cold start.
+        """
+        settings = cls(
+            source_bucket=_str(env, "SOURCE_BUCKET"),
+            output_bucket=_str(env, "OUTPUT_BUCKET"),
+            allowed_output_buckets=_list(env, "ALLOWED_OUTPUT_BUCKETS"),
+            allowed_topics=_list(env, "ALLOWED_TOPICS"),
+            allowed_queues=_list(env, "ALLOWED_QUEUES"),
+            task_queue_url=_str(env, "TASK_QUEUE_URL"),
+            task_table=_str(env, "TASK_TABLE"),
+            results_prefix=_results_prefix(env),
+            upload_rules=_rules(env),
+            max_frames=_int(env, "MAX_FRAMES", DEFAULT_MAX_FRAMES),
+            max_pixels=_int(env, "MAX_PIXELS", DEFAULT_MAX_PIXELS),
+            signing_secret=_str(env, "SIGNING_SECRET"),
+            task_lease_seconds=_int(env, "TASK_LEASE_SECONDS", DEFAULT_TASK_LEASE_SECONDS),
+        )
+        if validate_rules:
+            settings.validate_rules()
+        return settings
+
+    def validate_rules(self) -> None:
+        """Parse every upload rule's process string; :class:`ValueError` naming UPLOAD_RULES if one is bad."""
+        # Imported here so that reading settings stays cheap for modules that never parse rules.
+        from vidsnap.errors import VidsnapError
+        from vidsnap.parse import parse_process
+
+        for i, rule in enumerate(self.upload_rules):
+            try:
+                parsed = parse_process(rule.process)
+            except VidsnapError as exc:
+                raise ValueError(f"UPLOAD_RULES[{i}].process {rule.process!r}: {exc.message}") from exc
+            # An upload produces files, never an HTTP answer: only the async form makes sense.
+            if not hasattr(parsed, "jobs"):
+                raise ValueError(
+                    f"UPLOAD_RULES[{i}].process {rule.process!r}: an upload rule needs an asynchronous "
+                    "'video/snapshots' process, not 'video/snapshot'"
+                )
+
+    def rule_for(self, key: str) -> UploadRule | None:
+        """The first upload rule matching ``key``, or None."""
+        return next((rule for rule in self.upload_rules if rule.matches(key)), None)
+
+    def output_bucket_allowed(self, bucket: str) -> bool:
+        """True when outputs may be written to ``bucket``."""
+        return bucket in self.allowed_output_buckets
+
+    @property
+    def limits(self) -> Limits:
+        """The engine limits (frames per task, output pixels) from this configuration."""
+        # The engine imports PyAV: load it only when limits are actually needed.
+        from vidsnap.engine import Limits
+
+        return Limits(max_frames=self.max_frames, max_pixels=self.max_pixels)
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, parsed from ``os.environ`` on first use (cold start)."""
+    return Settings.from_env(os.environ)
+
+
+def _str(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _list(env: Mapping[str, str], name: str) -> frozenset[str]:
+    return frozenset(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _results_prefix(env: Mapping[str, str]) -> str:
+    prefix = env.get("RESULTS_PREFIX", "").strip() or DEFAULT_RESULTS_PREFIX
+    if prefix.startswith("/") or ".." in prefix.split("/"):
+        raise ValueError(f"RESULTS_PREFIX must be a relative key prefix, got {prefix!r}")
+    # A prefix is a folder: "results" would also match "results-of-something/clip.mp4".
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def _rules(env: Mapping[str, str]) -> tuple[UploadRule, ...]:
+    raw = env.get("UPLOAD_RULES", "").strip()
+    if not raw:
+        return ()
+    try:
+        doc: Any = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"UPLOAD_RULES is not valid JSON: {exc}") from None
+    if not isinstance(doc, list):
+        raise ValueError("UPLOAD_RULES must be a JSON list of {prefix, suffix, process} objects")
+    rules = []
+    for i, item in enumerate(doc):
+        if not isinstance(item, dict):
+            raise ValueError(f"UPLOAD_RULES[{i}] must be an object, got {type(item).__name__}")
+        unknown = set(item) - {"prefix", "suffix", "process"}
+        if unknown:
+            raise ValueError(f"UPLOAD_RULES[{i}] has unknown fields: {', '.join(sorted(unknown))}")
+        for name in ("prefix", "suffix", "process"):
+            if not isinstance(item.get(name, ""), str):
+                raise ValueError(f"UPLOAD_RULES[{i}].{name} must be a string")
+        if not item.get("process", "").strip():
+            raise ValueError(f"UPLOAD_RULES[{i}].process is required")
+        rules.append(UploadRule(item.get("prefix", ""), item.get("suffix", ""), item["process"].strip()))
+    return tuple(rules)

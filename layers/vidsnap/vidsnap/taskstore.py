@@ -1,0 +1,370 @@
+"""Task records in DynamoDB (SPEC 4.3) and deterministic task ids.
+
+One item per task, keyed by ``TaskId`` (string hash key). Public fields (what ``GET /tasks/{id}``
+shows): ``TaskId, Status (Running|Succeeded|Failed), Progress (0-100), StartTime, EndTime, Code,
+Message, RequestId, Sources, Outputs, Warnings, UserData, Request``. Bookkeeping fields:
+``ExpiresAt`` (TTL, epoch seconds, now + 7 days), ``LeaseExpiresAt`` (epoch seconds until which the
+invocation running the task owns it), ``UpdatedAt``, ``Attempts``, ``LastCode``/``LastMessage``
+(the last transient error), ``Notified`` (the notification message id), ``OutputsTruncated``.
+
+Idempotency comes from one conditional write, so Powertools idempotency is not needed:
+:meth:`TaskStore.begin` puts the item only if no item with that id exists. When one exists, it
+tells the caller what state it is in; a Running item whose lease has expired (its invocation
+crashed or timed out, or it released the task after a transient error) is taken over with a
+second conditional write, so exactly one invocation wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vidsnap.aws import Clients
+from vidsnap.plan import SourceRef, Task
+from vidsnap.s3io import error_code, map_client_error
+
+log = logging.getLogger(__name__)
+
+TTL_SECONDS = 7 * 24 * 3600
+PROGRESS_INTERVAL_S = 2.0
+TASK_ID_PREFIX = "vs-"
+Begin = Literal["new", "running", "succeeded", "failed"]
+
+
+def task_id(source: SourceRef, etag: str | None, task: Task) -> str:
+    """A deterministic id for running ``task`` on one version of ``source``.
+
+    sha256 over the bucket, key, the object version (or, without one, its ETag) and the canonical
+    plan, shortened to 128 bits (collisions are not a practical concern) and prefixed ``vs-``. The
+    same upload or message processed twice gets the same id; a re-uploaded source (new ETag or
+    version) gets a new one.
+    """
+    identity = source.version or (etag.strip('"') if etag else "")
+    material = json.dumps(
+        [source.bucket or "", source.key, identity, task.canonical()], separators=(",", ":")
+    )
+    return TASK_ID_PREFIX + hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+
+def to_dynamo(value: Any) -> Any:
+    """A JSON-friendly value made storable by the DynamoDB resource (floats become Decimals)."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def from_dynamo(value: Any) -> Any:
+    """An item read through the resource made JSON-friendly (Decimals become int or float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [from_dynamo(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted(from_dynamo(v) for v in value)
+    return value
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TaskStore:
+    """Task records in the DynamoDB table ``table_name`` (hash key ``TaskId``, TTL on ``ExpiresAt``).
+
+    ``lease_seconds`` is how long a Running record belongs to the invocation that began it (the
+    worker's maximum run time); ``clock`` returns epoch seconds (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        clients: Clients,
+        table_name: str,
+        *,
+        lease_seconds: int = 900,
+        ttl_seconds: int = TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+        progress_interval: float = PROGRESS_INTERVAL_S,
+    ) -> None:
+        self.clients = clients
+        self.table_name = table_name
+        self.lease_seconds = lease_seconds
+        self.ttl_seconds = ttl_seconds
+        self.clock = clock
+        self.progress_interval = progress_interval
+        self._last_progress: dict[str, float] = {}
+        self._table: Any = None
+
+    @property
+    def table(self) -> Any:
+        """The boto3 ``Table`` (created on first use)."""
+        if self._table is None:
+            self._table = self.clients.dynamodb.Table(self.table_name)
+        return self._table
+
+    def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise map_client_error(exc, f"dynamodb {self.table_name} {what}") from exc
+
+    def begin(self, task_id: str, request: Mapping[str, Any], sources: Sequence[str], **fields: Any) -> Begin:
+        """Claim ``task_id``: ``"new"`` when this caller now owns a Running record.
+
+        Otherwise the state of the existing record: ``"running"`` (owned by another invocation whose
+        lease has not expired), ``"succeeded"`` or ``"failed"``. Extra ``fields`` (``RequestId``,
+        ``UserData``) are stored on a new record.
+        """
+        now = self.clock()
+        item = {
+            "TaskId": task_id,
+            "Status": "Running",
+            "Progress": 0,
+            "StartTime": _iso(now),
+            "Request": to_dynamo(dict(request)),
+            "Sources": list(sources),
+            "UpdatedAt": int(now),
+            "LeaseExpiresAt": int(now + self.lease_seconds),
+            "ExpiresAt": int(now + self.ttl_seconds),
+            "Attempts": 1,
+            **to_dynamo(fields),
+        }
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(TaskId)")
+        except ClientError as exc:
+            if error_code(exc)[0] != "ConditionalCheckFailedException":
+                raise map_client_error(exc, f"dynamodb {self.table_name} put") from exc
+        except BotoCoreError as exc:
+            raise map_client_error(exc, f"dynamodb {self.table_name} put") from exc
+        else:
+            return "new"
+        existing = self._get_raw(task_id)
+        if existing is None:
+            # Deleted (TTL) between the two calls: claim it again, once; a second race says running.
+            try:
+                self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(TaskId)")
+            except ClientError as exc:
+                if error_code(exc)[0] == "ConditionalCheckFailedException":
+                    return "running"
+                raise map_client_error(exc, f"dynamodb {self.table_name} put") from exc
+            return "new"
+        status = existing.get("Status")
+        if status == "Succeeded":
+            return "succeeded"
+        if status == "Failed":
+            return "failed"
+        lease = existing.get("LeaseExpiresAt", 0)
+        if lease >= now:
+            return "running"
+        return "new" if self._take_over(task_id, lease, now) else "running"
+
+    def _take_over(self, task_id: str, lease: Any, now: float) -> bool:
+        """Conditionally move an expired lease to this caller; False when someone else won."""
+        try:
+            self.table.update_item(
+                Key={"TaskId": task_id},
+                UpdateExpression=(
+                    "SET LeaseExpiresAt = :lease, UpdatedAt = :now, Progress = :zero, "
+                    "Attempts = if_not_exists(Attempts, :zero) + :one"
+                ),
+                ConditionExpression="#s = :running AND LeaseExpiresAt = :old",
+                ExpressionAttributeNames={"#s": "Status"},
+                ExpressionAttributeValues={
+                    ":lease": int(now + self.lease_seconds),
+                    ":now": int(now),
+                    ":zero": 0,
+                    ":one": 1,
+                    ":running": "Running",
+                    ":old": lease,
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc)[0] == "ConditionalCheckFailedException":
+                return False
+            raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
+        except BotoCoreError as exc:
+            raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
+        log.info("took over task %s (lease expired)", task_id)
+        return True
+
+    def retry(self, task_id: str) -> bool:
+        """Take a Failed record back to Running for a new attempt; False when another caller won."""
+        now = self.clock()
+        try:
+            self.table.update_item(
+                Key={"TaskId": task_id},
+                UpdateExpression=(
+                    "SET #s = :running, Progress = :zero, LeaseExpiresAt = :lease, UpdatedAt = :now, "
+                    "ExpiresAt = :expires, Attempts = if_not_exists(Attempts, :zero) + :one "
+                    "REMOVE EndTime, Code, Message, Outputs, Warnings, Notified"
+                ),
+                ConditionExpression="#s = :failed",
+                ExpressionAttributeNames={"#s": "Status"},
+                ExpressionAttributeValues={
+                    ":running": "Running",
+                    ":failed": "Failed",
+                    ":zero": 0,
+                    ":one": 1,
+                    ":lease": int(now + self.lease_seconds),
+                    ":now": int(now),
+                    ":expires": int(now + self.ttl_seconds),
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc)[0] == "ConditionalCheckFailedException":
+                return False
+            raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
+        except BotoCoreError as exc:
+            raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
+        return True
+
+    def progress(self, task_id: str, pct: float) -> bool:
+        """Record progress (0-100), at most once every ~2 s per task; True when written.
+
+        Progress is advisory: a failure to write it is logged, never raised, so it cannot fail a task.
+        """
+        now = time.monotonic()
+        last = self._last_progress.get(task_id)
+        if last is not None and now - last < self.progress_interval:
+            return False
+        self._last_progress[task_id] = now
+        pct_int = max(0, min(100, int(pct)))
+        try:
+            self.table.update_item(
+                Key={"TaskId": task_id},
+                UpdateExpression="SET Progress = :p, UpdatedAt = :now",
+                ConditionExpression="#s = :running",
+                ExpressionAttributeNames={"#s": "Status"},
+                ExpressionAttributeValues={":p": pct_int, ":now": int(self.clock()), ":running": "Running"},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("progress of %s not recorded: %s", task_id, map_client_error(exc).message)
+            return False
+        return True
+
+    def release(self, task_id: str, code: str, message: str) -> None:
+        """Give up a Running task after a transient error so the retry can take it over at once.
+
+        The record stays Running (the task is not over: SQS will retry it) with the error in
+        ``LastCode``/``LastMessage``. Failures here are logged only: the lease expires anyway.
+        """
+        try:
+            self.table.update_item(
+                Key={"TaskId": task_id},
+                UpdateExpression=(
+                    "SET LeaseExpiresAt = :zero, UpdatedAt = :now, LastCode = :c, LastMessage = :m"
+                ),
+                ConditionExpression="#s = :running",
+                ExpressionAttributeNames={"#s": "Status"},
+                ExpressionAttributeValues={
+                    ":zero": 0,
+                    ":now": int(self.clock()),
+                    ":c": code,
+                    ":m": message,
+                    ":running": "Running",
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("task %s not released: %s", task_id, map_client_error(exc).message)
+        self._last_progress.pop(task_id, None)
+
+    def finish(
+        self,
+        task_id: str,
+        status: str,
+        *,
+        code: str,
+        message: str,
+        outputs: Sequence[Mapping[str, Any]],
+        warnings: Sequence[str],
+        notification: Mapping[str, Any] | None = None,
+        notified: str | None = None,
+    ) -> None:
+        """End the task: Status ``Succeeded``/``Failed``, Progress 100 on success, EndTime, results.
+
+        ``outputs`` are ``Outputs[]`` entries of the notification; ``notification`` is the SPEC 4.2
+        message (its ``EndTime``, ``RequestId`` and ``UserData`` are stored so that
+        :func:`message_from_record` can rebuild it); ``notified`` is the id of the sent message.
+        """
+        if status not in ("Succeeded", "Failed"):
+            raise ValueError(f"status must be Succeeded or Failed, got {status!r}")
+        note = dict(notification or {})
+        values: dict[str, Any] = {
+            ":s": status,
+            ":c": code,
+            ":m": message,
+            ":o": to_dynamo(list(outputs)),
+            ":w": list(warnings),
+            ":e": note.get("EndTime") or _iso(self.clock()),
+            ":now": int(self.clock()),
+            ":zero": 0,
+        }
+        sets = [
+            "#s = :s", "Code = :c", "Message = :m", "Outputs = :o", "Warnings = :w",
+            "EndTime = :e", "UpdatedAt = :now", "LeaseExpiresAt = :zero",
+        ]  # fmt: skip
+        if status == "Succeeded":
+            sets.append("Progress = :hundred")
+            values[":hundred"] = 100
+        for name in ("RequestId", "UserData", "StartTime"):
+            if note.get(name) is not None:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = note[name]
+        if notified:
+            sets.append("Notified = :n")
+            values[":n"] = notified
+        expression = "SET " + ", ".join(sets)
+        params: dict[str, Any] = {
+            "Key": {"TaskId": task_id},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": {"#s": "Status"},
+            "ExpressionAttributeValues": values,
+        }
+        try:
+            self.table.update_item(**params)
+        except ClientError as exc:
+            code_, _ = error_code(exc)
+            if code_ != "ValidationException" or "size" not in str(exc).lower():
+                raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
+            # Item over 400 KB (thousands of outputs): keep the record, drop the list, say so.
+            values[":o"] = []
+            params["UpdateExpression"] = expression + ", OutputsTruncated = :count"
+            values[":count"] = len(outputs)
+            self._call("update", self.table.update_item, **params)
+        except BotoCoreError as exc:
+            raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
+        self._last_progress.pop(task_id, None)
+
+    def _get_raw(self, task_id: str) -> dict[str, Any] | None:
+        response = self._call("get", self.table.get_item, Key={"TaskId": task_id}, ConsistentRead=True)
+        item = response.get("Item")
+        return from_dynamo(item) if item is not None else None
+
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        """The record of ``task_id`` as plain JSON types, or None when there is none."""
+        return self._get_raw(task_id)
+
+
+def message_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Rebuild the SPEC 4.2 notification of a finished task from its record."""
+    return {
+        "TaskId": record["TaskId"],
+        "TaskType": "VideoSnapshots",
+        "Status": record.get("Status", ""),
+        "Code": record.get("Code", ""),
+        "Message": record.get("Message", ""),
+        "RequestId": record.get("RequestId", ""),
+        "StartTime": record.get("StartTime", ""),
+        "EndTime": record.get("EndTime", ""),
+        "Sources": [{"URI": uri} for uri in record.get("Sources", [])],
+        "Outputs": list(record.get("Outputs", [])),
+        "Warnings": list(record.get("Warnings", [])),
+        "UserData": record.get("UserData"),
+    }

@@ -1,0 +1,366 @@
+"""functions/object_get/app.py: the real handler with events/*.json, a fake Lambda context, moto.
+
+Function URL events go through mangum into the Starlette app on S3 (moto, in-process). Object Lambda
+events read the object through a presigned URL from moto's threaded server (real HTTP range GETs);
+``WriteGetObjectResponse`` is not implemented by moto and is recorded by a fake client.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import importlib.util
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+from PIL import Image
+
+from vidsnap.objectlambda import HTTPRangeReader, process_from
+from vidsnap.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+CLIP = "videos/clip.mp4"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+def load_handler() -> ModuleType:
+    """A fresh copy of the function module (cold start), imported from its file."""
+    path = ROOT / "functions" / "object_get" / "app.py"
+    spec = importlib.util.spec_from_file_location(f"object_get_app_{uuid.uuid4().hex}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "vidsnap-ObjectGetFunction"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:vidsnap-ObjectGetFunction"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/vidsnap-ObjectGetFunction"
+    log_stream_name: str = "2025/11/24/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "SOURCE_BUCKET": "vidsnap-source",
+    "OUTPUT_BUCKET": "vidsnap-output",
+    "TASK_TABLE": "vidsnap-tasks",
+    "RESULTS_PREFIX": "_vidsnap/results/",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+
+
+@pytest.fixture
+def clip_bytes(make_media: Callable[[str], Any]) -> bytes:
+    return Path(make_media("mp4_h264").path).read_bytes()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "SIGNING_SECRET", "UPLOAD_RULES"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def aws(env: None, monkeypatch: pytest.MonkeyPatch, clip_bytes: bytes) -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        s3.create_bucket(Bucket="vidsnap-source")
+        s3.create_bucket(Bucket="vidsnap-output")
+        s3.put_object(Bucket="vidsnap-source", Key=CLIP, Body=clip_bytes)
+        queue_url = sqs.create_queue(QueueName="vidsnap-tasks")["QueueUrl"]
+        monkeypatch.setenv("TASK_QUEUE_URL", queue_url)
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName="vidsnap-tasks",
+            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield {"s3": s3, "sqs": sqs, "queue_url": queue_url}
+
+
+def _json(response: dict[str, Any]) -> dict[str, Any]:
+    body = response["body"]
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    parsed: dict[str, Any] = json.loads(body)
+    return parsed
+
+
+# -- function URL ----------------------------------------------------------------------------------
+
+
+def test_function_url_get_returns_base64_image(aws: dict[str, Any]) -> None:
+    ctx = FakeContext()
+    response = load_handler().handler(load_event("function-url-get.json"), ctx)
+    assert response["statusCode"] == 200, response
+    assert response["isBase64Encoded"] is True
+    headers = response["headers"]
+    assert headers["content-type"] == "image/jpeg"
+    assert headers["x-vidsnap-request-id"] == ctx.aws_request_id
+    assert headers["etag"].startswith('"')
+    assert "max-age" in headers["cache-control"]
+    image = Image.open(io.BytesIO(base64.b64decode(response["body"])))
+    assert image.format == "JPEG"
+    assert image.size == (320, 180)
+
+
+def test_function_url_errors_are_json_with_the_lambda_request_id(aws: dict[str, Any]) -> None:
+    handler = load_handler().handler
+    event = load_event("function-url-get.json")
+    event["rawQueryString"] = "x-oss-process=video/snapshot,t_1000,w_5000"
+    ctx = FakeContext()
+    response = handler(event, ctx)
+    assert response["statusCode"] == 400
+    body = _json(response)
+    assert body == {
+        "Code": "InvalidArgument",
+        "Message": body["Message"],
+        "RequestId": ctx.aws_request_id,
+        "EC": "0053-00000104",
+    }
+    missing = load_event("function-url-get.json")
+    missing["rawPath"] = missing["requestContext"]["http"]["path"] = "/videos/none.mp4"
+    assert handler(missing, FakeContext())["statusCode"] == 404
+
+
+def test_function_url_if_none_match(aws: dict[str, Any]) -> None:
+    handler = load_handler().handler
+    first = handler(load_event("function-url-get.json"), FakeContext())
+    event = load_event("function-url-get.json")
+    event["headers"]["if-none-match"] = first["headers"]["etag"]
+    again = handler(event, FakeContext())
+    assert again["statusCode"] == 304
+    assert not again.get("body")
+
+
+def test_function_url_oversize_result_redirects(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import vidsnap.httpapp
+
+    monkeypatch.setattr(vidsnap.httpapp, "INLINE_LIMIT", 1000)
+    response = load_handler().handler(load_event("function-url-get.json"), FakeContext())
+    assert response["statusCode"] == 302
+    assert "vidsnap-output" in response["headers"]["location"]
+    keys = [o["Key"] for o in aws["s3"].list_objects_v2(Bucket="vidsnap-output")["Contents"]]
+    assert len(keys) == 1
+    assert keys[0].startswith("_vidsnap/results/")
+
+
+def test_function_url_post_enqueues_task(aws: dict[str, Any]) -> None:
+    ctx = FakeContext()
+    response = load_handler().handler(load_event("function-url-post.json"), ctx)
+    assert response["statusCode"] == 200, response
+    body = _json(response)
+    assert body["RequestId"] == ctx.aws_request_id
+    assert body["TaskId"].startswith("vs-")
+    (message,) = aws["sqs"].receive_message(QueueUrl=aws["queue_url"])["Messages"]
+    assert message["MessageId"] == body["EventId"]
+    task = json.loads(message["Body"])
+    assert task["Bucket"] == "vidsnap-source"
+    assert task["Key"] == CLIP
+    assert task["Process"].startswith("video/snapshots,f_jpg,m_avg,num_2,w_160|sys/saveas,o_")
+
+
+def test_function_url_get_task(aws: dict[str, Any]) -> None:
+    handler = load_handler().handler
+    event = load_event("function-url-get-task.json")
+    task_id = event["rawPath"].rsplit("/", 1)[1]
+    assert handler(event, FakeContext())["statusCode"] == 404
+    boto3.resource("dynamodb", region_name="us-east-1").Table("vidsnap-tasks").put_item(
+        Item={"TaskId": task_id, "Status": "Succeeded", "Progress": 100, "ExpiresAt": 1}
+    )
+    response = handler(event, FakeContext())
+    assert response["statusCode"] == 200
+    assert _json(response) == {"TaskId": task_id, "Status": "Succeeded", "Progress": 100}
+
+
+def test_signing_secret_with_and_without_iam(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNING_SECRET", "topsecret")
+    get_settings.cache_clear()
+    handler = load_handler().handler
+    iam = load_event("function-url-get.json")  # SigV4-authenticated by the function URL: no signature needed
+    assert handler(iam, FakeContext())["statusCode"] == 200
+    anonymous = load_event("function-url-get.json")
+    del anonymous["requestContext"]["authorizer"]
+    assert handler(anonymous, FakeContext())["statusCode"] == 403
+    from vidsnap.httpapp import sign_url
+
+    url = sign_url("topsecret", "/videos/clip.mp4", "video/snapshot,t_1000,f_jpg,w_320", 4_000_000_000)
+    anonymous["rawQueryString"] = url.split("?", 1)[1]
+    assert handler(anonymous, FakeContext())["statusCode"] == 200
+
+
+# -- S3 Object Lambda ------------------------------------------------------------------------------
+
+
+class FakeS3:
+    """Records WriteGetObjectResponse calls (moto does not implement the API)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def write_get_object_response(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return {}
+
+
+class FakeClients:
+    def __init__(self) -> None:
+        self.s3 = FakeS3()
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def olap(env: None, moto_server: str, clip_bytes: bytes) -> dict[str, Any]:
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_server)
+    bucket = f"olap-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=CLIP, Body=clip_bytes)
+    s3.put_object(Bucket=bucket, Key="videos/notes.mp4", Body=b"not media " * 100)
+
+    def presigned(key: str) -> str:
+        url: str = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=60
+        )
+        return url
+
+    return {"s3": s3, "bucket": bucket, "presigned": presigned}
+
+
+def _olap_event(
+    olap: dict[str, Any], key: str = CLIP, *, query: str | None = None, payload: str | None = None
+) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("object-lambda.json"))
+    event["getObjectContext"]["inputS3Url"] = olap["presigned"](key)
+    if query is not None:
+        base = event["userRequest"]["url"].split("?", 1)[0]
+        event["userRequest"]["url"] = f"{base}?{query}" if query else base
+    if payload is not None:
+        event["configuration"]["payload"] = payload
+    return event
+
+
+def _run_olap(event: dict[str, Any]) -> dict[str, Any]:
+    module = load_handler()
+    clients = FakeClients()
+    module._clients = clients
+    result = module.handler(event, FakeContext())
+    assert result["status_code"] == (clients.s3.calls[0].get("StatusCode"))
+    (call,) = clients.s3.calls
+    assert call["RequestRoute"] == "io-use1-001"
+    assert call["RequestToken"] == "OutputTokenEXAMPLE"
+    return call
+
+
+def test_object_lambda_snapshot_from_user_query(olap: dict[str, Any]) -> None:
+    call = _run_olap(_olap_event(olap))
+    assert call["StatusCode"] == 200
+    assert call["ContentType"] == "image/jpeg"
+    image = Image.open(io.BytesIO(call["Body"]))
+    assert image.format == "JPEG"
+    assert image.size == (320, 180)
+    assert call["Metadata"]["vidsnap-time-ms"] == "1000"
+
+
+def test_object_lambda_falls_back_to_payload(olap: dict[str, Any]) -> None:
+    call = _run_olap(_olap_event(olap, query=""))  # payload: {"x-oss-process": "video/snapshot,t_0,f_png"}
+    assert call["StatusCode"] == 200
+    assert call["ContentType"] == "image/png"
+    bare = _run_olap(_olap_event(olap, query="", payload="video/snapshot,t_500,f_jpg,w_64"))
+    assert Image.open(io.BytesIO(bare["Body"])).size == (64, 36)
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [
+        ((CLIP, "", "{}"), 400, "InvalidArgument"),
+        ((CLIP, "", ""), 400, "InvalidArgument"),
+        ((CLIP, "x-oss-process=video/snapshot,t_1000,f_gif", None), 400, "InvalidArgument"),
+        (("videos/none.mp4", None, None), 404, "NoSuchKey"),
+        (("videos/notes.mp4", None, None), 415, "UnsupportedMediaType"),
+    ],
+)
+def test_object_lambda_errors_are_answered(
+    olap: dict[str, Any], case: tuple[str, str | None, str | None], status: int, code: str
+) -> None:
+    key, query, payload = case
+    call = _run_olap(_olap_event(olap, key, query=query, payload=payload))
+    assert call["StatusCode"] == status
+    assert call["ErrorCode"] == code
+    assert call["ErrorMessage"]
+    assert "Body" not in call
+
+
+def test_object_lambda_bad_param_message_carries_ec(olap: dict[str, Any]) -> None:
+    call = _run_olap(_olap_event(olap, query="x-oss-process=video/snapshot,t_x"))
+    assert call["StatusCode"] == 400
+    assert "0053-00000101" in call["ErrorMessage"]
+
+
+def test_process_from() -> None:
+    url = "https://ap.s3-object-lambda.us-east-1.amazonaws.com/a.mp4?x-oss-process=video%2Fsnapshot%2Ct_5"
+    assert process_from(url, "{}") == "video/snapshot,t_5"
+    assert process_from("https://h/a.mp4", '{"x-oss-process": "video/snapshot,t_1"}') == "video/snapshot,t_1"
+    assert process_from("https://h/a.mp4", '"video/snapshot,t_2"') == "video/snapshot,t_2"
+    assert process_from("https://h/a.mp4", {"process": "video/snapshot,t_3"}) == "video/snapshot,t_3"
+
+
+def test_http_range_reader_reads_ranges_through_a_block_cache(
+    olap: dict[str, Any], clip_bytes: bytes
+) -> None:
+    reader = HTTPRangeReader(olap["presigned"](CLIP), block_size=1024, cache_blocks=4)
+    assert reader.size == len(clip_bytes)
+    assert reader.seekable()
+    assert reader.readable()
+    for offset, n in [(0, 10), (5000, 3000), (len(clip_bytes) - 7, 100), (1023, 2), (100, 0)]:
+        reader.seek(offset)
+        assert reader.read(n) == clip_bytes[offset : offset + n]
+    reader.seek(-4, io.SEEK_END)
+    assert reader.read() == clip_bytes[-4:]
+    requests = reader.requests
+    reader.seek(len(clip_bytes) - 7)
+    reader.read(7)  # cached
+    assert reader.requests == requests
+    assert reader.bytes_read <= len(clip_bytes) + 4 * 1024
+    reader.close()

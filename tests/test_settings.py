@@ -1,0 +1,154 @@
+"""Settings.from_env (SPEC 5): every variable, defaults, and loud failures naming the variable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vidsnap.settings import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_RESULTS_PREFIX,
+    Settings,
+    UploadRule,
+    get_settings,
+)
+
+RULES = [
+    {"prefix": "videos/", "suffix": ".mp4", "process": "video/snapshots,f_jpg,inter_1000,num_3"},
+    {"prefix": "", "suffix": ".MOV", "process": "video/snapshots,f_png,m_key"},
+]
+
+
+def test_defaults_from_an_empty_environment() -> None:
+    s = Settings.from_env({})
+    assert s.source_bucket is None
+    assert s.output_bucket is None
+    assert s.allowed_output_buckets == frozenset()
+    assert s.allowed_topics == frozenset()
+    assert s.allowed_queues == frozenset()
+    assert s.task_queue_url is None
+    assert s.task_table is None
+    assert s.results_prefix == DEFAULT_RESULTS_PREFIX == "_vidsnap/results/"
+    assert s.upload_rules == ()
+    assert s.max_frames == DEFAULT_MAX_FRAMES == 1000
+    assert s.max_pixels == DEFAULT_MAX_PIXELS == 4096 * 4096
+    assert s.signing_secret is None
+    assert s.task_lease_seconds == 900
+
+
+def test_every_variable() -> None:
+    env = {
+        "SOURCE_BUCKET": "src",
+        "OUTPUT_BUCKET": "out",
+        "ALLOWED_OUTPUT_BUCKETS": " a , b,,",
+        "ALLOWED_TOPICS": "done,arn:aws:sns:us-east-1:123456789012:other",
+        "ALLOWED_QUEUES": "q1, https://sqs.us-east-1.amazonaws.com/123456789012/q2",
+        "TASK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/tasks",
+        "TASK_TABLE": "tasks",
+        "RESULTS_PREFIX": "results",
+        "UPLOAD_RULES": json.dumps(RULES),
+        "MAX_FRAMES": "50",
+        "MAX_PIXELS": "1_000_000",
+        "SIGNING_SECRET": "s3cret",
+        "TASK_LEASE_SECONDS": "120",
+    }
+    s = Settings.from_env(env)
+    assert s.source_bucket == "src"
+    # The output bucket is implicitly allowed.
+    assert s.allowed_output_buckets == {"a", "b", "out"}
+    assert s.output_bucket_allowed("out")
+    assert not s.output_bucket_allowed("src")
+    assert s.allowed_topics == {"done", "arn:aws:sns:us-east-1:123456789012:other"}
+    assert s.allowed_queues == {"q1", "https://sqs.us-east-1.amazonaws.com/123456789012/q2"}
+    assert s.task_queue_url
+    assert s.task_queue_url.endswith("/tasks")
+    assert s.task_table == "tasks"
+    assert s.results_prefix == "results/"
+    assert s.upload_rules == (
+        UploadRule("videos/", ".mp4", RULES[0]["process"]),
+        UploadRule("", ".MOV", RULES[1]["process"]),
+    )
+    assert (s.max_frames, s.max_pixels, s.signing_secret, s.task_lease_seconds) == (
+        50,
+        1_000_000,
+        "s3cret",
+        120,
+    )
+
+
+def test_output_bucket_is_allowed_when_built_directly() -> None:
+    assert Settings(output_bucket="o").allowed_output_buckets == {"o"}
+
+
+def test_rule_matching() -> None:
+    s = Settings.from_env({"UPLOAD_RULES": json.dumps(RULES)})
+    assert s.rule_for("videos/a.mp4") == s.upload_rules[0]
+    assert s.rule_for("videos/a.MP4") == s.upload_rules[0]  # suffix is case-insensitive
+    assert s.rule_for("other/a.mov") == s.upload_rules[1]
+    assert s.rule_for("other/a.mp4") is None
+    assert s.rule_for("videos/a.mkv") is None
+
+
+def test_limits() -> None:
+    pytest.importorskip("vidsnap.engine", reason="vidsnap.engine not available yet")
+    limits = Settings.from_env({"MAX_FRAMES": "7", "MAX_PIXELS": "100"}).limits
+    assert (limits.max_frames, limits.max_pixels) == (7, 100)
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"MAX_FRAMES": "lots"}, "MAX_FRAMES"),
+        ({"MAX_FRAMES": "0"}, "MAX_FRAMES"),
+        ({"MAX_FRAMES": "-5"}, "MAX_FRAMES"),
+        ({"MAX_PIXELS": "1.5"}, "MAX_PIXELS"),
+        ({"TASK_LEASE_SECONDS": "soon"}, "TASK_LEASE_SECONDS"),
+        ({"RESULTS_PREFIX": "/abs/"}, "RESULTS_PREFIX"),
+        ({"RESULTS_PREFIX": "a/../b/"}, "RESULTS_PREFIX"),
+        ({"UPLOAD_RULES": "{not json"}, "UPLOAD_RULES"),
+        ({"UPLOAD_RULES": '{"prefix": "a"}'}, "UPLOAD_RULES"),
+        ({"UPLOAD_RULES": '["video/snapshots,f_jpg"]'}, "UPLOAD_RULES[0]"),
+        ({"UPLOAD_RULES": '[{"prefix": "a/"}]'}, "UPLOAD_RULES[0].process"),
+        ({"UPLOAD_RULES": '[{"prefix": 1, "process": "video/snapshots,f_jpg"}]'}, "UPLOAD_RULES[0].prefix"),
+        ({"UPLOAD_RULES": '[{"process": "video/snapshots,f_jpg", "when": "now"}]'}, "UPLOAD_RULES[0]"),
+        # Process strings are validated at load time (cold start), not at the first upload.
+        ({"UPLOAD_RULES": '[{"process": "video/snapshots,f_gif"}]'}, "UPLOAD_RULES[0].process"),
+        ({"UPLOAD_RULES": '[{"process": "video/snapshot,t_1000"}]'}, "UPLOAD_RULES[0].process"),
+        ({"UPLOAD_RULES": '[{"process": "image/resize,w_10"}]'}, "UPLOAD_RULES[0].process"),
+    ],
+)
+def test_bad_values_fail_loudly_naming_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(ValueError, match=names.replace("[", r"\[").replace("]", r"\]")):
+        Settings.from_env(env)
+
+
+def test_rule_validation_can_be_deferred() -> None:
+    s = Settings.from_env({"UPLOAD_RULES": '[{"process": "video/snapshots,f_gif"}]'}, validate_rules=False)
+    with pytest.raises(ValueError, match="UPLOAD_RULES"):
+        s.validate_rules()
+
+
+def test_get_settings_is_cached_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    get_settings.cache_clear()
+    monkeypatch.setenv("SOURCE_BUCKET", "first")
+    try:
+        first = get_settings()
+        monkeypatch.setenv("SOURCE_BUCKET", "second")
+        assert get_settings() is first
+        assert first.source_bucket == "first"
+    finally:
+        get_settings.cache_clear()
+
+
+def test_get_settings_does_not_cache_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    get_settings.cache_clear()
+    monkeypatch.setenv("MAX_FRAMES", "many")
+    try:
+        with pytest.raises(ValueError, match="MAX_FRAMES"):
+            get_settings()
+        monkeypatch.setenv("MAX_FRAMES", "5")
+        assert get_settings().max_frames == 5
+    finally:
+        get_settings.cache_clear()

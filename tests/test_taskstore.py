@@ -1,0 +1,209 @@
+"""Task records: deterministic ids, conditional begin (idempotency), leases, progress, finish, TTL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from vidsnap.aws import Clients
+from vidsnap.plan import ImageSpec, NotifyTarget, Selection, SnapshotJob, SourceRef, Task
+from vidsnap.taskstore import TTL_SECONDS, TaskStore, from_dynamo, message_from_record, task_id, to_dynamo
+
+TABLE = "tasks"
+
+
+def _task(interval: int = 1000, **kw: Any) -> Task:
+    job = SnapshotJob(Selection(interval_ms=Fraction(interval), num=3), ImageSpec(format="jpg"))
+    return Task((job,), **kw)
+
+
+def test_task_id_is_deterministic_and_sensitive_to_every_input() -> None:
+    src = SourceRef("clip.mp4", "src")
+    base = task_id(src, '"etag1"', _task())
+    assert base == task_id(src, "etag1", _task())  # quotes around ETags do not matter
+    assert base.startswith("vs-")
+    assert len(base) == 3 + 32
+    others = {
+        task_id(SourceRef("clip.mp4", "other"), "etag1", _task()),
+        task_id(SourceRef("clip2.mp4", "src"), "etag1", _task()),
+        task_id(src, "etag2", _task()),
+        task_id(SourceRef("clip.mp4", "src", "v1"), "etag1", _task()),
+        task_id(src, "etag1", _task(interval=500)),
+        task_id(src, "etag1", _task(notify=NotifyTarget("sns", "t"))),
+        task_id(src, "etag1", _task(user_data="x")),
+        task_id(src, None, _task()),
+    }
+    assert base not in others
+    assert len(others) == 8
+    # A version id identifies the object on its own: the ETag is then not needed.
+    versioned = SourceRef("clip.mp4", "src", "v1")
+    assert task_id(versioned, "a", _task()) == task_id(versioned, None, _task())
+
+
+def test_dynamo_conversions_round_trip() -> None:
+    value = {"a": 1.5, "b": [1, 2.25, {"c": 3}], "d": None, "e": "x"}
+    assert from_dynamo(to_dynamo(value)) == value
+    assert isinstance(from_dynamo(to_dynamo({"n": 3}))["n"], int)
+
+
+class Clock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clients]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        c = Clients(region="us-east-1")
+        c.dynamodb_client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield c
+
+
+def _store(clients: Clients, clock: Clock, **kw: Any) -> TaskStore:
+    return TaskStore(clients, TABLE, lease_seconds=900, clock=clock, **kw)
+
+
+OUTPUTS = [{"URI": "s3://o/1.jpg", "TimeMs": 333.667, "Width": 160, "Height": 90, "Bytes": 10}]
+
+
+def test_begin_then_finish_then_get(clients: Clients) -> None:
+    clock = Clock()
+    store = _store(clients, clock)
+    request = {"Source": "s3://src/clip.mp4", "Plan": {"interval": "1000", "ratio": 0.5}}
+    assert store.begin("vs-1", request, ["s3://src/clip.mp4"], RequestId="r1", UserData="u") == "new"
+    record = store.get("vs-1")
+    assert record is not None
+    assert record["Status"] == "Running"
+    assert record["Progress"] == 0
+    assert record["Request"] == request
+    assert record["ExpiresAt"] == int(clock.now) + TTL_SECONDS == int(clock.now) + 7 * 24 * 3600
+    assert record["StartTime"].endswith("Z")
+    clock.now += 5
+    message = {"EndTime": "2025-01-01T00:00:05.000Z", "RequestId": "r1", "UserData": "u"}
+    store.finish(
+        "vs-1", "Succeeded", code="Success", message="1 frame(s) written", outputs=OUTPUTS,
+        warnings=["w"], notification=message, notified="msg-1",
+    )  # fmt: skip
+    record = store.get("vs-1")
+    assert record is not None
+    assert record["Status"] == "Succeeded"
+    assert record["Progress"] == 100
+    assert record["Outputs"] == OUTPUTS  # floats survive the Decimal round trip
+    assert isinstance(record["Outputs"][0]["Width"], int)
+    assert record["Warnings"] == ["w"]
+    assert record["Notified"] == "msg-1"
+    assert record["EndTime"] == "2025-01-01T00:00:05.000Z"
+    rebuilt = message_from_record(record)
+    assert rebuilt["Status"] == "Succeeded"
+    assert rebuilt["Outputs"] == OUTPUTS
+    assert rebuilt["Sources"] == [{"URI": "s3://src/clip.mp4"}]
+    assert rebuilt["UserData"] == "u"
+    assert store.get("vs-missing") is None
+
+
+def test_redelivery_is_one_task(clients: Clients) -> None:
+    clock = Clock()
+    store = _store(clients, clock)
+    assert store.begin("vs-1", {}, []) == "new"
+    assert store.begin("vs-1", {}, []) == "running"  # a second invocation while the first runs
+    store.finish("vs-1", "Succeeded", code="Success", message="", outputs=[], warnings=[])
+    assert store.begin("vs-1", {}, []) == "succeeded"
+    assert store.begin("vs-2", {}, []) == "new"
+    store.finish("vs-2", "Failed", code="MediaDecodeFailed", message="bad", outputs=[], warnings=[])
+    assert store.begin("vs-2", {}, []) == "failed"
+    record = store.get("vs-2")
+    assert record is not None
+    assert record["Progress"] == 0
+    assert record["Code"] == "MediaDecodeFailed"
+
+
+def test_a_failed_task_can_be_retried_once(clients: Clients) -> None:
+    store = _store(clients, Clock())
+    store.begin("vs-1", {}, [])
+    store.finish("vs-1", "Failed", code="X", message="m", outputs=[], warnings=[])
+    assert store.retry("vs-1") is True
+    assert store.retry("vs-1") is False  # someone else already took it
+    record = store.get("vs-1")
+    assert record is not None
+    assert record["Status"] == "Running"
+    assert "Code" not in record
+    assert record["Attempts"] == 2
+
+
+def test_a_stale_running_task_is_taken_over(clients: Clients) -> None:
+    clock = Clock()
+    store = _store(clients, clock)
+    assert store.begin("vs-1", {}, []) == "new"
+    clock.now += 899
+    assert store.begin("vs-1", {}, []) == "running"
+    clock.now += 2  # past the lease: the first invocation died
+    assert store.begin("vs-1", {}, []) == "new"
+    assert store.begin("vs-1", {}, []) == "running"  # exactly one taker
+    record = store.get("vs-1")
+    assert record is not None
+    assert record["Attempts"] == 2
+
+
+def test_release_lets_the_retry_take_over_at_once(clients: Clients) -> None:
+    clock = Clock()
+    store = _store(clients, clock)
+    store.begin("vs-1", {}, [])
+    store.release("vs-1", "ServiceUnavailable", "SlowDown")
+    record = store.get("vs-1")
+    assert record is not None
+    assert record["Status"] == "Running"
+    assert record["LastCode"] == "ServiceUnavailable"
+    clock.now += 1
+    assert store.begin("vs-1", {}, []) == "new"
+
+
+def test_progress_is_throttled(clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = iter([100.0, 100.5, 101.0, 102.5, 103.0])
+    monkeypatch.setattr("vidsnap.taskstore.time.monotonic", lambda: next(ticks))
+    store = _store(clients, Clock())
+    store.begin("vs-1", {}, [])
+    written = [store.progress("vs-1", pct) for pct in (10, 20, 30, 40.7, 50)]
+    assert written == [True, False, False, True, False]
+    record = store.get("vs-1")
+    assert record is not None
+    assert record["Progress"] == 40
+
+
+def test_progress_never_touches_a_finished_task_and_never_raises(clients: Clients) -> None:
+    store = _store(clients, Clock(), progress_interval=0)
+    store.begin("vs-1", {}, [])
+    store.finish("vs-1", "Succeeded", code="Success", message="", outputs=[], warnings=[])
+    assert store.progress("vs-1", 10) is False  # conditional on Running: logged, not raised
+    record = store.get("vs-1")
+    assert record is not None
+    assert record["Progress"] == 100
+    assert TaskStore(clients, "no-such-table").progress("vs-1", 5) is False
+
+
+def test_finish_rejects_unknown_status(clients: Clients) -> None:
+    with pytest.raises(ValueError, match="status"):
+        _store(clients, Clock()).finish("vs-1", "Done", code="", message="", outputs=[], warnings=[])
+
+
+def test_missing_table_is_an_error(clients: Clients) -> None:
+    from vidsnap.errors import NotFound
+
+    with pytest.raises(NotFound):
+        TaskStore(clients, "no-such-table").begin("vs-1", {}, [])

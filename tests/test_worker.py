@@ -1,0 +1,423 @@
+"""The async worker end to end on moto: real video, real engine, S3 + SNS/SQS + DynamoDB."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from vidsnap import worker as worker_module
+from vidsnap.aws import Clients
+from vidsnap.errors import Throttled, UndecodableMedia
+from vidsnap.events import UploadEvent
+from vidsnap.plan import SourceRef
+from vidsnap.settings import Settings, UploadRule
+from vidsnap.storage import OUTPUT_MARKER
+from vidsnap.taskstore import TaskStore, task_id
+from vidsnap.worker import TaskRunning, Worker, metrics_enabled, resolve_source
+
+engine = pytest.importorskip("vidsnap.engine", reason="vidsnap.engine (the real engine) is not available yet")
+parse = pytest.importorskip("vidsnap.parse", reason="vidsnap.parse is not available yet")
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+KEY = "videos/my clip+1.mp4"
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def process(
+    *, bucket: str | None = None, topic: str | None = "done", queue: str | None = None, extra: str = ""
+) -> str:
+    text = f"video/snapshots,f_jpg,inter_1000{extra}|sys/saveas,o_{b64('{barename}/{index}.{autoext}')}"
+    if bucket:
+        text += f",b_{b64(bucket)}"
+    if topic:
+        text += f"/notify,topic_{b64(topic)}"
+    elif queue:
+        text += f"/notify,queue_{b64(queue)}"
+    return text
+
+
+@dataclass
+class Env:
+    clients: Clients
+    settings: Settings
+    listener: str  # SQS queue subscribed to the "done" topic
+    results: str  # SQS queue "results"
+    video: bytes
+
+    def worker(self, **kw: Any) -> Worker:
+        return Worker(self.settings, self.clients, **kw)
+
+    def upload(self, key: str = KEY, body: bytes | None = None, **kw: Any) -> UploadEvent:
+        put = self.clients.s3.put_object(
+            Bucket="src", Key=key, Body=self.video if body is None else body, **kw
+        )
+        return UploadEvent("src", key, None, put["ETag"].strip('"'), None)
+
+    def notifications(self, queue: str | None = None) -> list[dict[str, Any]]:
+        url = queue or self.listener
+        got = self.clients.sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        out = []
+        for m in got.get("Messages", []):
+            self.clients.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            body = json.loads(m["Body"])
+            out.append(json.loads(body["Message"]) if body.get("Type") == "Notification" else body)
+        return out
+
+    def keys(self, bucket: str) -> list[str]:
+        return sorted(o["Key"] for o in self.clients.s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+    def record(self, tid: str) -> dict[str, Any]:
+        record = TaskStore(self.clients, "tasks").get(tid)
+        assert record is not None
+        return record
+
+
+@pytest.fixture(scope="module")
+def video(make_media: Any) -> bytes:
+    """A 3 s 160x90 H.264 MP4 from vidsnap.synth (frames at 0, 1000, 2000 ms for inter_1000)."""
+    return Path(make_media("mp4_h264").path).read_bytes()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, video: bytes) -> Iterator[Env]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_LAMBDA_FUNCTION_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        clients = Clients(region=REGION)
+        for bucket in ("src", "out", "extra", "forbidden"):
+            clients.s3.create_bucket(Bucket=bucket)
+        topic = clients.sns.create_topic(Name="done")["TopicArn"]
+        listener = clients.sqs.create_queue(QueueName="listener")["QueueUrl"]
+        arn = clients.sqs.get_queue_attributes(QueueUrl=listener, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        results = clients.sqs.create_queue(QueueName="results")["QueueUrl"]
+        clients.dynamodb_client.create_table(
+            TableName="tasks",
+            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        settings = Settings(
+            source_bucket="src",
+            output_bucket="out",
+            allowed_output_buckets=frozenset({"extra"}),
+            allowed_topics=frozenset({"done"}),
+            allowed_queues=frozenset({"results"}),
+            task_table="tasks",
+            upload_rules=(UploadRule("videos/", ".mp4", process()),),
+            max_frames=50,
+        )
+        settings.validate_rules()
+        yield Env(clients, settings, listener, results, video)
+
+
+def s3_event(upload: UploadEvent) -> str:
+    from urllib.parse import quote_plus
+
+    record = {
+        "eventSource": "aws:s3",
+        "eventName": "ObjectCreated:Put",
+        "s3": {
+            "bucket": {"name": upload.bucket},
+            "object": {"key": quote_plus(upload.key), "eTag": upload.etag},
+        },
+    }
+    return json.dumps({"Records": [record]})
+
+
+def test_upload_end_to_end(env: Env) -> None:
+    upload = env.upload()
+    results = env.worker().handle_message(s3_event(upload), "req-1")
+    assert len(results) == 1
+    message = results[0]
+    assert message["Status"] == "Succeeded", message
+    assert message["TaskType"] == "VideoSnapshots"
+    assert message["RequestId"] == "req-1"
+    assert message["Sources"] == [{"URI": f"s3://src/{KEY}"}]
+    assert [o["TimeMs"] for o in message["Outputs"]] == [0, 1000, 2000]
+    assert [o["URI"] for o in message["Outputs"]] == [f"s3://out/my clip+1/{i}.jpg" for i in (1, 2, 3)]
+    assert all((o["Width"], o["Height"]) == (160, 90) and o["Bytes"] > 0 for o in message["Outputs"])
+    assert env.keys("out") == [f"my clip+1/{i}.jpg" for i in (1, 2, 3)]
+    head = env.clients.s3.head_object(Bucket="out", Key="my clip+1/1.jpg")
+    assert head["ContentType"] == "image/jpeg"
+    assert head["Metadata"][OUTPUT_MARKER] == "1"
+    assert env.notifications() == [message]  # exactly one notification, the same document
+    record = env.record(message["TaskId"])
+    assert record["Status"] == "Succeeded"
+    assert record["Progress"] == 100
+    assert record["Outputs"] == message["Outputs"]
+    assert record["Notified"]
+
+
+def test_redelivered_upload_is_one_task(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    upload = env.upload()
+    first = env.worker().handle_upload(upload, "req-1")
+    assert first is not None
+    assert first["Status"] == "Succeeded"
+    assert len(env.notifications()) == 1
+
+    def must_not_run(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a succeeded task was run again")
+
+    monkeypatch.setattr(engine, "run_task", must_not_run)
+    again = env.worker().handle_upload(upload, "req-2")
+    assert again is not None
+    assert again["TaskId"] == first["TaskId"]
+    assert again["Outputs"] == first["Outputs"]
+    assert again["RequestId"] == "req-1"  # the stored result, not a new run
+    assert env.notifications() == []  # not re-notified
+
+
+def test_a_task_running_elsewhere_is_retried_later(env: Env) -> None:
+    upload = env.upload()
+    task = parse.parse_task(process()).with_source(SourceRef(KEY, "src"))
+    tid = task_id(SourceRef(KEY, "src"), upload.etag, task)
+    assert TaskStore(env.clients, "tasks").begin(tid, {}, []) == "new"
+    with pytest.raises(TaskRunning) as err:
+        env.worker().handle_upload(upload, "req-2")
+    assert err.value.transient
+    assert env.keys("out") == []
+    assert env.notifications() == []
+
+
+def test_a_reupload_is_a_new_task(env: Env) -> None:
+    first = env.worker().handle_upload(env.upload(), "r1")
+    second = env.worker().handle_upload(env.upload(body=env.video + b"\0"), "r2")
+    assert first
+    assert second
+    assert first["TaskId"] != second["TaskId"]
+
+
+def _run_task_message(env: Env, proc: str, key: str = KEY) -> dict[str, Any]:
+    env.clients.s3.put_object(Bucket="src", Key=key, Body=env.video)
+    body = json.dumps({"Bucket": "src", "Key": key, "Process": proc, "UserData": "ud"})
+    (result,) = env.worker().handle_message(body, "req-9")
+    return result
+
+
+def test_task_message_to_a_queue(env: Env) -> None:
+    message = _run_task_message(env, process(bucket="extra", topic=None, queue="results"))
+    assert message["Status"] == "Succeeded"
+    assert message["UserData"] == "ud"
+    assert env.keys("extra") == [f"my clip+1/{i}.jpg" for i in (1, 2, 3)]
+    assert env.notifications(env.results) == [message]
+    assert env.notifications() == []
+
+
+def test_task_id_matches_what_the_http_surface_computes(env: Env) -> None:
+    """httpapp: task_id(SourceRef(key, SOURCE_BUCKET), HEAD etag, task.with_source(source))."""
+    proc = process()
+    message = _run_task_message(env, proc)
+    etag = env.clients.s3.head_object(Bucket="src", Key=KEY)["ETag"]
+    task = parse.parse_task({"Bucket": "src", "Key": KEY, "Process": proc, "UserData": "ud"})
+    source = resolve_source(task, env.settings)
+    assert message["TaskId"] == task_id(source, etag, task.with_source(source))
+
+
+@pytest.mark.parametrize(
+    ("proc", "code", "notified"),
+    [
+        (process(bucket="forbidden"), "AccessDenied", True),  # save-as bucket off the allow-list
+        (process(topic="elsewhere"), "AccessDenied", False),  # the notify target itself is refused
+        (process(extra=",num_51"), "InvalidArgument", True),  # above MAX_FRAMES
+    ],
+)
+def test_refusals_happen_before_decoding(
+    env: Env, monkeypatch: pytest.MonkeyPatch, proc: str, code: str, notified: bool
+) -> None:
+    monkeypatch.setattr(engine, "run_task", lambda *_a, **_k: pytest.fail("decoded a refused task"))
+    message = _run_task_message(env, proc)
+    assert (message["Status"], message["Code"], message["Outputs"]) == ("Failed", code, [])
+    assert env.keys("out") == []
+    assert env.keys("forbidden") == []
+    assert env.notifications() == ([message] if notified else [])
+    assert env.record(message["TaskId"])["Status"] == "Failed"
+
+
+def test_source_outside_the_source_bucket_is_refused(env: Env) -> None:
+    env.clients.s3.put_object(Bucket="extra", Key="a.mp4", Body=env.video)
+    body = json.dumps({"Bucket": "extra", "Key": "a.mp4", "Process": process()})
+    (message,) = env.worker().handle_message(body, "r")
+    assert (message["Status"], message["Code"]) == ("Failed", "AccessDenied")
+    assert env.notifications() == [message]
+
+
+def test_missing_source_is_a_permanent_failure(env: Env) -> None:
+    body = json.dumps({"Bucket": "src", "Key": "nope.mp4", "Process": process()})
+    (message,) = env.worker().handle_message(body, "r")
+    assert (message["Status"], message["Code"]) == ("Failed", "NoSuchKey")
+    assert env.notifications() == [message]
+
+
+def test_not_a_video_fails_permanently(env: Env) -> None:
+    env.clients.s3.put_object(Bucket="src", Key="videos/junk.mp4", Body=b"this is not a video" * 100)
+    body = json.dumps({"Bucket": "src", "Key": "videos/junk.mp4", "Process": process()})
+    (message,) = env.worker().handle_message(body, "r")
+    assert message["Status"] == "Failed"
+    assert message["Code"] in ("UnsupportedMediaType", "MediaDecodeFailed")
+    assert env.notifications() == [message]
+    assert env.keys("out") == []
+
+
+def test_partial_outputs_are_deleted_and_not_reported(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    def half_then_fail(task: Any, source: Any, sink: Any, **_: Any) -> Any:
+        sink.put(None, "my clip+1/1.jpg", b"one", "image/jpeg")
+        sink.put(None, "my clip+1/2.jpg", b"two", "image/jpeg")
+        raise UndecodableMedia("corrupt packet at 1500 ms")
+
+    monkeypatch.setattr(engine, "run_task", half_then_fail)
+    message = env.worker().handle_upload(env.upload(), "r")
+    assert message is not None
+    assert (message["Status"], message["Code"], message["Outputs"]) == ("Failed", "MediaDecodeFailed", [])
+    assert env.keys("out") == []
+    assert env.notifications() == [message]
+
+
+def test_transient_failure_is_retried_and_then_succeeds(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    upload = env.upload()
+    real = engine.run_task
+
+    def throttled(task: Any, source: Any, sink: Any, **_: Any) -> Any:
+        sink.put(None, "my clip+1/1.jpg", b"one", "image/jpeg")
+        raise Throttled("SlowDown")
+
+    monkeypatch.setattr(engine, "run_task", throttled)
+    with pytest.raises(Throttled):
+        env.worker().handle_upload(upload, "r1")
+    assert env.keys("out") == []
+    assert env.notifications() == []
+    task = parse.parse_task(process()).with_source(SourceRef(KEY, "src"))
+    tid = task_id(SourceRef(KEY, "src"), upload.etag, task)
+    record = env.record(tid)
+    assert (record["Status"], record["LastCode"]) == ("Running", "ServiceUnavailable")
+    monkeypatch.setattr(engine, "run_task", real)
+    message = env.worker().handle_upload(upload, "r2")  # the SQS retry takes it over at once
+    assert message is not None
+    assert message["Status"] == "Succeeded"
+    assert message["TaskId"] == tid
+    assert len(env.notifications()) == 1
+
+
+def test_botocore_throttling_while_reading_is_transient(env: Env) -> None:
+    """S3 throttles the range reads mid-decode: the error must surface as transient, not as bad media."""
+    from botocore.exceptions import ClientError
+
+    upload = env.upload()
+    s3 = env.clients.s3
+    real_get = s3.get_object
+
+    calls = []
+
+    def get_object(**kw: Any) -> Any:
+        calls.append(kw["Range"])
+        if len(calls) > 1:  # PyAV reads this small file in one go: throttle that first read
+            return real_get(**kw)
+        raise ClientError(
+            {"Error": {"Code": "SlowDown"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject"
+        )
+
+    class Store:
+        def open(self, key: str) -> Any:
+            from vidsnap.s3io import open_s3
+
+            return open_s3(
+                type("C", (), {"head_object": s3.head_object, "get_object": staticmethod(get_object)})(),
+                "src",
+                key,
+                block_size=1024,
+                readahead=False,
+            )
+
+    with pytest.raises(Throttled):
+        env.worker(store=Store()).handle_upload(upload, "r")
+    assert calls
+    assert env.notifications() == []
+
+
+def test_previously_failed_task_runs_again(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    upload = env.upload()
+    monkeypatch.setattr(engine, "run_task", lambda *_a, **_k: (_ for _ in ()).throw(UndecodableMedia("x")))
+    failed = env.worker().handle_upload(upload, "r1")
+    assert failed is not None
+    assert failed["Status"] == "Failed"
+    monkeypatch.undo()
+    ok = env.worker().handle_upload(upload, "r2")
+    assert ok is not None
+    assert ok["Status"] == "Succeeded"
+    assert ok["TaskId"] == failed["TaskId"]
+    assert [m["Status"] for m in env.notifications()] == ["Failed", "Succeeded"]
+    assert env.record(ok["TaskId"])["Attempts"] == 2
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["_vidsnap/results/videos/x.mp4", "videos/frame.jpg", "videos/frame.PNG", "other/x.mp4", "videos/x.mkv"],
+)
+def test_uploads_that_must_not_trigger(env: Env, key: str) -> None:
+    assert env.worker().handle_upload(env.upload(key), "r") is None
+    assert env.keys("out") == []
+    assert env.notifications() == []
+
+
+def test_our_own_outputs_never_retrigger(env: Env) -> None:
+    upload = env.upload(Metadata={OUTPUT_MARKER: "1"})
+    assert env.worker().handle_upload(upload, "r") is None
+    assert env.keys("out") == []
+
+
+def test_bad_task_messages_fail_without_raising(env: Env) -> None:
+    for body in (
+        "video/snapshots,f_jpg",
+        '{"Bucket": "src"}',
+        "garbage",
+        json.dumps({"Key": "a.mp4", "Process": "video/snapshot,t_1"}),
+    ):
+        (message,) = env.worker().handle_message(body, "r")
+        assert message["Status"] == "Failed"
+        assert message["Code"] in ("InvalidArgument", "NotSupported")
+    assert env.notifications() == []
+
+
+def test_s3_test_event_is_ignored(env: Env) -> None:
+    assert env.worker().handle_message(json.dumps({"Event": "s3:TestEvent", "Bucket": "src"}), "r") == []
+
+
+def test_worker_without_a_table_still_runs(env: Env) -> None:
+    settings = Settings(**{**env.settings.__dict__, "task_table": None})
+    message = Worker(settings, env.clients).handle_upload(env.upload(), "r")
+    assert message is not None
+    assert message["Status"] == "Succeeded"
+
+
+def test_metrics_only_inside_lambda(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    assert not metrics_enabled()
+    worker_module._emit_metrics(3, 100, 12.5)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    assert metrics_enabled()
+    worker_module._emit_metrics(3, 100, 12.5)
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (emf["FramesWritten"], emf["BytesRead"], emf["TaskLatencyMs"]) == ([3.0], [100.0], [12.5])
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "vidsnap"
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    assert not metrics_enabled()
