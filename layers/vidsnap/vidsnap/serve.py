@@ -1,0 +1,137 @@
+"""``vidsnap serve``: the function URL's ASGI app over a local folder (SPEC 7), for a browser.
+
+The same :func:`vidsnap.httpapp.create_app` that Lambda runs behind mangum is served by uvicorn over
+a :class:`vidsnap.storage.LocalStore`, with default settings and no AWS at all: no task queue (a
+POST answers 501), no task table, no size limit on an inline answer. ``GET /`` lists the videos in
+the folder with a time slider per video that previews the snapshot at the slider's position.
+
+The server has no authentication: it binds 127.0.0.1 by default, and binding any other address
+(which exposes every video in the folder to the network) is allowed but warned about.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import quote
+
+from starlette.applications import Starlette
+
+from .httpapp import create_app
+from .settings import Settings
+from .storage import LocalStore
+
+__all__ = ["build_app", "is_loopback", "serve"]
+
+#: The request the printed example URL (and the README) uses.
+EXAMPLE_PROCESS = "video/snapshot,t_1000,f_jpg"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it could resolve to anything, so it is not known to be loopback
+        return False
+
+
+def build_app(root: Path) -> Starlette:
+    """The ASGI app over ``root``: local settings (no AWS), a LocalStore, nothing to submit to."""
+    # Settings() rather than Settings.from_env(): a developer's shell may hold SOURCE_BUCKET,
+    # TASK_QUEUE_URL or a SIGNING_SECRET meant for a deployment; the local server must not pick
+    # them up (a signing secret would make every slider request fail with 403).
+    return create_app(settings=Settings(), store=LocalStore(root))
+
+
+def _first_video(root: Path) -> str | None:
+    """The first video in ``root`` as the index lists it (for the example URL), or None."""
+    try:
+        keys = sorted(LocalStore(root).list_videos())
+    except Exception:  # the example URL is a nicety; never fail the server over it
+        return None
+    return keys[0] if keys else None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free port), IPv4 or IPv6 as the host says."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Binding here, not inside uvicorn, tells us the real port before the server runs (so the
+        # printed URL is right with --port 0) and turns "address in use" into a clear message.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    return f"http://{shown}:{port}/"
+
+
+def serve(
+    root: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    log_level: str = "info",
+    out: TextIO | None = None,
+) -> int:
+    """Serve the videos in ``root`` over HTTP until interrupted; return the process exit code.
+
+    Prints the index URL and an example snapshot URL on ``out`` (stdout) as soon as the socket is
+    bound, so a script (or a test) can read where to connect; ``port=0`` picks a free port. A
+    non-loopback ``host`` is served with a warning on stderr, since nothing authenticates requests.
+    Returns 2 when ``root`` is not a folder, uvicorn is missing or the address cannot be bound.
+    """
+    out = out or sys.stdout
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        print(f"vidsnap serve: {root} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        # uvicorn is the optional 'serve' extra: not in the Lambda layer, which ships this module.
+        import uvicorn
+    except ImportError:
+        print(
+            "vidsnap serve needs uvicorn: pip install 'vidsnap[serve]' (or uvicorn>=0.30)",
+            file=sys.stderr,
+        )
+        return 2
+    if not is_loopback(host):
+        print(
+            f"vidsnap serve: WARNING: binding {host}, not a loopback address. The local server has no "
+            f"authentication: anyone who can reach this machine can read frames of every video in {root}.",
+            file=sys.stderr,
+        )
+    try:
+        sock = _bind(host, port)
+    except OSError as exc:
+        print(f"vidsnap serve: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    bound_port = int(sock.getsockname()[1])
+    app = build_app(root)
+    url = _url(host, bound_port)
+    first = _first_video(root)
+    print(f"vidsnap: serving {root} at {url}", file=out)
+    if first:
+        print(f"vidsnap: try {url}{quote(first)}?x-oss-process={EXAMPLE_PROCESS}", file=out)
+    else:
+        print(f"vidsnap: no videos in {root} yet; copy some in and reload {url}", file=out)
+    print("vidsnap: press Ctrl+C to stop", file=out, flush=True)
+    config = uvicorn.Config(app, log_level=log_level, access_log=log_level == "debug", lifespan="off")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
