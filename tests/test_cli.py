@@ -33,6 +33,7 @@ def vidsnap(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_run_async_process_writes_files_and_manifest(clip: Path, tmp_path: Path) -> None:
     result = vidsnap("run", clip, "video/snapshots,f_jpg,inter_1000,w_160", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
     manifest = json.loads(result.stdout)
     assert manifest["Status"] == "Succeeded"
     assert manifest["TaskType"] == "VideoSnapshots"
@@ -114,3 +115,46 @@ def test_run_missing_and_non_media_sources(tmp_path: Path) -> None:
 
 def test_usage_error_exits_2() -> None:
     assert vidsnap("run").returncode == 2
+
+
+def test_progress_bar_on_a_terminal_only(clip: Path, tmp_path: Path) -> None:
+    """stderr that is a terminal gets a progress bar; a pipe (above) gets none."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "vidsnap",
+                "run",
+                str(clip),
+                "video/snapshots,f_jpg,inter_500",
+                "--out",
+                str(tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+            check=True,
+        )
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    assert json.loads(proc.stdout)["Status"] == "Succeeded"
+    assert b"100%" in shown
+    assert b"[####" in shown
