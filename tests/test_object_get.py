@@ -364,3 +364,17 @@ def test_http_range_reader_reads_ranges_through_a_block_cache(
     assert reader.requests == requests
     assert reader.bytes_read <= len(clip_bytes) + 4 * 1024
     reader.close()
+
+
+def test_snapshot_metrics_inside_lambda(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Inside Lambda a rendered snapshot publishes FramesWritten, BytesRead and SnapshotLatencyMs."""
+    from vidsnap.observe import emit_snapshot_metrics
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "vidsnap-ObjectGetFunction")
+    emit_snapshot_metrics({"x-vidsnap-bytes-read": "123456", "server-timing": "render;dur=42.5"})
+    emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (emf["FramesWritten"], emf["BytesRead"], emf["SnapshotLatencyMs"]) == ([1.0], [123456.0], [42.5])
+    emit_snapshot_metrics({"etag": "x"})  # a 304 or an error: nothing
+    assert capsys.readouterr().out == ""

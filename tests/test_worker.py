@@ -16,11 +16,12 @@ from vidsnap import worker as worker_module
 from vidsnap.aws import Clients
 from vidsnap.errors import Throttled, UndecodableMedia
 from vidsnap.events import UploadEvent
+from vidsnap.observe import metrics_enabled
 from vidsnap.plan import SourceRef
 from vidsnap.settings import Settings, UploadRule
 from vidsnap.storage import OUTPUT_MARKER
 from vidsnap.taskstore import TaskStore, task_id
-from vidsnap.worker import TaskRunning, Worker, metrics_enabled, resolve_source
+from vidsnap.worker import TaskRunning, Worker, resolve_source
 
 engine = pytest.importorskip("vidsnap.engine", reason="vidsnap.engine (the real engine) is not available yet")
 parse = pytest.importorskip("vidsnap.parse", reason="vidsnap.parse is not available yet")

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from vidsnap.aws import Clients, account_from_arn
 from vidsnap.events import uploads_from_event
+from vidsnap.observe import MetricUnit, logger, metrics
 from vidsnap.settings import get_settings
 from vidsnap.worker import Worker
 
-logger = Logger()
-metrics = Metrics(namespace="vidsnap")
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _worker: Worker | None = None
 

@@ -7,17 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from mangum import Mangum
 
 from vidsnap.aws import Clients
 from vidsnap.httpapp import lambda_app
 from vidsnap.objectlambda import answer_object_lambda
+from vidsnap.observe import emit_snapshot_metrics, logger
 from vidsnap.settings import get_settings
 
+# The layer logs through the standard `logging` module: give it powertools' JSON format, so every
+# line carries the Lambda request id.
+copy_config_to_registered_loggers(source_logger=logger)
 _clients = Clients()
 _http: Mangum | None = None
 
 
+@logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Answer a function URL request, or an S3 Object Lambda ``GetObject``."""
     global _http  # noqa: PLW0603 - one ASGI app per cold start
@@ -36,4 +42,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     if _http is None:
         _http = Mangum(lambda_app(settings, _clients), lifespan="off")
-    return _http(event, context)
+    response: dict[str, Any] = _http(event, context)
+    emit_snapshot_metrics(response.get("headers") or {})
+    return response

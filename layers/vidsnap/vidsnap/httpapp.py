@@ -314,12 +314,27 @@ class _Routes:
         cache = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
         if _etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=cache)
-        rendered = await run_in_threadpool(self._render, key, req)
+        started = time.perf_counter()
+        rendered, bytes_read = await run_in_threadpool(self._render, key, req)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.info(
+            "snapshot %s t=%s: %dx%d, %d bytes read from the source, %.1f ms",
+            key,
+            req.time_ms,
+            rendered.width,
+            rendered.height,
+            bytes_read,
+            elapsed_ms,
+        )
         headers = {
             **cache,
             "x-vidsnap-time-ms": str(report_ms(rendered.time_ms)),
             "x-vidsnap-width": str(rendered.width),
             "x-vidsnap-height": str(rendered.height),
+            # Observability: how much of the source was read and how long the frame took; the
+            # Lambda handler turns these into metrics.
+            "x-vidsnap-bytes-read": str(bytes_read),
+            "Server-Timing": f"render;dur={elapsed_ms:.1f}",
         }
         if self.max_inline is not None and len(rendered.data) > self.max_inline:
             if self.presign is None:
@@ -334,10 +349,11 @@ class _Routes:
             return RedirectResponse(url, status_code=302, headers=headers)
         return Response(rendered.data, media_type=rendered.content_type, headers=headers)
 
-    def _render(self, key: str, req: SnapshotRequest) -> Any:
+    def _render(self, key: str, req: SnapshotRequest) -> tuple[Any, int]:
+        """The rendered snapshot and the number of source bytes read for it (0 for local files)."""
         source = self.store.open(key)
         try:
-            return snapshot(source, req, limits=self.limits)
+            return snapshot(source, req, limits=self.limits), int(getattr(source, "bytes_read", 0))
         finally:
             _close(source)
 

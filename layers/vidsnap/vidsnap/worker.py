@@ -44,28 +44,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Protocol
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-
 from vidsnap.aws import Clients
 from vidsnap.errors import BadRequest, NotAllowed, Throttled, VidsnapError
 from vidsnap.events import UploadEvent, classify_message
 from vidsnap.notify import Notifier, build_message
+from vidsnap.observe import MetricUnit, emit, logger
 from vidsnap.plan import SourceRef, Task
 from vidsnap.s3io import SourceChanged, map_client_error, open_s3
 from vidsnap.settings import Settings
 from vidsnap.storage import OUTPUT_MARKER, S3Sink
 from vidsnap.taskstore import TaskStore, message_from_record, task_id
-
-logger = Logger(service="vidsnap")
-metrics = Metrics(namespace="vidsnap", service="vidsnap")
 
 #: Extensions of images vidsnap writes: never sources, so never worth an upload trigger.
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
@@ -491,23 +485,11 @@ def _close(reader: Any) -> None:
             close()
 
 
-def metrics_enabled() -> bool:
-    """Metrics are emitted (CloudWatch EMF on stdout) only inside Lambda, unless disabled.
-
-    Outside Lambda (CLI, tests, the demo) EMF lines would pollute stdout, so they are skipped.
-    """
-    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() in ("1", "true"):
-        return False
-    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
-
-
 def _emit_metrics(frames: int, bytes_read: int, latency_ms: float) -> None:
-    if not metrics_enabled():
-        return
-    try:
-        metrics.add_metric(name="FramesWritten", unit=MetricUnit.Count, value=frames)
-        metrics.add_metric(name="BytesRead", unit=MetricUnit.Bytes, value=bytes_read)
-        metrics.add_metric(name="TaskLatencyMs", unit=MetricUnit.Milliseconds, value=latency_ms)
-        metrics.flush_metrics()
-    except Exception as exc:  # metrics must never fail a task
-        logger.warning("metrics not emitted", extra={"error": str(exc)})
+    emit(
+        {
+            "FramesWritten": (MetricUnit.Count, frames),
+            "BytesRead": (MetricUnit.Bytes, bytes_read),
+            "TaskLatencyMs": (MetricUnit.Milliseconds, latency_ms),
+        }
+    )
