@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic media built lazily with :mod:`vidsnap.synth` and cached per session.
+"""Shared fixtures: synthetic media built lazily with :mod:`vidsnap.synth` and cached per session,
+a fake-AWS environment, and the Lambda functions with a Lambda context.
 
 Media are small (160×90 to 320×180, 1–4 s) so the whole suite stays fast on two cores. Each
 fixture file is built the first time a test asks for it, then reused.
@@ -6,13 +7,29 @@ fixture file is built the first time a test asks for it, then reused.
 
 from __future__ import annotations
 
+import importlib.util
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from vidsnap import synth
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Fake credentials for moto: the machine's own must never be picked up by a test.
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+#: Variables that would send boto3 somewhere else than moto, or make the code think it runs in Lambda.
+UNSET_AWS_ENV = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_LAMBDA_FUNCTION_NAME")
 
 #: name -> (file name, make_video keyword arguments). Small on purpose.
 MEDIA: dict[str, tuple[str, dict[str, Any]]] = {
@@ -78,3 +95,47 @@ def cover_mp3(media_dir: Path) -> Path:
 def audio_only(media_dir: Path) -> Path:
     """An AAC .m4a without a picture."""
     return Path(synth.make_audio_only(media_dir / "tone.m4a"))
+
+
+# -- AWS and Lambda ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake AWS credentials and region (:data:`FAKE_AWS_ENV`), no profile or endpoint override.
+
+    Only the environment: start ``moto.mock_aws()`` in the test's own fixture.
+    """
+    for name in UNSET_AWS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+def _load_function(name: str) -> ModuleType:
+    """A fresh copy of ``functions/<name>/app.py`` (a cold start), imported from its file."""
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_app_{uuid.uuid4().hex}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def load_function() -> Callable[[str], ModuleType]:
+    """Factory: ``load_function("object_get")`` imports ``functions/object_get/app.py`` afresh."""
+    return _load_function
+
+
+@pytest.fixture
+def lambda_context() -> Callable[..., Any]:
+    """Factory: ``lambda_context(function_name, memory_limit_in_mb=..., timeout_s=...)``.
+
+    The Lambda context double of :mod:`vidsnap.demo` (a new ``aws_request_id`` each call, the ARN in
+    moto's account).
+    """
+    from vidsnap.demo import LambdaContext
+
+    return LambdaContext

@@ -4,11 +4,9 @@ with partial failures, idempotent redelivery, allow-lists."""
 from __future__ import annotations
 
 import base64
-import importlib.util
+import functools
 import json
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +25,9 @@ CLIP = "videos/clip.mp4"
 UPLOAD = "videos/my clip+1.mp4"  # what events/s3-put.json's "videos/my+clip%2B1.mp4" decodes to
 EVENT_ETAG = "d41d8cd98f00b204e9800998ecf8427e"  # the placeholder ETag in the sample events
 
+Loader = Callable[[], ModuleType]
+Context = Callable[[], Any]
+
 
 def b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
@@ -35,40 +36,25 @@ def b64(text: str) -> str:
 UPLOAD_PROCESS = f"video/snapshots,f_jpg,m_avg,num_3,w_80|notify,topic_{b64('vidsnap-notify')}"
 
 
-def load_handler() -> ModuleType:
-    path = ROOT / "functions" / "async_snapshots" / "app.py"
-    spec = importlib.util.spec_from_file_location(f"async_app_{uuid.uuid4().hex}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@dataclass
-class FakeContext:
-    function_name: str = "vidsnap-AsyncSnapshotsFunction"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 3008
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:vidsnap-AsyncSnapshotsFunction"
-    )
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/vidsnap-AsyncSnapshotsFunction"
-    log_stream_name: str = "2025/11/24/[$LATEST]0123456789abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+@pytest.fixture
+def load_handler(load_function: Callable[[str], ModuleType]) -> Loader:
+    """A fresh copy of the function module (cold start), imported from its file."""
+    return functools.partial(load_function, "async_snapshots")
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch, make_media: Callable[[str], Any]) -> Iterator[dict[str, Any]]:
+def context(lambda_context: Callable[..., Any]) -> Context:
+    """A new Lambda context of the async function for each call."""
+    return functools.partial(
+        lambda_context, "vidsnap-AsyncSnapshotsFunction", memory_limit_in_mb=3008, timeout_s=900
+    )
+
+
+@pytest.fixture
+def aws(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, make_media: Callable[[str], Any]
+) -> Iterator[dict[str, Any]]:
     env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
         "SOURCE_BUCKET": "vidsnap-source",
         "OUTPUT_BUCKET": "vidsnap-output",
         "ALLOWED_TOPICS": "vidsnap-notify",
@@ -79,8 +65,6 @@ def aws(monkeypatch: pytest.MonkeyPatch, make_media: Callable[[str], Any]) -> It
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_LAMBDA_FUNCTION_NAME"):
-        monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     data = Path(make_media("mp4_h264").path).read_bytes()
     with mock_aws():
@@ -163,9 +147,11 @@ def oss_task(key: str, process: str) -> str:
 EXPECTED_UPLOAD_OUTPUTS = ["my clip+1/1.jpg", "my clip+1/2.jpg", "my clip+1/3.jpg"]
 
 
-def test_direct_s3_put_end_to_end_and_redelivery(aws: dict[str, Any]) -> None:
+def test_direct_s3_put_end_to_end_and_redelivery(
+    aws: dict[str, Any], load_handler: Loader, context: Context
+) -> None:
     handler = load_handler().handler
-    result = handler(event("s3-put.json", aws), FakeContext())
+    result = handler(event("s3-put.json", aws), context())
     assert result == {"uploads": 1}
     assert outputs(aws) == EXPECTED_UPLOAD_OUTPUTS
     (note,) = drain(aws, "inbox")
@@ -177,40 +163,46 @@ def test_direct_s3_put_end_to_end_and_redelivery(aws: dict[str, Any]) -> None:
     ]
     assert task_record(note["TaskId"])["Status"] == "Succeeded"  # type: ignore[index]
     # Redelivered (same event again, a new cold start too): one task, no new outputs or notification.
-    load_handler().handler(event("s3-put.json", aws), FakeContext())
-    handler(event("s3-put.json", aws), FakeContext())
+    load_handler().handler(event("s3-put.json", aws), context())
+    handler(event("s3-put.json", aws), context())
     assert outputs(aws) == EXPECTED_UPLOAD_OUTPUTS
     assert drain(aws, "inbox") == []
 
 
 @pytest.mark.parametrize("name", ["sqs-s3-put.json", "sns-sqs-s3-put.json"])
-def test_upload_through_sqs_envelopes(aws: dict[str, Any], name: str) -> None:
-    result = load_handler().handler(event(name, aws), FakeContext())
+def test_upload_through_sqs_envelopes(
+    aws: dict[str, Any], name: str, load_handler: Loader, context: Context
+) -> None:
+    result = load_handler().handler(event(name, aws), context())
     assert result == {"batchItemFailures": []}
     assert outputs(aws) == EXPECTED_UPLOAD_OUTPUTS
     assert len(drain(aws, "inbox")) == 1
 
 
-def test_upload_through_eventbridge(aws: dict[str, Any]) -> None:
-    assert load_handler().handler(event("eventbridge-s3.json", aws), FakeContext()) == {"uploads": 1}
+def test_upload_through_eventbridge(aws: dict[str, Any], load_handler: Loader, context: Context) -> None:
+    assert load_handler().handler(event("eventbridge-s3.json", aws), context()) == {"uploads": 1}
     assert outputs(aws) == EXPECTED_UPLOAD_OUTPUTS
     assert len(drain(aws, "inbox")) == 1
 
 
-def test_every_envelope_of_one_upload_is_one_task(aws: dict[str, Any]) -> None:
+def test_every_envelope_of_one_upload_is_one_task(
+    aws: dict[str, Any], load_handler: Loader, context: Context
+) -> None:
     handler = load_handler().handler
     for name in ("s3-put.json", "sqs-s3-put.json", "sns-sqs-s3-put.json", "eventbridge-s3.json"):
-        handler(event(name, aws), FakeContext())
+        handler(event(name, aws), context())
     assert outputs(aws) == EXPECTED_UPLOAD_OUTPUTS
     assert len(drain(aws, "inbox")) == 1
 
 
-def test_s3_test_event_and_unmatched_upload_are_ignored(aws: dict[str, Any]) -> None:
+def test_s3_test_event_and_unmatched_upload_are_ignored(
+    aws: dict[str, Any], load_handler: Loader, context: Context
+) -> None:
     handler = load_handler().handler
-    assert handler(event("sqs-s3-test-event.json", aws), FakeContext()) == {"batchItemFailures": []}
+    assert handler(event("sqs-s3-test-event.json", aws), context()) == {"batchItemFailures": []}
     other = event("s3-put.json", aws)
     other["Records"][0]["s3"]["object"]["key"] = "docs/readme.txt"
-    assert handler(other, FakeContext()) == {"uploads": 1}
+    assert handler(other, context()) == {"uploads": 1}
     assert outputs(aws) == []
     assert drain(aws, "inbox") == []
 
@@ -218,8 +210,10 @@ def test_s3_test_event_and_unmatched_upload_are_ignored(aws: dict[str, Any]) -> 
 # -- task batches ----------------------------------------------------------------------------------
 
 
-def test_task_batch_oss_imm_and_malformed(aws: dict[str, Any]) -> None:
-    result = load_handler().handler(json.loads((EVENTS / "sqs-task-batch.json").read_text()), FakeContext())
+def test_task_batch_oss_imm_and_malformed(
+    aws: dict[str, Any], load_handler: Loader, context: Context
+) -> None:
+    result = load_handler().handler(json.loads((EVENTS / "sqs-task-batch.json").read_text()), context())
     # The malformed body is a permanent failure: dropped (logged), not retried, not listed.
     assert result == {"batchItemFailures": []}
     assert outputs(aws) == ["imm/clip-1.png", "imm/clip-2.png", "oss/clip_1.jpg", "oss/clip_2.jpg"]
@@ -238,7 +232,9 @@ def throttle(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vidsnap.worker, "open_s3", open_s3)
 
 
-def test_transient_failure_is_listed_permanent_is_not(aws: dict[str, Any], throttle: None) -> None:
+def test_transient_failure_is_listed_permanent_is_not(
+    aws: dict[str, Any], throttle: None, load_handler: Loader, context: Context
+) -> None:
     aws["s3"].put_object(Bucket="vidsnap-source", Key="videos/throttled.mp4", Body=b"x")
     aws["s3"].put_object(Bucket="vidsnap-source", Key="videos/notes.mp4", Body=b"not a video " * 40)
     queue = f"queue_{b64('vidsnap-notify-queue')}"
@@ -248,7 +244,7 @@ def test_transient_failure_is_listed_permanent_is_not(aws: dict[str, Any], throt
         oss_task("videos/notes.mp4", f"video/snapshots,f_jpg,num_1|notify,{queue}"),
         "not json at all {",
     )
-    result = load_handler().handler(batch, FakeContext())
+    result = load_handler().handler(batch, context())
     assert result == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
     assert outputs(aws) == ["good/1.jpg"]
     (failed,) = drain(aws, "notify_queue")  # the undecodable source: Failed, notified, not retried
@@ -257,36 +253,42 @@ def test_transient_failure_is_listed_permanent_is_not(aws: dict[str, Any], throt
     assert failed["Outputs"] == []
 
 
-def test_all_failed_batch_still_answers_the_list(aws: dict[str, Any], throttle: None) -> None:
+def test_all_failed_batch_still_answers_the_list(
+    aws: dict[str, Any], throttle: None, load_handler: Loader, context: Context
+) -> None:
     aws["s3"].put_object(Bucket="vidsnap-source", Key="videos/throttled.mp4", Body=b"x")
     batch = sqs_batch(
         oss_task("videos/throttled.mp4", "video/snapshots,f_jpg,num_1"),
         oss_task("videos/throttled.mp4", "video/snapshots,f_png,num_1"),
     )
-    result = load_handler().handler(batch, FakeContext())
+    result = load_handler().handler(batch, context())
     assert result == {"batchItemFailures": [{"itemIdentifier": "msg-0"}, {"itemIdentifier": "msg-1"}]}
 
 
-def test_redelivered_task_message_runs_once(aws: dict[str, Any]) -> None:
+def test_redelivered_task_message_runs_once(
+    aws: dict[str, Any], load_handler: Loader, context: Context
+) -> None:
     queue = f"queue_{b64('vidsnap-notify-queue')}"
     body = oss_task(
         CLIP, f"video/snapshots,f_jpg,m_avg,num_2|sys/saveas,o_{b64('re/{index}.jpg')}/notify,{queue}"
     )
     handler = load_handler().handler
-    assert handler(sqs_batch(body), FakeContext()) == {"batchItemFailures": []}
-    assert handler(sqs_batch(body, body), FakeContext()) == {"batchItemFailures": []}
+    assert handler(sqs_batch(body), context()) == {"batchItemFailures": []}
+    assert handler(sqs_batch(body, body), context()) == {"batchItemFailures": []}
     assert outputs(aws) == ["re/1.jpg", "re/2.jpg"]
     notes = drain(aws, "notify_queue")
     assert [n["Status"] for n in notes] == ["Succeeded"]
 
 
-def test_saveas_to_a_bucket_not_allowed_fails_and_writes_nothing(aws: dict[str, Any]) -> None:
+def test_saveas_to_a_bucket_not_allowed_fails_and_writes_nothing(
+    aws: dict[str, Any], load_handler: Loader, context: Context
+) -> None:
     queue = f"queue_{b64('vidsnap-notify-queue')}"
     body = oss_task(
         CLIP,
         f"video/snapshots,f_jpg,num_2|sys/saveas,b_{b64('vidsnap-other')},o_{b64('x/{index}.jpg')}/notify,{queue}",
     )
-    assert load_handler().handler(sqs_batch(body), FakeContext()) == {"batchItemFailures": []}
+    assert load_handler().handler(sqs_batch(body), context()) == {"batchItemFailures": []}
     assert outputs(aws, "vidsnap-other") == []
     assert outputs(aws) == []
     (note,) = drain(aws, "notify_queue")

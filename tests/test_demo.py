@@ -20,6 +20,19 @@ from vidsnap.demo import DemoError, find_repo_root
 DEMO_BUDGET_S = 60
 
 
+def run_demo(out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m vidsnap demo --out OUT`` as a user runs it (``env``: the whole environment)."""
+    return subprocess.run(
+        [sys.executable, "-m", "vidsnap", "demo", "--out", str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 @pytest.fixture(scope="module")
 def demo_run(
     tmp_path_factory: pytest.TempPathFactory,
@@ -29,15 +42,7 @@ def demo_run(
     # A real-looking profile in the environment must not be used: the demo forces fake credentials.
     env["AWS_PROFILE"] = "someone-elses-real-profile"
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "vidsnap", "demo", "--out", str(out)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_demo(out, env)
     return result, out, time.monotonic() - started
 
 
@@ -144,14 +149,7 @@ def test_demo_rerun_into_the_same_folder(demo_run: Any, summary: dict[str, Any])
     _, out, _ = demo_run
     stale = out / "vidsnap-demo-output" / "imm" / "clip-99.jpg"
     stale.write_bytes(b"stale")
-    result = subprocess.run(
-        [sys.executable, "-m", "vidsnap", "demo", "--out", str(out)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_demo(out)
     assert result.returncode == 0, result.stderr
     assert not stale.exists()
 

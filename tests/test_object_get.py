@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
+import functools
 import io
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,43 +31,31 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 CLIP = "videos/clip.mp4"
 
+Loader = Callable[[], ModuleType]
+Context = Callable[[], Any]
+RunOlap = Callable[[dict[str, Any]], dict[str, Any]]
+
 
 def load_event(name: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / name).read_text())
     return event
 
 
-def load_handler() -> ModuleType:
+@pytest.fixture
+def load_handler(load_function: Callable[[str], ModuleType]) -> Loader:
     """A fresh copy of the function module (cold start), imported from its file."""
-    path = ROOT / "functions" / "object_get" / "app.py"
-    spec = importlib.util.spec_from_file_location(f"object_get_app_{uuid.uuid4().hex}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return functools.partial(load_function, "object_get")
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "vidsnap-ObjectGetFunction"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:vidsnap-ObjectGetFunction"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/vidsnap-ObjectGetFunction"
-    log_stream_name: str = "2025/11/24/[$LATEST]0123456789abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+@pytest.fixture
+def context(lambda_context: Callable[..., Any]) -> Context:
+    """A new Lambda context of the object_get function for each call."""
+    return functools.partial(
+        lambda_context, "vidsnap-ObjectGetFunction", memory_limit_in_mb=2048, timeout_s=60
+    )
 
 
 ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
     "SOURCE_BUCKET": "vidsnap-source",
     "OUTPUT_BUCKET": "vidsnap-output",
     "TASK_TABLE": "vidsnap-tasks",
@@ -83,10 +70,10 @@ def clip_bytes(make_media: Callable[[str], Any]) -> bytes:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def env(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "SIGNING_SECRET", "UPLOAD_RULES"):
+    for name in ("SIGNING_SECRET", "UPLOAD_RULES"):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield
@@ -123,8 +110,10 @@ def _json(response: dict[str, Any]) -> dict[str, Any]:
 # -- function URL ----------------------------------------------------------------------------------
 
 
-def test_function_url_get_returns_base64_image(aws: dict[str, Any]) -> None:
-    ctx = FakeContext()
+def test_function_url_get_returns_base64_image(
+    aws: dict[str, Any], load_handler: Loader, context: Context
+) -> None:
+    ctx = context()
     response = load_handler().handler(load_event("function-url-get.json"), ctx)
     assert response["statusCode"] == 200, response
     assert response["isBase64Encoded"] is True
@@ -138,11 +127,13 @@ def test_function_url_get_returns_base64_image(aws: dict[str, Any]) -> None:
     assert image.size == (320, 180)
 
 
-def test_function_url_errors_are_json_with_the_lambda_request_id(aws: dict[str, Any]) -> None:
+def test_function_url_errors_are_json_with_the_lambda_request_id(
+    aws: dict[str, Any], load_handler: Loader, context: Context
+) -> None:
     handler = load_handler().handler
     event = load_event("function-url-get.json")
     event["rawQueryString"] = "x-oss-process=video/snapshot,t_1000,w_5000"
-    ctx = FakeContext()
+    ctx = context()
     response = handler(event, ctx)
     assert response["statusCode"] == 400
     body = _json(response)
@@ -154,24 +145,29 @@ def test_function_url_errors_are_json_with_the_lambda_request_id(aws: dict[str, 
     }
     missing = load_event("function-url-get.json")
     missing["rawPath"] = missing["requestContext"]["http"]["path"] = "/videos/none.mp4"
-    assert handler(missing, FakeContext())["statusCode"] == 404
+    assert handler(missing, context())["statusCode"] == 404
 
 
-def test_function_url_if_none_match(aws: dict[str, Any]) -> None:
+def test_function_url_if_none_match(aws: dict[str, Any], load_handler: Loader, context: Context) -> None:
     handler = load_handler().handler
-    first = handler(load_event("function-url-get.json"), FakeContext())
+    first = handler(load_event("function-url-get.json"), context())
     event = load_event("function-url-get.json")
     event["headers"]["if-none-match"] = first["headers"]["etag"]
-    again = handler(event, FakeContext())
+    again = handler(event, context())
     assert again["statusCode"] == 304
     assert not again.get("body")
 
 
-def test_function_url_oversize_result_redirects(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_function_url_oversize_result_redirects(
+    aws: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    load_handler: Loader,
+    context: Context,
+) -> None:
     import vidsnap.httpapp
 
     monkeypatch.setattr(vidsnap.httpapp, "INLINE_LIMIT", 1000)
-    response = load_handler().handler(load_event("function-url-get.json"), FakeContext())
+    response = load_handler().handler(load_event("function-url-get.json"), context())
     assert response["statusCode"] == 302
     assert "vidsnap-output" in response["headers"]["location"]
     keys = [o["Key"] for o in aws["s3"].list_objects_v2(Bucket="vidsnap-output")["Contents"]]
@@ -179,8 +175,8 @@ def test_function_url_oversize_result_redirects(aws: dict[str, Any], monkeypatch
     assert keys[0].startswith("_vidsnap/results/")
 
 
-def test_function_url_post_enqueues_task(aws: dict[str, Any]) -> None:
-    ctx = FakeContext()
+def test_function_url_post_enqueues_task(aws: dict[str, Any], load_handler: Loader, context: Context) -> None:
+    ctx = context()
     response = load_handler().handler(load_event("function-url-post.json"), ctx)
     assert response["statusCode"] == 200, response
     body = _json(response)
@@ -194,33 +190,39 @@ def test_function_url_post_enqueues_task(aws: dict[str, Any]) -> None:
     assert task["Process"].startswith("video/snapshots,f_jpg,m_avg,num_2,w_160|sys/saveas,o_")
 
 
-def test_function_url_get_task(aws: dict[str, Any]) -> None:
+def test_function_url_get_task(aws: dict[str, Any], load_handler: Loader, context: Context) -> None:
     handler = load_handler().handler
     event = load_event("function-url-get-task.json")
     task_id = event["rawPath"].rsplit("/", 1)[1]
-    assert handler(event, FakeContext())["statusCode"] == 404
+    assert handler(event, context())["statusCode"] == 404
     boto3.resource("dynamodb", region_name="us-east-1").Table("vidsnap-tasks").put_item(
         Item={"TaskId": task_id, "Status": "Succeeded", "Progress": 100, "ExpiresAt": 1}
     )
-    response = handler(event, FakeContext())
+    response = handler(event, context())
     assert response["statusCode"] == 200
     assert _json(response) == {"TaskId": task_id, "Status": "Succeeded", "Progress": 100}
 
 
-def test_signing_secret_with_and_without_iam(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signing_secret_with_and_without_iam(
+    aws: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    load_handler: Loader,
+    context: Context,
+    run_olap: RunOlap,
+) -> None:
     monkeypatch.setenv("SIGNING_SECRET", "topsecret")
     get_settings.cache_clear()
     handler = load_handler().handler
     iam = load_event("function-url-get.json")  # SigV4-authenticated by the function URL: no signature needed
-    assert handler(iam, FakeContext())["statusCode"] == 200
+    assert handler(iam, context())["statusCode"] == 200
     anonymous = load_event("function-url-get.json")
     del anonymous["requestContext"]["authorizer"]
-    assert handler(anonymous, FakeContext())["statusCode"] == 403
+    assert handler(anonymous, context())["statusCode"] == 403
     from vidsnap.httpapp import sign_url
 
     url = sign_url("topsecret", "/videos/clip.mp4", "video/snapshot,t_1000,f_jpg,w_320", 4_000_000_000)
     anonymous["rawQueryString"] = url.split("?", 1)[1]
-    assert handler(anonymous, FakeContext())["statusCode"] == 200
+    assert handler(anonymous, context())["statusCode"] == 200
 
 
 # -- S3 Object Lambda ------------------------------------------------------------------------------
@@ -281,20 +283,26 @@ def _olap_event(
     return event
 
 
-def _run_olap(event: dict[str, Any]) -> dict[str, Any]:
-    module = load_handler()
-    clients = FakeClients()
-    module._clients = clients
-    result = module.handler(event, FakeContext())
-    assert result["status_code"] == (clients.s3.calls[0].get("StatusCode"))
-    (call,) = clients.s3.calls
-    assert call["RequestRoute"] == "io-use1-001"
-    assert call["RequestToken"] == "OutputTokenEXAMPLE"
-    return call
+@pytest.fixture
+def run_olap(load_handler: Loader, context: Context) -> RunOlap:
+    """Run an Object Lambda event through a cold-started handler; its WriteGetObjectResponse call."""
+
+    def run(event: dict[str, Any]) -> dict[str, Any]:
+        module = load_handler()
+        clients = FakeClients()
+        module._clients = clients
+        result = module.handler(event, context())
+        assert result["status_code"] == (clients.s3.calls[0].get("StatusCode"))
+        (call,) = clients.s3.calls
+        assert call["RequestRoute"] == "io-use1-001"
+        assert call["RequestToken"] == "OutputTokenEXAMPLE"
+        return call
+
+    return run
 
 
-def test_object_lambda_snapshot_from_user_query(olap: dict[str, Any]) -> None:
-    call = _run_olap(_olap_event(olap))
+def test_object_lambda_snapshot_from_user_query(olap: dict[str, Any], run_olap: RunOlap) -> None:
+    call = run_olap(_olap_event(olap))
     assert call["StatusCode"] == 200
     assert call["ContentType"] == "image/jpeg"
     image = Image.open(io.BytesIO(call["Body"]))
@@ -303,11 +311,11 @@ def test_object_lambda_snapshot_from_user_query(olap: dict[str, Any]) -> None:
     assert call["Metadata"]["vidsnap-time-ms"] == "1000"
 
 
-def test_object_lambda_falls_back_to_payload(olap: dict[str, Any]) -> None:
-    call = _run_olap(_olap_event(olap, query=""))  # payload: {"x-oss-process": "video/snapshot,t_0,f_png"}
+def test_object_lambda_falls_back_to_payload(olap: dict[str, Any], run_olap: RunOlap) -> None:
+    call = run_olap(_olap_event(olap, query=""))  # payload: {"x-oss-process": "video/snapshot,t_0,f_png"}
     assert call["StatusCode"] == 200
     assert call["ContentType"] == "image/png"
-    bare = _run_olap(_olap_event(olap, query="", payload="video/snapshot,t_500,f_jpg,w_64"))
+    bare = run_olap(_olap_event(olap, query="", payload="video/snapshot,t_500,f_jpg,w_64"))
     assert Image.open(io.BytesIO(bare["Body"])).size == (64, 36)
 
 
@@ -322,18 +330,22 @@ def test_object_lambda_falls_back_to_payload(olap: dict[str, Any]) -> None:
     ],
 )
 def test_object_lambda_errors_are_answered(
-    olap: dict[str, Any], case: tuple[str, str | None, str | None], status: int, code: str
+    olap: dict[str, Any],
+    case: tuple[str, str | None, str | None],
+    status: int,
+    code: str,
+    run_olap: RunOlap,
 ) -> None:
     key, query, payload = case
-    call = _run_olap(_olap_event(olap, key, query=query, payload=payload))
+    call = run_olap(_olap_event(olap, key, query=query, payload=payload))
     assert call["StatusCode"] == status
     assert call["ErrorCode"] == code
     assert call["ErrorMessage"]
     assert "Body" not in call
 
 
-def test_object_lambda_bad_param_message_carries_ec(olap: dict[str, Any]) -> None:
-    call = _run_olap(_olap_event(olap, query="x-oss-process=video/snapshot,t_x"))
+def test_object_lambda_bad_param_message_carries_ec(olap: dict[str, Any], run_olap: RunOlap) -> None:
+    call = run_olap(_olap_event(olap, query="x-oss-process=video/snapshot,t_x"))
     assert call["StatusCode"] == 400
     assert "0053-00000101" in call["ErrorMessage"]
 

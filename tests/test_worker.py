@@ -92,12 +92,7 @@ def video(make_media: Any) -> bytes:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, video: bytes) -> Iterator[Env]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_LAMBDA_FUNCTION_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+def env(aws_env: None, video: bytes) -> Iterator[Env]:
     with mock_aws():
         clients = Clients(region=REGION)
         for bucket in ("src", "out", "extra", "forbidden"):

@@ -469,6 +469,32 @@ def _invoke_sqs(aws: Aws, handler: Callable[..., Any], messages: list[dict[str, 
     return failed
 
 
+def _run_tasks(
+    aws: Aws,
+    handler: Callable[..., Any],
+    messages: list[dict[str, Any]],
+    *,
+    notify_url: str,
+    where: str,
+    what: str,
+    logs_path: Path,
+) -> dict[str, Any]:
+    """Deliver task-queue messages to the async handler; the notification it sent to ``notify_url``.
+
+    :class:`DemoError` when a record failed, no notification reached the queue (``where`` names it)
+    or the task (``what``) did not succeed.
+    """
+    failed = _invoke_sqs(aws, handler, messages)
+    if failed:
+        raise DemoError(f"the async handler reported failed records: {failed} (see {logs_path})")
+    notes = _drain(aws.sqs, notify_url)
+    if not notes:
+        raise DemoError(f"no notification reached {where} (see {logs_path})")
+    note = _notification(notes[0])
+    _expect_succeeded(note, what)
+    return note
+
+
 def _notification(raw: dict[str, Any]) -> dict[str, Any]:
     """The SPEC 4.2 document of a received message (unwrapping the SNS envelope if there is one)."""
     body = json.loads(raw["Body"])
@@ -626,14 +652,15 @@ def _run_logged(out: Path, report: Report, logs_path: Path) -> dict[str, Any]:
                 raise DemoError("the upload put no S3 event on the task queue")
             kinds = [_describe_message(m) for m in messages]
             report.line(f"task queue delivered {len(messages)} message(s): {', '.join(kinds)}")
-            failed = _invoke_sqs(aws, async_snapshots, messages)
-            if failed:
-                raise DemoError(f"the async handler reported failed records: {failed} (see {logs_path})")
-            notes = _drain(aws.sqs, aws.subscriber_queue_url)
-            if not notes:
-                raise DemoError(f"no notification reached the topic's subscriber queue (see {logs_path})")
-            note = _notification(notes[0])
-            _expect_succeeded(note, "the upload task")
+            note = _run_tasks(
+                aws,
+                async_snapshots,
+                messages,
+                notify_url=aws.subscriber_queue_url,
+                where="the topic's subscriber queue",
+                what="the upload task",
+                logs_path=logs_path,
+            )
             upload_images = _download_outputs(aws, note, out, "upload")
             captured.extend(upload_images)
             times = ", ".join(str(c.time_ms) for c in upload_images)
@@ -648,14 +675,15 @@ def _run_logged(out: Path, report: Report, logs_path: Path) -> dict[str, Any]:
             task = imm_task(aws.notify_queue_url)
             aws.sqs.send_message(QueueUrl=aws.task_queue_url, MessageBody=json.dumps(task))
             messages = _receive_batch(aws.sqs, aws.task_queue_url)
-            failed = _invoke_sqs(aws, async_snapshots, messages)
-            if failed:
-                raise DemoError(f"the async handler reported failed records: {failed} (see {logs_path})")
-            notes = _drain(aws.sqs, aws.notify_queue_url)
-            if not notes:
-                raise DemoError(f"no notification reached {NOTIFY_QUEUE} (see {logs_path})")
-            imm_note = _notification(notes[0])
-            _expect_succeeded(imm_note, "the IMM task")
+            imm_note = _run_tasks(
+                aws,
+                async_snapshots,
+                messages,
+                notify_url=aws.notify_queue_url,
+                where=NOTIFY_QUEUE,
+                what="the IMM task",
+                logs_path=logs_path,
+            )
             imm_images = _download_outputs(aws, imm_note, out, "imm")
             captured.extend(imm_images)
             report.line(

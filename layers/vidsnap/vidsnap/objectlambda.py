@@ -17,16 +17,15 @@ for its own logs.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import urllib.error
 import urllib.request
-from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any, BinaryIO, cast
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .blockio import BlockReader
 from .engine import Limits, report_ms, snapshot
 from .errors import (
     BadRequest,
@@ -47,11 +46,13 @@ CACHE_BLOCKS = 32
 TIMEOUT_S = 20.0
 
 
-class HTTPRangeReader(io.RawIOBase):
+class HTTPRangeReader(BlockReader):
     """A seekable, readable view of an HTTP(S) object through ``Range`` GETs, with an LRU block cache.
 
     The size comes from the first response's ``Content-Range`` (a presigned URL is signed for GET
-    only, so there is no HEAD). ``bytes_read`` and ``requests`` count the traffic.
+    only, so there is no HEAD): the constructor GETs block 0, which stays cached. ``bytes_read`` and
+    ``requests`` count the traffic, that first GET included. See
+    :class:`~vidsnap.blockio.BlockReader` for the cache.
     """
 
     def __init__(
@@ -62,26 +63,34 @@ class HTTPRangeReader(io.RawIOBase):
         cache_blocks: int = CACHE_BLOCKS,
         timeout: float = TIMEOUT_S,
         headers: Mapping[str, str] | None = None,
+        readahead: bool = True,
     ) -> None:
-        super().__init__()
         self.url = url
-        self.block_size = block_size
-        self.cache_blocks = max(1, cache_blocks)
         self.timeout = timeout
         self.headers = dict(headers or {})
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
-        self._pos = 0
-        self.bytes_read = 0
-        self.requests = 0
         self.etag: str | None = None
         self.content_type: str | None = None
-        self.size = self._probe()
+        try:
+            first, content_range = self._get(0, block_size - 1)
+        except UndecodableMedia:  # 416 on the first block: an empty object
+            first, content_range = b"", None
+        size = _total_from_content_range(content_range)
+        super().__init__(
+            size=len(first) if size is None else size,
+            block_size=block_size,
+            cache_blocks=cache_blocks,
+            readahead=readahead,
+        )
+        self.requests, self.bytes_read = 1, len(first)
+        if first:
+            self._keep(0, 0, first)
 
-    # -- HTTP ----------------------------------------------------------------------------------------
+    def _fetch(self, start: int, end: int) -> bytes:
+        return self._get(start, end)[0]
 
     def _get(self, start: int, end: int) -> tuple[bytes, str | None]:
+        """One ``Range: bytes=start-end`` GET: the body and the ``Content-Range`` header."""
         request = urllib.request.Request(self.url, headers={**self.headers, "Range": f"bytes={start}-{end}"})
-        self.requests += 1
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 data: bytes = response.read()
@@ -96,84 +105,7 @@ class HTTPRangeReader(io.RawIOBase):
             raise _http_error(exc) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise Throttled(f"reading the object failed: {exc}") from None
-        self.bytes_read += len(data)
         return data, content_range
-
-    def _probe(self) -> int:
-        """Read block 0 and learn the size from ``Content-Range: bytes 0-N/SIZE``."""
-        try:
-            data, content_range = self._get(0, self.block_size - 1)
-        except UndecodableMedia:  # 416 on the first block: an empty object
-            return 0
-        size = _total_from_content_range(content_range)
-        if size is None:
-            size = len(data)
-        self._remember(0, data)
-        return size
-
-    def _remember(self, index: int, data: bytes) -> None:
-        self._cache[index] = data
-        self._cache.move_to_end(index)
-        while len(self._cache) > self.cache_blocks:
-            self._cache.popitem(last=False)
-
-    def _block(self, index: int) -> bytes:
-        data = self._cache.get(index)
-        if data is not None:
-            self._cache.move_to_end(index)
-            return data
-        start = index * self.block_size
-        end = min(start + self.block_size, self.size) - 1
-        data, _ = self._get(start, end)
-        self._remember(index, data)
-        return data
-
-    # -- io.RawIOBase -------------------------------------------------------------------------------
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self.size + offset
-        else:
-            raise ValueError(f"bad whence {whence}")
-        if pos < 0:
-            raise ValueError("negative seek position")
-        self._pos = pos
-        return pos
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        want = min(len(view), max(0, self.size - self._pos))
-        done = 0
-        while done < want:
-            index, offset = divmod(self._pos, self.block_size)
-            block = self._block(index)
-            chunk = block[offset : offset + want - done]
-            if not chunk:  # the server returned less than Content-Range promised
-                break
-            view[done : done + len(chunk)] = chunk
-            done += len(chunk)
-            self._pos += len(chunk)
-        return done
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = max(0, self.size - self._pos)
-        buffer = bytearray(size)
-        n = self.readinto(buffer)
-        return bytes(buffer[:n])
 
 
 def _total_from_content_range(value: str | None) -> int | None:
@@ -255,9 +187,7 @@ def answer_object_lambda(
         req = parse_sync(process)
         reader = HTTPRangeReader(input_url, block_size=block_size)
         limits = getattr(settings, "limits", None)
-        rendered = snapshot(
-            cast(BinaryIO, reader), req, limits=limits if isinstance(limits, Limits) else None
-        )
+        rendered = snapshot(reader, req, limits=limits if isinstance(limits, Limits) else None)
     except Exception as exc:
         err = as_vidsnap_error(exc)
         if err is not exc:

@@ -1,12 +1,9 @@
 """Reading S3 objects with HTTP range requests through a block cache (SPEC 4.1).
 
-PyAV reads its input in small chunks and seeks a lot (an MP4 with the ``moov`` box at the end is
-read at the tail first, then wherever the index points). :class:`S3RangeReader` turns that access
-pattern into a few large ranged GETs: the object is split into fixed-size blocks (1 MiB by default),
-each fetched once with ``Range: bytes=a-b`` and kept in a small LRU cache; when reads are
-sequential, the next block is fetched in the same request (read-ahead), halving the request count
-of a sequential decode. Every GET carries ``If-Match`` with the ETag seen at open time, so an object
-replaced mid-read fails cleanly with :class:`SourceChanged` instead of mixing bytes of two uploads.
+:class:`S3RangeReader` is a :class:`~vidsnap.blockio.BlockReader` (block cache, read-ahead, one
+ranged GET per run of missing blocks) whose fetches are ``GetObject`` calls with ``Range:
+bytes=a-b``. Every GET carries ``If-Match`` with the ETag seen at open time, so an object replaced
+mid-read fails cleanly with :class:`SourceChanged` instead of mixing bytes of two uploads.
 
 :func:`map_client_error` is the one place botocore failures become :class:`~vidsnap.errors.VidsnapError`;
 storage, notify and taskstore reuse it.
@@ -14,10 +11,7 @@ storage, notify and taskstore reuse it.
 
 from __future__ import annotations
 
-import io
-import threading
-from collections import OrderedDict
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, ClassVar
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -30,6 +24,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from vidsnap.blockio import BlockReader
 from vidsnap.errors import (
     InternalError,
     NotAllowed,
@@ -143,16 +138,12 @@ def map_client_error(exc: BaseException, what: str = "") -> VidsnapError:
     return as_vidsnap_error(exc)
 
 
-class S3RangeReader(io.RawIOBase, BinaryIO):
+class S3RangeReader(BlockReader):
     """A seekable, read-only file object over one S3 object, read with ranged GETs.
 
-    It is an :class:`io.RawIOBase` (the runtime behaviour) and declares :class:`typing.BinaryIO`
-    so it type-checks wherever a binary file is expected (``engine.run_task``, ``av.open``); every
-    method comes from the ``io`` side of the MRO.
-
+    Every GET carries ``If-Match`` with the ETag seen at open time (and ``VersionId`` when pinned).
     ``bytes_read`` counts bytes transferred from S3, ``requests`` counts ranged GETs (the HEAD of
-    :func:`open_s3` is not counted). Thread-safe for one reader shared by threads (a lock guards
-    the cache and position), though PyAV uses it from one thread.
+    :func:`open_s3` is not counted). See :class:`~vidsnap.blockio.BlockReader` for the cache.
     """
 
     def __init__(
@@ -169,159 +160,31 @@ class S3RangeReader(io.RawIOBase, BinaryIO):
         readahead: bool = True,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        super().__init__()
-        if block_size <= 0 or cache_blocks <= 0 or size < 0:
-            raise ValueError("block_size and cache_blocks must be positive, size non-negative")
+        super().__init__(size=size, block_size=block_size, cache_blocks=cache_blocks, readahead=readahead)
         self.client = client
         self.bucket = bucket
         self.key = key
-        self.size = size
         self.etag = etag
         self.version_id = version_id
-        self.block_size = block_size
-        self.cache_blocks = max(cache_blocks, 2)  # room for a block and its read-ahead
-        self.readahead = readahead
         #: User metadata of the object (from the HEAD of :func:`open_s3`).
         self.metadata: dict[str, str] = dict(metadata or {})
-        self.bytes_read = 0
-        self.requests = 0
-        self._pos = 0
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
-        self._last_fetched: int | None = None
-        self._lock = threading.RLock()
-
-    # -- io.RawIOBase -------------------------------------------------------------------------
 
     @property
     def name(self) -> str:
         """``s3://bucket/key`` (for messages and PyAV's format probing)."""
         return f"s3://{self.bucket}/{self.key}"
 
-    @property
-    def mode(self) -> str:
-        """``"rb"``: read-only binary."""
-        return "rb"
-
-    def readable(self) -> bool:
-        """Always True."""
-        return True
-
-    def seekable(self) -> bool:
-        """Always True."""
-        return True
-
-    def tell(self) -> int:
-        """The current position."""
-        self._check_open()
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move the position; positions past the end are allowed (reads there return nothing)."""
-        self._check_open()
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self.size + offset
-        else:
-            raise ValueError(f"invalid whence: {whence}")
-        if pos < 0:
-            raise OSError(22, "negative seek position")
-        self._pos = pos
-        return pos
-
-    def readinto(self, buffer: Any) -> int:
-        """Fill ``buffer`` from the current position (fully, unless the end is reached)."""
-        self._check_open()
-        view = memoryview(buffer).cast("B")
-        with self._lock:
-            want = min(len(view), max(self.size - self._pos, 0))
-            if want <= 0:
-                return 0
-            data = self._read_range(self._pos, self._pos + want)
-            view[: len(data)] = data
-            self._pos += len(data)
-            return len(data)
-
-    def readall(self) -> bytes:
-        """Everything from the current position to the end."""
-        self._check_open()
-        with self._lock:
-            if self._pos >= self.size:
-                return b""
-            data = self._read_range(self._pos, self.size)
-            self._pos += len(data)
-            return data
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Read up to ``size`` bytes (all remaining when negative or None)."""
-        if size is None or size < 0:
-            return self.readall()
-        buf = bytearray(size)
-        n = self.readinto(buf)
-        return bytes(buf[:n])
-
-    def close(self) -> None:
-        """Drop the cache; the client is not ours to close."""
-        self._cache.clear()
-        super().close()
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise ValueError("I/O operation on closed S3RangeReader")
-
-    # -- block cache ------------------------------------------------------------------------
-
-    def _read_range(self, start: int, end: int) -> bytes:
-        """Bytes [start, end) assembled from cached or freshly fetched blocks."""
-        first, last = start // self.block_size, (end - 1) // self.block_size
-        # Blocks of this read are pinned here, so a small cache cannot evict them mid-read.
-        pinned = {b: self._cache[b] for b in range(first, last + 1) if b in self._cache}
-        missing = [b for b in range(first, last + 1) if b not in pinned]
-        # One GET per run of consecutive missing blocks (a large read should not cost N requests).
-        for run_start, run_end in _runs(missing):
-            stop = run_end
-            sequential = self._last_fetched is not None and run_start == self._last_fetched + 1
-            if self.readahead and sequential and (stop + 1) * self.block_size < self.size:
-                stop += 1  # read-ahead: the decoder will very likely want the next block too
-            pinned.update(self._fetch_blocks(run_start, stop))
-        parts = []
-        for b in range(first, last + 1):
-            block = pinned[b]
-            if b in self._cache:
-                self._cache.move_to_end(b)
-            lo = max(start - b * self.block_size, 0)
-            hi = min(end - b * self.block_size, len(block))
-            parts.append(block[lo:hi])
-        return b"".join(parts)
-
-    def _fetch_blocks(self, first: int, last: int) -> dict[int, bytes]:
-        """GET blocks first..last in one request, cache them (LRU) and return them."""
-        lo = first * self.block_size
-        hi = min((last + 1) * self.block_size, self.size) - 1
-        data = self._get(lo, hi)
-        fetched = {}
-        for b in range(first, last + 1):
-            off = (b - first) * self.block_size
-            fetched[b] = self._cache[b] = data[off : off + self.block_size]
-            self._cache.move_to_end(b)
-        self._last_fetched = last
-        while len(self._cache) > self.cache_blocks:
-            self._cache.popitem(last=False)
-        return fetched
-
-    def _get(self, lo: int, hi: int) -> bytes:
-        """One ranged GET of bytes lo..hi inclusive; one retry when the body stream breaks."""
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, "Range": f"bytes={lo}-{hi}"}
+    def _fetch(self, start: int, end: int) -> bytes:
+        """One ranged GET of bytes start..end inclusive; one retry when the body stream breaks."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, "Range": f"bytes={start}-{end}"}
         if self.version_id:
             params["VersionId"] = self.version_id
         if self.etag:
             params["IfMatch"] = _quoted(self.etag)
-        expected = hi - lo + 1
         for attempt in range(2):
+            if attempt:
+                self.requests += 1  # the base class counted the first attempt
             try:
-                self.requests += 1
                 response = self.client.get_object(**params)
                 body = response["Body"]
                 try:
@@ -335,12 +198,12 @@ class S3RangeReader(io.RawIOBase, BinaryIO):
                 raise map_client_error(exc, self.name) from exc
             except (ClientError, BotoCoreError) as exc:
                 raise map_client_error(exc, self.name) from exc
-            self.bytes_read += len(data)
-            if len(data) != expected:
-                # The object shrank under us without an ETag to catch it, or a proxy cut the body.
-                raise SourceChanged(f"{self.name}: expected {expected} bytes at {lo}, got {len(data)}")
             return data
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _length_mismatch(self, start: int, expected: int, got: int) -> None:
+        # The object shrank under us without an ETag to catch it, or a proxy cut the body.
+        raise SourceChanged(f"{self.name}: expected {expected} bytes at {start}, got {got}")
 
 
 def open_s3(client: Any, bucket: str, key: str, *, version_id: str | None = None, **kw: Any) -> S3RangeReader:
@@ -367,17 +230,6 @@ def open_s3(client: Any, bucket: str, key: str, *, version_id: str | None = None
         metadata=head.get("Metadata") or {},
         **kw,
     )
-
-
-def _runs(blocks: list[int]) -> list[tuple[int, int]]:
-    """Group sorted block numbers into inclusive runs of consecutive numbers."""
-    runs: list[tuple[int, int]] = []
-    for b in blocks:
-        if runs and b == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], b)
-        else:
-            runs.append((b, b))
-    return runs
 
 
 def _quoted(etag: str) -> str:

@@ -47,6 +47,16 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     raise ValueError(f"not an s3:// URI: {uri!r}")
 
 
+def _path_under(root: Path, key: str, folder: str) -> Path:
+    """``root/key`` resolved; :class:`NotAllowed` (naming ``folder``) when it is outside ``root``."""
+    check_key(key)
+    path = (root / key).resolve()
+    # check_key already refuses '..' and absolute keys; this also catches symlinks out of root.
+    if root not in path.parents:
+        raise NotAllowed(f"key {key!r} resolves outside the {folder}", param="key")
+    return path
+
+
 # -- sinks ---------------------------------------------------------------------------------------
 
 
@@ -61,12 +71,7 @@ class LocalSink:
 
     def path_for(self, key: str) -> Path:
         """The file path of ``key`` under the root; :class:`NotAllowed` when it would escape it."""
-        check_key(key)
-        path = (self.root / key).resolve()
-        # check_key already refuses '..' and absolute keys; this also catches symlinks out of root.
-        if self.root not in path.parents:
-            raise NotAllowed(f"key {key!r} resolves outside the output folder", param="key")
-        return path
+        return _path_under(self.root, key, "output folder")
 
     def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:  # noqa: ARG002
         """Write ``data`` to ``root/key`` and return the file path."""
@@ -169,10 +174,7 @@ class LocalStore:
 
     def path_for(self, key: str) -> Path:
         """The file of ``key``; :class:`NotAllowed` for traversal, :class:`NotFound` when missing."""
-        check_key(key)
-        path = (self.root / key).resolve()
-        if self.root not in path.parents:
-            raise NotAllowed(f"key {key!r} resolves outside the media folder", param="key")
+        path = _path_under(self.root, key, "media folder")
         if not path.is_file():
             raise NotFound(f"no such object: {key}")
         return path

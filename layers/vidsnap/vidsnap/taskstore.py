@@ -115,6 +115,18 @@ class TaskStore:
         except (ClientError, BotoCoreError) as exc:
             raise map_client_error(exc, f"dynamodb {self.table_name} {what}") from exc
 
+    def _conditional(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
+        """A conditional write: True when done, False when its condition failed (another caller won)."""
+        try:
+            fn(**kwargs)
+        except ClientError as exc:
+            if error_code(exc)[0] == "ConditionalCheckFailedException":
+                return False
+            raise map_client_error(exc, f"dynamodb {self.table_name} {what}") from exc
+        except BotoCoreError as exc:
+            raise map_client_error(exc, f"dynamodb {self.table_name} {what}") from exc
+        return True
+
     def begin(self, task_id: str, request: Mapping[str, Any], sources: Sequence[str], **fields: Any) -> Begin:
         """Claim ``task_id``: ``"new"`` when this caller now owns a Running record.
 
@@ -136,25 +148,12 @@ class TaskStore:
             "Attempts": 1,
             **to_dynamo(fields),
         }
-        try:
-            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(TaskId)")
-        except ClientError as exc:
-            if error_code(exc)[0] != "ConditionalCheckFailedException":
-                raise map_client_error(exc, f"dynamodb {self.table_name} put") from exc
-        except BotoCoreError as exc:
-            raise map_client_error(exc, f"dynamodb {self.table_name} put") from exc
-        else:
+        if self._claim(item):
             return "new"
         existing = self._get_raw(task_id)
         if existing is None:
             # Deleted (TTL) between the two calls: claim it again, once; a second race says running.
-            try:
-                self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(TaskId)")
-            except ClientError as exc:
-                if error_code(exc)[0] == "ConditionalCheckFailedException":
-                    return "running"
-                raise map_client_error(exc, f"dynamodb {self.table_name} put") from exc
-            return "new"
+            return "new" if self._claim(item) else "running"
         status = existing.get("Status")
         if status == "Succeeded":
             return "succeeded"
@@ -165,65 +164,61 @@ class TaskStore:
             return "running"
         return "new" if self._take_over(task_id, lease, now) else "running"
 
+    def _claim(self, item: Mapping[str, Any]) -> bool:
+        """Put a new record unless one exists; False when one does."""
+        return self._conditional(
+            "put", self.table.put_item, Item=item, ConditionExpression="attribute_not_exists(TaskId)"
+        )
+
     def _take_over(self, task_id: str, lease: Any, now: float) -> bool:
         """Conditionally move an expired lease to this caller; False when someone else won."""
-        try:
-            self.table.update_item(
-                Key={"TaskId": task_id},
-                UpdateExpression=(
-                    "SET LeaseExpiresAt = :lease, UpdatedAt = :now, Progress = :zero, "
-                    "Attempts = if_not_exists(Attempts, :zero) + :one"
-                ),
-                ConditionExpression="#s = :running AND LeaseExpiresAt = :old",
-                ExpressionAttributeNames={"#s": "Status"},
-                ExpressionAttributeValues={
-                    ":lease": int(now + self.lease_seconds),
-                    ":now": int(now),
-                    ":zero": 0,
-                    ":one": 1,
-                    ":running": "Running",
-                    ":old": lease,
-                },
-            )
-        except ClientError as exc:
-            if error_code(exc)[0] == "ConditionalCheckFailedException":
-                return False
-            raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
-        except BotoCoreError as exc:
-            raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
-        log.info("took over task %s (lease expired)", task_id)
-        return True
+        took = self._conditional(
+            "update",
+            self.table.update_item,
+            Key={"TaskId": task_id},
+            UpdateExpression=(
+                "SET LeaseExpiresAt = :lease, UpdatedAt = :now, Progress = :zero, "
+                "Attempts = if_not_exists(Attempts, :zero) + :one"
+            ),
+            ConditionExpression="#s = :running AND LeaseExpiresAt = :old",
+            ExpressionAttributeNames={"#s": "Status"},
+            ExpressionAttributeValues={
+                ":lease": int(now + self.lease_seconds),
+                ":now": int(now),
+                ":zero": 0,
+                ":one": 1,
+                ":running": "Running",
+                ":old": lease,
+            },
+        )
+        if took:
+            log.info("took over task %s (lease expired)", task_id)
+        return took
 
     def retry(self, task_id: str) -> bool:
         """Take a Failed record back to Running for a new attempt; False when another caller won."""
         now = self.clock()
-        try:
-            self.table.update_item(
-                Key={"TaskId": task_id},
-                UpdateExpression=(
-                    "SET #s = :running, Progress = :zero, LeaseExpiresAt = :lease, UpdatedAt = :now, "
-                    "ExpiresAt = :expires, Attempts = if_not_exists(Attempts, :zero) + :one "
-                    "REMOVE EndTime, Code, Message, Outputs, Warnings, Notified"
-                ),
-                ConditionExpression="#s = :failed",
-                ExpressionAttributeNames={"#s": "Status"},
-                ExpressionAttributeValues={
-                    ":running": "Running",
-                    ":failed": "Failed",
-                    ":zero": 0,
-                    ":one": 1,
-                    ":lease": int(now + self.lease_seconds),
-                    ":now": int(now),
-                    ":expires": int(now + self.ttl_seconds),
-                },
-            )
-        except ClientError as exc:
-            if error_code(exc)[0] == "ConditionalCheckFailedException":
-                return False
-            raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
-        except BotoCoreError as exc:
-            raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
-        return True
+        return self._conditional(
+            "update",
+            self.table.update_item,
+            Key={"TaskId": task_id},
+            UpdateExpression=(
+                "SET #s = :running, Progress = :zero, LeaseExpiresAt = :lease, UpdatedAt = :now, "
+                "ExpiresAt = :expires, Attempts = if_not_exists(Attempts, :zero) + :one "
+                "REMOVE EndTime, Code, Message, Outputs, Warnings, Notified"
+            ),
+            ConditionExpression="#s = :failed",
+            ExpressionAttributeNames={"#s": "Status"},
+            ExpressionAttributeValues={
+                ":running": "Running",
+                ":failed": "Failed",
+                ":zero": 0,
+                ":one": 1,
+                ":lease": int(now + self.lease_seconds),
+                ":now": int(now),
+                ":expires": int(now + self.ttl_seconds),
+            },
+        )
 
     def progress(self, task_id: str, pct: float) -> bool:
         """Record progress (0-100), at most once every ~2 s per task; True when written.

@@ -1,0 +1,206 @@
+"""A seekable, read-only file object over a remote object of known size, read in cached blocks.
+
+PyAV reads its input in small chunks and seeks a lot (an MP4 with the ``moov`` box at the end is
+read at the tail first, then wherever the index points). :class:`BlockReader` turns that access
+pattern into a few large ranged reads: the object is split into fixed-size blocks (1 MiB by
+default), each fetched once and kept in a small LRU cache; a read that misses several consecutive
+blocks fetches them in one request, and when reads are sequential the next block is fetched in the
+same request (read-ahead), halving the request count of a sequential decode.
+
+A subclass says how to fetch a byte range (:meth:`BlockReader._fetch`); :class:`vidsnap.s3io.S3RangeReader`
+(S3 ranged GETs) and :class:`vidsnap.objectlambda.HTTPRangeReader` (HTTP ``Range`` GETs of a
+presigned URL) are the two.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from abc import abstractmethod
+from collections import OrderedDict
+from typing import Any, BinaryIO
+
+
+class BlockReader(io.RawIOBase, BinaryIO):
+    """A seekable, read-only file object over ``size`` bytes fetched block by block.
+
+    It is an :class:`io.RawIOBase` (the runtime behaviour) and declares :class:`typing.BinaryIO`
+    so it type-checks wherever a binary file is expected (``engine.run_task``, ``av.open``); every
+    method comes from the ``io`` side of the MRO.
+
+    ``bytes_read`` counts bytes fetched, ``requests`` counts fetches (a subclass that retries a
+    request adds its retries). Positions past the end are allowed (reads there return nothing); a
+    negative position is an :class:`OSError` (``EINVAL``), as for a real file. Thread-safe for one
+    reader shared by threads (a lock guards the cache and position), though PyAV uses it from one
+    thread.
+    """
+
+    def __init__(
+        self, *, size: int, block_size: int = 1 << 20, cache_blocks: int = 32, readahead: bool = True
+    ) -> None:
+        super().__init__()
+        if block_size <= 0 or cache_blocks <= 0 or size < 0:
+            raise ValueError("block_size and cache_blocks must be positive, size non-negative")
+        self.size = size
+        self.block_size = block_size
+        self.cache_blocks = max(cache_blocks, 2)  # room for a block and its read-ahead
+        self.readahead = readahead
+        self.bytes_read = 0
+        self.requests = 0
+        self._pos = 0
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._last_fetched: int | None = None
+        self._lock = threading.RLock()
+
+    @abstractmethod
+    def _fetch(self, start: int, end: int) -> bytes:
+        """Bytes ``start..end`` (inclusive) of the object, in one request.
+
+        Errors are raised as :class:`~vidsnap.errors.VidsnapError`. Fewer bytes than asked are
+        passed to :meth:`_length_mismatch`.
+        """
+
+    def _length_mismatch(self, start: int, expected: int, got: int) -> None:
+        """A fetch at ``start`` returned ``got`` bytes instead of ``expected``.
+
+        By default the reader keeps what it got, and a read that reaches the gap comes back short.
+        A subclass may raise instead.
+        """
+
+    # -- io.RawIOBase -------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """``"rb"``: read-only binary."""
+        return "rb"
+
+    def readable(self) -> bool:
+        """Always True."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always True."""
+        return True
+
+    def tell(self) -> int:
+        """The current position."""
+        self._check_open()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the position; positions past the end are allowed (reads there return nothing)."""
+        self._check_open()
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self.size + offset
+        else:
+            raise ValueError(f"invalid whence: {whence}")
+        if pos < 0:
+            raise OSError(22, "negative seek position")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the current position (fully, unless the end is reached)."""
+        self._check_open()
+        view = memoryview(buffer).cast("B")
+        with self._lock:
+            want = min(len(view), max(self.size - self._pos, 0))
+            if want <= 0:
+                return 0
+            data = self._read_range(self._pos, self._pos + want)
+            view[: len(data)] = data
+            self._pos += len(data)
+            return len(data)
+
+    def readall(self) -> bytes:
+        """Everything from the current position to the end."""
+        self._check_open()
+        with self._lock:
+            if self._pos >= self.size:
+                return b""
+            data = self._read_range(self._pos, self.size)
+            self._pos += len(data)
+            return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes (all remaining when negative or None)."""
+        if size is None or size < 0:
+            return self.readall()
+        buf = bytearray(size)
+        n = self.readinto(buf)
+        return bytes(buf[:n])
+
+    def close(self) -> None:
+        """Drop the cache; whatever the subclass reads through is not ours to close."""
+        self._cache.clear()
+        super().close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError(f"I/O operation on closed {type(self).__name__}")
+
+    # -- block cache ------------------------------------------------------------------------
+
+    def _read_range(self, start: int, end: int) -> bytes:
+        """Bytes [start, end) assembled from cached or freshly fetched blocks (short at a gap)."""
+        first, last = start // self.block_size, (end - 1) // self.block_size
+        # Blocks of this read are pinned here, so a small cache cannot evict them mid-read.
+        pinned = {b: self._cache[b] for b in range(first, last + 1) if b in self._cache}
+        missing = [b for b in range(first, last + 1) if b not in pinned]
+        # One fetch per run of consecutive missing blocks (a large read should not cost N requests).
+        for run_start, run_end in _runs(missing):
+            stop = run_end
+            sequential = self._last_fetched is not None and run_start == self._last_fetched + 1
+            if self.readahead and sequential and (stop + 1) * self.block_size < self.size:
+                stop += 1  # read-ahead: the decoder will very likely want the next block too
+            pinned.update(self._fetch_blocks(run_start, stop))
+        parts = []
+        for b in range(first, last + 1):
+            block = pinned[b]
+            if b in self._cache:
+                self._cache.move_to_end(b)
+            lo = max(start - b * self.block_size, 0)
+            hi = min(end - b * self.block_size, self.block_size)
+            part = block[lo:hi]
+            parts.append(part)
+            if len(part) < hi - lo:  # a short block (less came back than asked): stop at the gap
+                break
+        return b"".join(parts)
+
+    def _fetch_blocks(self, first: int, last: int) -> dict[int, bytes]:
+        """Fetch blocks first..last in one request, cache them (LRU) and return them."""
+        lo = first * self.block_size
+        hi = min((last + 1) * self.block_size, self.size) - 1
+        self.requests += 1
+        data = self._fetch(lo, hi)
+        self.bytes_read += len(data)
+        if len(data) != hi - lo + 1:
+            self._length_mismatch(lo, hi - lo + 1, len(data))
+        return self._keep(first, last, data)
+
+    def _keep(self, first: int, last: int, data: bytes) -> dict[int, bytes]:
+        """Cache ``data`` as blocks first..last (LRU, most recent last) and return those blocks."""
+        kept = {}
+        for b in range(first, last + 1):
+            off = (b - first) * self.block_size
+            kept[b] = self._cache[b] = data[off : off + self.block_size]
+            self._cache.move_to_end(b)
+        self._last_fetched = last
+        while len(self._cache) > self.cache_blocks:
+            self._cache.popitem(last=False)
+        return kept
+
+
+def _runs(blocks: list[int]) -> list[tuple[int, int]]:
+    """Group sorted block numbers into inclusive runs of consecutive numbers."""
+    runs: list[tuple[int, int]] = []
+    for b in blocks:
+        if runs and b == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], b)
+        else:
+            runs.append((b, b))
+    return runs
