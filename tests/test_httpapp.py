@@ -34,6 +34,7 @@ from vidsnap.httpapp import (
 )
 from vidsnap.settings import Settings
 from vidsnap.storage import LocalStore, S3Store
+from vidsnap.synth import make_video
 from vidsnap.taskstore import TaskStore
 
 CLIP = "videos/clip.mp4"
@@ -494,3 +495,26 @@ def test_s3_post_enqueues_and_task_lookup(aws: dict[str, Any], media_root: Path)
     )
     record = client.get(f"/tasks/{body['TaskId']}").json()
     assert record == {"TaskId": body["TaskId"], "Status": "Running", "Progress": 42.5}
+
+
+def test_s3_warm_requests_reuse_the_open_video_and_stay_exact(aws: dict[str, Any], media_root: Path) -> None:
+    """A warm app keeps the object version open: forward, backward and repeated times stay exact,
+    a repeat reads nothing from S3, and a replaced object is opened afresh."""
+    aws["s3"].put_object(Bucket="vidsnap-source", Key=CLIP, Body=(media_root / CLIP).read_bytes())
+    client = _s3_app(aws)
+    frames = []
+    for t in (2000, 400, 2000, 2040, 0):
+        r = client.get(_url(CLIP, f"video/snapshot,t_{t},f_png"))
+        assert r.status_code == 200
+        frames.append((_counter(r.content), int(r.headers["x-vidsnap-bytes-read"])))
+    assert [counter for counter, _ in frames] == [50, 10, 50, 51, 0]
+    assert frames[0][1] > 0
+    assert frames[2][1] == 0  # the same frame again: nothing read from S3
+    # Replace the object with a 50 fps video: a new ETag, so a new open video (frame 100 at 2 s).
+    other = media_root / "videos" / "fifty.mp4"
+    if not other.exists():
+        make_video(other, duration_s=3, fps=50, width=160, height=90, gop=50, bframes=2)
+    aws["s3"].put_object(Bucket="vidsnap-source", Key=CLIP, Body=other.read_bytes())
+    r = client.get(_url(CLIP, "video/snapshot,t_2000,f_png"))
+    assert _counter(r.content) == 100
+    assert int(r.headers["x-vidsnap-bytes-read"]) > 0

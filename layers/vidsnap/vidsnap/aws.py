@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import threading
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
+if TYPE_CHECKING:  # importing boto3 costs ~120 ms: done when the first client is made
+    import boto3
+    from botocore.config import Config
 
 #: Standard retry mode (exponential backoff with jitter, retries throttling and transient errors);
 #: adaptive mode adds client-side rate limiting that only pays off for sustained throttling of one
@@ -25,14 +26,32 @@ _RETRIES = {"mode": "standard", "max_attempts": 5}
 #: Range reads are small and many: short connect timeout, moderate read timeout, and a pool large
 #: enough for the engine's threads. Signature v4 is required for KMS-encrypted objects and
 #: presigned URLs in every region.
-S3_CONFIG = Config(
-    signature_version="s3v4",
-    retries=_RETRIES,  # type: ignore[arg-type]
-    connect_timeout=5,
-    read_timeout=30,
-    max_pool_connections=16,
-)
-DEFAULT_CONFIG = Config(retries=_RETRIES, connect_timeout=5, read_timeout=20)  # type: ignore[arg-type]
+_CONFIGS: dict[str, Config] = {}
+
+
+def _config(name: str) -> Config:
+    """``S3_CONFIG`` / ``DEFAULT_CONFIG``, built on first use (botocore is imported then)."""
+    if name not in _CONFIGS:
+        from botocore.config import Config
+
+        if name == "S3_CONFIG":
+            _CONFIGS[name] = Config(
+                signature_version="s3v4",
+                retries=_RETRIES,  # type: ignore[arg-type]
+                connect_timeout=5,
+                read_timeout=30,
+                max_pool_connections=16,
+            )
+        else:
+            _CONFIGS[name] = Config(retries=_RETRIES, connect_timeout=5, read_timeout=20)  # type: ignore[arg-type]
+    return _CONFIGS[name]
+
+
+def __getattr__(name: str) -> Any:
+    """``aws.S3_CONFIG`` / ``aws.DEFAULT_CONFIG`` for callers, created lazily."""
+    if name in ("S3_CONFIG", "DEFAULT_CONFIG"):
+        return _config(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Clients:
@@ -62,6 +81,8 @@ class Clients:
         """The boto3 session (created on first use)."""
         with self._lock:
             if self._session is None:
+                import boto3
+
                 self._session = boto3.Session(region_name=self._region) if self._region else boto3.Session()
             return self._session
 
@@ -84,16 +105,17 @@ class Clients:
                 self._account_id = str(self.sts.get_caller_identity()["Account"])
             return self._account_id
 
-    def _client(self, service: str, config: Config = DEFAULT_CONFIG) -> Any:
+    def _client(self, service: str, config: Config | None = None) -> Any:
         # The service name is a plain str here; typed stubs only accept literal names.
         session: Any = self.session
         with self._lock:
+            config = config or _config("DEFAULT_CONFIG")
             return session.client(service, region_name=self.region, config=config)
 
     @cached_property
     def s3(self) -> Any:
         """S3 client: signature v4, standard retries, short timeouts."""
-        return self._client("s3", S3_CONFIG)
+        return self._client("s3", _config("S3_CONFIG"))
 
     @cached_property
     def sns(self) -> Any:
@@ -119,7 +141,8 @@ class Clients:
     def dynamodb(self) -> Any:
         """DynamoDB service resource (``.Table(name)``)."""
         with self._lock:
-            return self.session.resource("dynamodb", region_name=self.region, config=DEFAULT_CONFIG)
+            config = _config("DEFAULT_CONFIG")
+            return self.session.resource("dynamodb", region_name=self.region, config=config)
 
 
 def account_from_arn(arn: str | None) -> str | None:

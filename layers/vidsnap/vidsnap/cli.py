@@ -147,10 +147,15 @@ def _manifest(
     warnings: list[str],
 ) -> dict[str, Any]:
     from .notify import build_message
-    from .taskstore import task_id
 
+    if task:
+        from .taskstore import task_id  # tasks only: a snapshot does not pay for its import
+
+        tid = task_id(ref, None, task)
+    else:
+        tid = f"sync-{request_id}"
     return build_message(
-        task_id(ref, None, task) if task else f"sync-{request_id}",
+        tid,
         "Succeeded",
         code="Success",
         message="",

@@ -8,9 +8,14 @@ the first frame also covers AVI/MPEG-4 files whose header start time is off by t
 Seek strategy (why it is built this way):
 
 * PyAV seeks to a keyframe and leaves the decoding forward to us. MP4/MOV index timestamps are
-  DTS, which run behind the PTS by the B-frame reorder delay (the first entry is negative), so a
-  seek aims at ``target − dts_shift`` to land on the keyframe whose *presentation* time is at or
-  before the target.
+  DTS, which run behind the PTS by the B-frame reorder delay (the first entry is negative), but
+  the MP4/MOV and Matroska demuxers of the FFmpeg bundled with PyAV 18 (8.1) *seek* by
+  presentation time: ``seek(t)`` lands on the keyframe whose PTS ≤ t (measured: keyframe DTS
+  82800, PTS 90000: ``seek(82800)`` lands a GOP earlier, ``seek(90000)`` on it). A seek therefore
+  aims at the target itself; demuxers that seek by DTS (AVI) land late by the reorder delay once,
+  then ``target − dts_shift`` is used for that file. (Aiming at ``target − dts_shift`` everywhere
+  decoded a whole extra GOP whenever the target was a keyframe's time: 300 s in a 1080p GOP-250
+  file, 250 extra frames.)
 * After every seek the first clean decoded frame must have pts ≤ target; otherwise the seek
   landed late (MPEG-TS has no index and seeks by bisecting timestamps; open GOPs drop leading
   B-frames after a recovery point) and we seek again earlier, doubling the step back each time,
@@ -55,20 +60,28 @@ _MAX_SEEK_ATTEMPTS = 12
 # keyframes(): hop from keyframe to keyframe through the index when GOPs average at least this
 # many packets (reading one packet per GOP instead of all of them).
 _HOP_MIN_GOP_PACKETS = 48
+# Packets remembered for the NONREF skip decision when the target moves on (well above any
+# reorder depth; a smaller window only skips less).
+_SKIP_WINDOW = 64
 
 # Threading, measured on this 2-core machine (PyAV 18 / FFmpeg 8; synth 1920×1080 30 fps H.264,
-# GOP 250, 2 B-frames, 60 s; open + one frame per call, mean of 10 calls at scattered times):
+# GOP 250, 2 B-frames, 60 s; open + one frame per call, mean of 10 calls at scattered times;
+# before frames that cannot be the answer were skipped, see _skip_mode):
 #                 exact frame   keyframe (m_fast)   frames_at every 10 s
 #   SLICE           0.215 s        0.023 s              0.95 s
 #   FRAME           0.327 s        0.064 s              1.22 s
 #   AUTO (both)     0.192 s        0.052 s              0.74 s
-# An exact frame means decoding on average half a GOP forward from the keyframe, where frame
-# threads pay off; a lone keyframe pays their pipeline latency (~30 ms). The thread type must be
-# fixed before the decoder opens (at construction, before the mode of the calls is known), and the
-# default sync request is exact, so both one-frame and bulk work use AUTO.
-# Sequential decode (every_frame, bulk): 1800 frames in 2.2 s.
-_THREAD_TYPE_SINGLE = "AUTO"
-_THREAD_TYPE_BULK = "AUTO"
+# With non-reference frames skipped (skip_frame NONREF) what is left to decode is the chain of
+# reference frames, each predicted from the one before: frame threads have little to overlap and
+# keep their pipeline latency. Benchmark 1080p 14 Mbit/s, GOP 250, 3 B-frames (open + frame_at,
+# median of 7 × 4 times): exact AUTO 145 ms / SLICE 140 ms; keyframe AUTO 70 ms / SLICE 42 ms.
+# 900 frames from a keyframe, NONREF: FRAME 0.58-0.71 s (0.8 s CPU), SLICE 0.62 s (0.63 s CPU);
+# every frame: FRAME 0.94-1.26 s, SLICE 1.14-1.63 s. Bulk jobs either skip (inter/avg/dhash) or
+# are bound by converting and encoding the many frames they output (every frame, keyframes), so
+# one decoding core is enough and the second one converts and encodes (engine pipelines them).
+# The thread type must be fixed before the decoder opens, so it is chosen per Video.
+_THREAD_TYPE_SINGLE = "SLICE"
+_THREAD_TYPE_BULK = "SLICE"
 
 _AvError: tuple[type[BaseException], ...] = (av.error.FFmpegError, OSError, EOFError, ValueError)
 
@@ -208,6 +221,10 @@ class Video:
         self._anchored = False
         self._eof = False
         self._keyonly = False
+        # Skipping of frames that cannot be the answer (see _skip_mode): the pts target while
+        # positioning, and the skip_frame value last given to the decoder.
+        self._skip_target: int | None = None
+        self._skip_state = "DEFAULT"
         self._last_pulled_pts: int | None = None
         self._last_key_pts: int | None = None
         self._gop_ticks: int | None = None
@@ -225,6 +242,7 @@ class Video:
             self._set_rotation(cover)
             self._key_ts: list[int] = []
             self._dts_shift = 0
+            self._seek_by_dts = False
             return
 
         # Keyframe table from the container index (MP4/MOV/MKV/WebM/AVI); empty for MPEG-TS.
@@ -246,6 +264,7 @@ class Video:
         # MP4/MOV index timestamps are DTS: the first keyframe's DTS runs behind its PTS by the
         # reorder delay. Aim seeks that much earlier so they land on the right keyframe.
         self._dts_shift = max(0, self.start_pts - self._key_ts[0]) if self._key_ts else 0
+        self._seek_by_dts = False  # learnt on the first late landing (see _seek_and_anchor)
         self.duration_ms = self._compute_duration()
 
     def _set_rotation(self, frame: av.VideoFrame) -> None:
@@ -294,8 +313,15 @@ class Video:
     # ------------------------------------------------------------------ low-level decoding
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
-        """Frames from the current demuxer position; errors end the run like an EOF."""
+        """Frames from the current demuxer position; errors end the run like an EOF.
+
+        While a target is set (``self._skip_target``, by :meth:`_advance_to`), packets that cannot
+        hold the answer are decoded with ``skip_frame = "NONREF"``: see :meth:`_skip_mode`.
+        """
         demux = self._container.demux(self._stream)
+        # Pts of packets decoded in full since the seek (a short window is enough, see _skip_mode).
+        recent: collections.deque[int] = collections.deque(maxlen=_SKIP_WINDOW)
+        best: list[int | None] = [None, None]  # [target the best was computed for, best pts ≤ it]
         while True:
             try:
                 packet = next(demux)
@@ -303,6 +329,11 @@ class Video:
                 break
             except _AvError:
                 break  # truncated/corrupt container data: treat as the end, then drain
+            if not self._keyonly:
+                mode = self._skip_mode(packet.pts, recent, best)
+                if mode != self._skip_state:
+                    self._codec.skip_frame = mode
+                    self._skip_state = mode
             try:
                 frames = packet.decode()
             except av.error.EOFError:
@@ -312,6 +343,36 @@ class Video:
             yield from frames
         with contextlib.suppress(*_AvError):
             yield from self._codec.decode(None)
+
+    def _skip_mode(self, pts: int | None, recent: collections.deque[int], best: list[int | None]) -> str:
+        """``"NONREF"`` when the packet with ``pts`` cannot be the frame shown at the target.
+
+        The answer is the last frame with pts ≤ target. A packet whose pts is below that of another
+        packet already sent to the decoder in full with pts ≤ target is not the answer (nor the
+        answer for any later target that needs no seek: those answers are at or after this one). If
+        it is not a reference picture, the decoder may drop it: only the decoder knows which pictures
+        are references, so ``skip_frame = "NONREF"`` leaves that choice to it, and reference pictures
+        (everything later frames are predicted from) are always decoded. ``recent`` holds the pts of
+        the packets decoded in full since the seek (a bounded window: when the target moves on, a
+        shorter memory only skips less, never wrongly); ``best`` caches the largest of them ≤ target.
+
+        Measured on the benchmark's 1080p H.264 (3 B-frames, pyramid), 600 frames from a keyframe:
+        1.02 s with every frame, 0.47 s with NONREF (301 frames decoded).
+        """
+        target = self._skip_target
+        if pts is None:
+            return "DEFAULT"
+        if target is not None:
+            if best[0] != target:
+                best[0] = target
+                best[1] = max((q for q in recent if q <= target), default=None)
+            top = best[1]
+            if top is not None and pts < top:
+                return "NONREF"
+            if pts <= target:
+                best[1] = pts
+        recent.append(pts)
+        return "DEFAULT"
 
     def _pull(self) -> av.VideoFrame | None:
         """The next decoded frame (pts filled in best-effort when missing), or None at the end."""
@@ -396,7 +457,8 @@ class Video:
     def _set_keyonly(self, keyonly: bool) -> None:
         if keyonly != self._keyonly:
             self._keyonly = keyonly
-            self._codec.skip_frame = "NONKEY" if keyonly else "DEFAULT"
+            self._skip_state = "NONKEY" if keyonly else "DEFAULT"
+            self._codec.skip_frame = self._skip_state
             self._anchored = False  # frames in flight were decoded under the other mode
 
     def _should_seek(self, target: int) -> bool:
@@ -417,20 +479,26 @@ class Video:
 
     def _advance_to(self, target: int) -> av.VideoFrame | None:
         """Consume frames while the next one's pts ≤ target; return the last consumed."""
-        while True:
-            frame = self._pull()
-            if frame is None:
-                break
-            if _pts(frame) > target:
-                self._pending.appendleft(frame)
-                break
-            self._prev = frame
+        self._skip_target = target
+        try:
+            while True:
+                frame = self._pull()
+                if frame is None:
+                    break
+                if _pts(frame) > target:
+                    self._pending.appendleft(frame)
+                    break
+                self._prev = frame
+        finally:
+            self._skip_target = None
         return self._prev
 
     def _seek_and_anchor(self, target: int) -> None:
         """Seek so that the decoder is positioned at or before ``target``, backing off as needed."""
         lowest = self._lowest_ts()
-        seek_to = target - self._dts_shift
+        # First guess: the target itself (MP4/MOV/MKV seek by presentation time, see the module
+        # docstring); demuxers that seek by DTS land late there once, then the shifted aim is used.
+        seek_to = target - (self._dts_shift if self._seek_by_dts else 0)
         step = max(self._gop_ticks or 0, round(Fraction(1) / self.time_base), 1)
         # MPEG-TS bisects on timestamps and can land a GOP late even for a target just below its
         # first timestamp; far below the start it reliably rewinds to the first packet.
@@ -444,6 +512,11 @@ class Video:
                 return
             if at_start:
                 break
+            if self._dts_shift and not self._seek_by_dts:
+                # Landed late by (up to) the reorder delay: this demuxer seeks by DTS.
+                self._seek_by_dts = True
+                seek_to = target - self._dts_shift
+                continue
             if first is not None:
                 seek_to = min(seek_to, _pts(first) - self._dts_shift)
             seek_to -= step
@@ -570,7 +643,11 @@ class Video:
         # The keyframe just before may present at/after the target when DTS lags PTS.
         last_pts: int | None = None
         for ts in self._key_ts[max(0, first - 1) :]:
-            self._seek(ts)
+            # Aim at the keyframe's presentation time: demuxers seeking by PTS (MP4/MOV) land on
+            # it, not on the keyframe before (which would mean demuxing a whole GOP of packets to
+            # reach this one: the entire file for a keyframe job); those seeking by DTS land on
+            # it too, the next keyframe being more than the reorder delay later.
+            self._seek(ts + self._dts_shift)
             self._it = None
             frames: list[av.VideoFrame] = []
             try:

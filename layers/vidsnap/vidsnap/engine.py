@@ -4,11 +4,13 @@ naming meet. No AWS here: outputs go to a :class:`Sink`, sources are paths or se
 
 from __future__ import annotations
 
+import collections
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import av
 
@@ -17,9 +19,16 @@ from .errors import BadRequest, UndecodableMedia, VidsnapError
 from .imaging import Geometry, plan_geometry, render
 from .naming import frames_overwrite, output_key
 from .plan import CONTENT_TYPES, ImageSpec, SnapshotJob, SnapshotRequest, SourceRef, Task
-from .select import select_frames
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+# Imported where used, not here: the one-snapshot path (CLI `run`, function URL) never needs
+# selection or the render thread pool, and every millisecond of import is on its clock.
 
 Source = str | os.PathLike[str] | BinaryIO
+#: Frames decoded ahead of the one being written (each holds a decoded picture and its RGB copy).
+_RENDER_AHEAD = 2
 Progress = Callable[[float], None]
 
 
@@ -95,12 +104,137 @@ def report_ms(t: Fraction) -> int | float:
 
 def snapshot(source: Source, req: SnapshotRequest, *, limits: Limits | None = None) -> Rendered:
     """Render the single frame a synchronous ``video/snapshot`` asks for."""
-    limits = limits or Limits()
     with Video(source) as video:
-        picked = video.frame_at(req.time_ms, exact=req.exact)
-        geometry = _geometry(video, picked, req.image, limits)
-        data = render(picked.frame, geometry, req.image.format)
+        return _snapshot_of(video, req, limits or Limits())
+
+
+def _snapshot_of(video: Video, req: SnapshotRequest, limits: Limits) -> Rendered:
+    picked = video.frame_at(req.time_ms, exact=req.exact)
+    geometry = _geometry(video, picked, req.image, limits)
+    data = render(picked.frame, geometry, req.image.format)
     return Rendered(data, req.image.content_type, geometry.width, geometry.height, picked.time_ms)
+
+
+@dataclass
+class _OpenVideo:
+    video: Video
+    source: Source
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def close(self) -> None:
+        self.video.close()
+        _close_source(self.source)
+
+
+class OpenVideos:
+    """Videos kept open between requests of a warm process (a Lambda container), per object version.
+
+    A second request for the same object version reuses the opened container: no probing, no
+    index to read again, the decoder positioned where the last request left it (the same frame
+    again costs nothing, a later one in the same GOP decodes forward) and the source's own block
+    cache (an :class:`~vidsnap.s3io.S3RangeReader` keeps the blocks it fetched), so a warm repeat
+    reads nothing from S3. ``version`` must change whenever the bytes may have (for S3: bucket,
+    key, ETag, version id); the caller gets it from a cheap HEAD. At most ``capacity`` videos stay
+    open (least recently used closed first). A video in use by another thread is not shared: that
+    request opens its own, closed afterwards. Decoding errors drop the entry.
+    """
+
+    def __init__(self, capacity: int = 1) -> None:
+        self.capacity = max(1, capacity)
+        self._lock = threading.Lock()
+        self._entries: collections.OrderedDict[Hashable, _OpenVideo] = collections.OrderedDict()
+
+    def snapshot(
+        self,
+        version: Hashable,
+        open_source: Callable[[], Source],
+        req: SnapshotRequest,
+        *,
+        limits: Limits | None = None,
+    ) -> tuple[Rendered, int]:
+        """:func:`snapshot` on the object ``version``; also returns the source bytes read for it.
+
+        ``open_source`` opens the source when no open video of that version is free. The byte count
+        is read from the source's ``bytes_read`` counter (0 for sources without one).
+        """
+        limits = limits or Limits()
+        with self._lock:
+            entry = self._entries.get(version)
+            if entry is not None and entry.lock.acquire(blocking=False):
+                self._entries.move_to_end(version)
+            else:
+                entry = None
+        if entry is None:
+            return self._snapshot_new(version, open_source, req, limits)
+        try:
+            before = _bytes_read(entry.source)
+            rendered = _snapshot_of(entry.video, req, limits)
+            return rendered, _bytes_read(entry.source) - before
+        except BaseException:
+            self._drop(version, entry)
+            raise
+        finally:
+            entry.lock.release()
+
+    def _snapshot_new(
+        self, version: Hashable, open_source: Callable[[], Source], req: SnapshotRequest, limits: Limits
+    ) -> tuple[Rendered, int]:
+        source = open_source()
+        try:
+            video = Video(source)
+        except BaseException:
+            _close_source(source)
+            raise
+        entry = _OpenVideo(video, source)
+        entry.lock.acquire()
+        try:
+            rendered = _snapshot_of(video, req, limits)
+            read = _bytes_read(source)
+        except BaseException:
+            entry.close()
+            raise
+        finally:
+            entry.lock.release()
+        self._keep(version, entry)
+        return rendered, read
+
+    def _keep(self, version: Hashable, entry: _OpenVideo) -> None:
+        evicted: list[_OpenVideo] = []
+        with self._lock:
+            if version in self._entries:
+                evicted.append(entry)  # another request kept one meanwhile: keep the older
+            else:
+                self._entries[version] = entry
+                while len(self._entries) > self.capacity:
+                    evicted.append(self._entries.popitem(last=False)[1])
+        for old in evicted:
+            with old.lock:  # wait for a request still using it
+                old.close()
+
+    def _drop(self, version: Hashable, entry: _OpenVideo) -> None:
+        with self._lock:
+            if self._entries.get(version) is entry:
+                del self._entries[version]
+        entry.close()
+
+    def close(self) -> None:
+        """Close every open video (idempotent)."""
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+        for entry in entries:
+            with entry.lock:
+                entry.close()
+
+
+def _close_source(source: Source) -> None:
+    close = getattr(source, "close", None)
+    if callable(close) and not isinstance(source, str | os.PathLike):
+        close()
+
+
+def _bytes_read(source: Source) -> int:
+    return int(getattr(source, "bytes_read", 0) or 0)
 
 
 def check_limits(task: Task, limits: Limits) -> None:
@@ -165,21 +299,50 @@ def _run_job(
     geometries: dict[tuple[int, int], Geometry] = {}
     duration = video.duration_ms or Fraction(1)
     count = 0
-    for picked in select_frames(
-        video, job.selection, max_frames=limits.max_frames, warnings=outcome.warnings
-    ):
-        count += 1
-        shape = (picked.frame.width, picked.frame.height)
-        if shape not in geometries:  # the size may change mid-stream; plan once per shape
-            geometries[shape] = _geometry(video, picked, job.image, limits)
-        geometry = geometries[shape]
-        data = render(picked.frame, geometry, job.image.format)
-        key = output_key(template, index=count, ext=job.image.format, source=ref)
+    # Converting and encoding a frame runs on a second thread while the next frame decodes
+    # (swscale and Pillow's encoders release the GIL). Outputs are still written in order, on this
+    # thread, and a failure surfaces where it did when everything ran in turn: frames before it are
+    # written, nothing after it is. At most _RENDER_AHEAD frames wait, which bounds the memory.
+    pending: collections.deque[tuple[Future[bytes], Picked, Geometry, int]] = collections.deque()
+
+    def write_oldest() -> None:
+        future, picked, geometry, index = pending.popleft()
+        data = future.result()
+        key = output_key(template, index=index, ext=job.image.format, source=ref)
         uri = sink.put(job.output.bucket, key, data, CONTENT_TYPES[job.image.format])
         outcome.outputs.append(Output(uri, picked.time_ms, geometry.width, geometry.height, len(data)))
         if progress:
             done = min(Fraction(1), max(Fraction(0), picked.time_ms / duration))
             progress(float((part[0] + done) / part[1]))
+
+    from concurrent.futures import ThreadPoolExecutor  # bulk path only
+
+    from .select import select_frames  # bulk path only
+
+    frames = select_frames(video, job.selection, max_frames=limits.max_frames, warnings=outcome.warnings)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsnap-render") as pool:
+        while True:
+            try:
+                picked = next(frames, None)
+                if picked is None:
+                    break
+                shape = (picked.frame.width, picked.frame.height)
+                if shape not in geometries:  # the size may change mid-stream; plan once per shape
+                    geometries[shape] = _geometry(video, picked, job.image, limits)
+            except BaseException:
+                # Decoding or planning failed: first write the frames before it, in order, as the
+                # one-at-a-time loop did (a render failure among those wins: it came first).
+                while pending:
+                    write_oldest()
+                raise
+            count += 1
+            geometry = geometries[shape]
+            future = pool.submit(render, picked.frame, geometry, job.image.format)
+            pending.append((future, picked, geometry, count))
+            while len(pending) > _RENDER_AHEAD or (pending and pending[0][0].done()):
+                write_oldest()
+        while pending:
+            write_oldest()
     if count == 0:
         _no_frames(job, video, outcome)
     elif count > 1 and frames_overwrite(template):

@@ -42,7 +42,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from .decode import Video
-from .engine import Limits, check_limits, report_ms, snapshot
+from .engine import Limits, OpenVideos, check_limits, report_ms, snapshot
 from .errors import BadRequest, NotAllowed, NotFound, TooLarge, VidsnapError, as_vidsnap_error
 from .naming import check_key
 from .parse import parse_sync, parse_task
@@ -293,6 +293,7 @@ class _Routes:
         self.limits: Limits = limits if isinstance(limits, Limits) else Limits()
         prefix = getattr(settings, "results_prefix", None) or DEFAULT_RESULTS_PREFIX
         self.results_prefix = prefix if prefix.endswith("/") else prefix + "/"
+        self.open_videos = OpenVideos(capacity=1)
 
     # -- security --------------------------------------------------------------------------------
 
@@ -315,7 +316,7 @@ class _Routes:
         if _etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=cache)
         started = time.perf_counter()
-        rendered, bytes_read = await run_in_threadpool(self._render, key, req)
+        rendered, bytes_read = await run_in_threadpool(self._render, key, req, info)
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.info(
             "snapshot %s t=%s: %dx%d, %d bytes read from the source, %.1f ms",
@@ -349,8 +350,12 @@ class _Routes:
             return RedirectResponse(url, status_code=302, headers=headers)
         return Response(rendered.data, media_type=rendered.content_type, headers=headers)
 
-    def _render(self, key: str, req: SnapshotRequest) -> tuple[Any, int]:
+    def _render(self, key: str, req: SnapshotRequest, info: Any = None) -> tuple[Any, int]:
         """The rendered snapshot and the number of source bytes read for it (0 for local files)."""
+        if info is not None and getattr(info, "etag", None):
+            # A warm process keeps the last object version open (container, index, read blocks).
+            version = (key, info.etag, getattr(info, "version", None), info.size)
+            return self.open_videos.snapshot(version, lambda: self.store.open(key), req, limits=self.limits)
         source = self.store.open(key)
         try:
             return snapshot(source, req, limits=self.limits), int(getattr(source, "bytes_read", 0))
