@@ -27,6 +27,10 @@ Seek strategy (why it is built this way):
 * ``exact=False`` and ``keyframes()`` decode with ``skip_frame = "NONKEY"``; for long GOPs with an
   index, ``keyframes()`` hops from keyframe to keyframe instead, reading only keyframe packets.
 * Frames are never converted here: callers convert only what they output.
+* Media without usable timestamps (found by ``bench/crosscheck.py``): raw H.264/HEVC elementary
+  streams (no pts, no duration, no seeking: frames numbered at the nominal rate, duration from a
+  packet count, rewinds by reopening) and AVI with reordered frames (pts from the decoder's DTS,
+  see ``_check_avi_timestamps``); both decode every frame in keyframe mode so numbering holds.
 
 Every PyAV/FFmpeg or I/O failure is turned into :class:`UnsupportedMedia` (not a media file we can
 read) or :class:`UndecodableMedia` (truncated, corrupt, nothing at the requested time) at this
@@ -38,6 +42,7 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import itertools
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -84,6 +89,8 @@ _THREAD_TYPE_SINGLE = "SLICE"
 _THREAD_TYPE_BULK = "SLICE"
 
 _AvError: tuple[type[BaseException], ...] = (av.error.FFmpegError, OSError, EOFError, ValueError)
+_REOPEN_ERRORS: tuple[type[BaseException], ...] = (VidsnapError, *_AvError)
+_INDEX_ERRORS: tuple[type[BaseException], ...] = (IndexError, *_AvError)
 
 
 @dataclass
@@ -172,6 +179,7 @@ class Video:
     is_cover_art: bool
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, bulk: bool = False) -> None:
+        self._source = source
         self._container = _open(source)
         try:
             self._setup(bulk)
@@ -198,13 +206,11 @@ class Video:
         else:
             raise UnsupportedMedia("no video stream in the source")
         self._stream = stream
-        # Demux only the chosen stream: the demuxer then drops audio/subtitle packets early.
-        for other in self._container.streams:
-            if other is not stream:
-                other.discard = av.stream.Discard.all
+        # Demux only the chosen stream (the demuxer then drops audio/subtitle packets early): see
+        # _configure_decoder.
+        self._bulk = bulk
         self._codec = stream.codec_context
-        self._codec.thread_type = _THREAD_TYPE_BULK if bulk else _THREAD_TYPE_SINGLE
-        self._codec.thread_count = 0  # one per core
+        self._configure_decoder()
         self.time_base = Fraction(stream.time_base or Fraction(1, 90000))
         self.coded_width = int(self._codec.width)
         self.coded_height = int(self._codec.height)
@@ -229,6 +235,9 @@ class Video:
         self._last_key_pts: int | None = None
         self._gop_ticks: int | None = None
         self._cover: av.VideoFrame | None = None
+        self._synthetic_pts = False
+        self._first_pts_synthetic = False
+        self._pts_from_dts = False
 
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.frame_interval_ms = Fraction(1000) / Fraction(rate) if rate and not self.is_cover_art else None
@@ -259,6 +268,11 @@ class Video:
         if first is None:
             raise UndecodableMedia("no decodable video frame in the source (empty, truncated or corrupt)")
         self._anchored = True
+        # Raw elementary streams have no timestamps at all: _pull numbers their frames at the
+        # nominal rate, which is only right while every frame is decoded (see _set_keyonly).
+        self._synthetic_pts = self._first_pts_synthetic
+        if "avi" in (self._container.format.name or "").split(",") and self._codec.has_b_frames:
+            first = self._check_avi_timestamps()
         self.start_pts = _pts(first)
         self._set_rotation(first)
         # MP4/MOV index timestamps are DTS: the first keyframe's DTS runs behind its PTS by the
@@ -266,6 +280,122 @@ class Video:
         self._dts_shift = max(0, self.start_pts - self._key_ts[0]) if self._key_ts else 0
         self._seek_by_dts = False  # learnt on the first late landing (see _seek_and_anchor)
         self.duration_ms = self._compute_duration()
+        if not self.duration_ms:
+            self.duration_ms = self._count_duration()
+
+    def _check_avi_timestamps(self) -> av.VideoFrame:
+        """AVI with reordered frames: take presentation times from the decoder's DTS.
+
+        AVI stores no presentation times, only a chunk count. With B-frames (H.264 in AVI, and
+        MPEG-4 Part 2 with *packed* B-frames: DivX/Xvid) the pts FFmpeg gives decoded frames are
+        their decode positions, which run backwards in display order (2, 4, 3, 6, 5 …), while the
+        frames' DTS advance one chunk per displayed frame: FFmpeg's own ``best_effort_timestamp``
+        (what the ffmpeg CLI shows) then uses the DTS, and so does vidsnap, for the whole stream.
+        Before, the frame at t was the wrong one wherever a B-frame's pts crossed its neighbour's.
+        Decided from the first frames after opening (they are put back: a small cost, only for AVI
+        with reordering decoders); returns the first frame.
+        """
+        frames: list[av.VideoFrame] = []
+        while len(frames) < 8:
+            frame = self._pull()
+            if frame is None:
+                break
+            frames.append(frame)
+        pairs = list(itertools.pairwise(frames))
+        backwards = any(b.pts is not None and a.pts is not None and b.pts < a.pts for a, b in pairs)
+        dts_ok = all(a.dts is not None and b.dts is not None and b.dts > a.dts for a, b in pairs[:-2])
+        if backwards and dts_ok:
+            self._pts_from_dts = True
+            prev: int | None = None
+            for frame in frames:
+                frame.pts = self._dts_pts(frame, prev)
+                prev = frame.pts
+            self._last_pulled_pts = prev
+        self._pending.extend(frames)
+        return frames[0]
+
+    def _dts_pts(self, frame: av.VideoFrame, prev: int | None) -> int:
+        """A frame's time from its DTS; the frames drained at the end have none: one interval on."""
+        if frame.dts is not None:
+            return int(frame.dts)
+        if prev is not None:
+            return prev + self._interval_ticks
+        return _pts(frame)
+
+    def _count_duration(self) -> Fraction:
+        """The duration of a stream that declares none, by reading its packets (no decoding).
+
+        Raw elementary streams (``.h264``/``.hevc`` from cameras and recorders) and still pictures
+        (PNG/JPEG through image2) carry no duration: without one, interval and average selections
+        found nothing or only the first frame. The packets' own timestamps are used when there are
+        any, otherwise their count at the nominal frame rate (the timestamps ``_pull`` gives such
+        frames); a still picture lasts one frame. The source is then opened again at its start
+        (such demuxers often cannot seek back). Rare, so the extra read is acceptable.
+        """
+        if not self._reopen():
+            raise UndecodableMedia("the source cannot be read again from its start")
+        count, end = 0, None
+        try:
+            for packet in self._container.demux(self._stream):
+                if not packet.size:
+                    continue
+                count += 1
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is not None:
+                    stop = int(ts) + int(packet.duration or self._interval_ticks)
+                    end = stop if end is None else max(end, stop)
+        except _AvError:
+            pass
+        ticks = count * self._interval_ticks
+        if end is not None and end > self.start_pts:
+            ticks = max(ticks, end - self.start_pts)
+        if not self._reopen():
+            raise UndecodableMedia("the source cannot be read again from its start")
+        self._anchored = True
+        return Fraction(max(ticks, self._interval_ticks)) * self.time_base * 1000
+
+    def _configure_decoder(self) -> None:
+        """Per-Video decoder settings (before the decoder opens), discarding the other streams."""
+        for other in self._container.streams:
+            if other is not self._stream:
+                other.discard = av.stream.Discard.all
+        self._codec.thread_type = _THREAD_TYPE_BULK if self._bulk else _THREAD_TYPE_SINGLE
+        self._codec.thread_count = 0  # one per core
+
+    def _reopen(self) -> bool:
+        """Open the source again and position at its start; False when that is impossible.
+
+        The last resort of a rewind, for demuxers that cannot seek back once they have read their
+        data: a JPEG still through FFmpeg's image2 demuxer returns no packet at all after any seek,
+        so a keyframe request (``m_fast``, ``m_key``) on it, which seeks, found nothing.
+        """
+        source = self._source
+        try:
+            if not isinstance(source, str | os.PathLike):
+                source.seek(0)
+            container = _open(source)
+        except _REOPEN_ERRORS:
+            return False
+        try:
+            stream = container.streams[self._stream.index]
+        except _INDEX_ERRORS:
+            container.close()
+            return False
+        old, self._container = self._container, container
+        with contextlib.suppress(*_AvError):
+            old.close()
+        self._stream = stream
+        self._codec = stream.codec_context
+        self._configure_decoder()
+        self._codec.skip_frame = self._skip_state
+        self._pending.clear()
+        self._prev = None
+        self._anchored = False
+        self._eof = False
+        self._last_pulled_pts = None
+        self._last_key_pts = None
+        self._it = self._decoded()
+        return True
 
     def _set_rotation(self, frame: av.VideoFrame) -> None:
         try:
@@ -322,6 +452,7 @@ class Video:
         # Pts of packets decoded in full since the seek (a short window is enough, see _skip_mode).
         recent: collections.deque[int] = collections.deque(maxlen=_SKIP_WINDOW)
         best: list[int | None] = [None, None]  # [target the best was computed for, best pts ≤ it]
+        last_dts: int | None = None  # of the last packet sent
         while True:
             try:
                 packet = next(demux)
@@ -329,6 +460,8 @@ class Video:
                 break
             except _AvError:
                 break  # truncated/corrupt container data: treat as the end, then drain
+            if packet.dts is not None:
+                last_dts = int(packet.dts)
             if not self._keyonly:
                 mode = self._skip_mode(packet.pts, recent, best)
                 if mode != self._skip_state:
@@ -336,13 +469,42 @@ class Video:
                     self._skip_state = mode
             try:
                 frames = packet.decode()
+                if self._keyonly and packet.is_keyframe and not self._numbered_in_order:
+                    frames.extend(self._drain_keyframe())
             except av.error.EOFError:
                 return
             except _AvError:
                 continue  # one undecodable packet: skip it, later frames may still decode
-            yield from frames
+            for frame in frames:
+                if self._pts_from_dts and frame.dts is None and last_dts is not None:
+                    # Drained at the end (the flush packet): the DTS the next packets would have
+                    # had (see _check_avi_timestamps), right even when a seek left no frame before.
+                    last_dts += self._interval_ticks
+                    frame.dts = last_dts
+                yield frame
         with contextlib.suppress(*_AvError):
-            yield from self._codec.decode(None)
+            for frame in self._codec.decode(None):
+                if self._pts_from_dts and frame.dts is None and last_dts is not None:
+                    last_dts += self._interval_ticks
+                    frame.dts = last_dts
+                yield frame
+
+    def _drain_keyframe(self) -> list[av.VideoFrame]:
+        """Keyframe mode: everything the decoder holds after a keyframe packet, then a reset.
+
+        With the frames between keyframes skipped, a decoder cannot order the keyframes it keeps:
+        H.264 infers the high bits of a picture's order count from the pictures before it, and
+        recovery-point I-frames (open GOP: x264 ``open-gop``, broadcast streams) more than half
+        the order-count range apart come out of its reorder buffer reversed, with pts that then
+        run backwards, and the last one is lost (a 4 s open-GOP file gave its keyframes as
+        2080, 1080, 0 ms; ``m_fast`` answered 2080 ms for t = 500). Each keyframe is intra coded:
+        draining the decoder after it and flushing it before the next decodes every keyframe on
+        its own, in order (draining returns every frame in flight, so none is lost). Non-key
+        packets are still sent (the decoder skips them) and never drained.
+        """
+        frames = list(self._codec.decode(None))
+        self._codec.flush_buffers()
+        return frames
 
     def _skip_mode(self, pts: int | None, recent: collections.deque[int], best: list[int | None]) -> str:
         """``"NONREF"`` when the packet with ``pts`` cannot be the frame shown at the target.
@@ -360,7 +522,8 @@ class Video:
         1.02 s with every frame, 0.47 s with NONREF (301 frames decoded).
         """
         target = self._skip_target
-        if pts is None:
+        if pts is None or self._pts_from_dts:
+            # Frame times from DTS (AVI, see _check_avi_timestamps) do not follow packet pts.
             return "DEFAULT"
         if target is not None:
             if best[0] != target:
@@ -386,19 +549,24 @@ class Video:
             except StopIteration:
                 self._eof = True
                 return None
+            if self._pts_from_dts:
+                frame.pts = self._dts_pts(frame, self._last_pulled_pts)
+            if frame.pts is None:
+                # Best-effort timestamp: the DTS, else one nominal interval after the previous
+                # frame (numbered before the keyframe filter below, which must not renumber).
+                if frame.dts is not None:
+                    frame.pts = frame.dts
+                else:
+                    self._first_pts_synthetic = True
+                    if self._last_pulled_pts is not None:
+                        frame.pts = self._last_pulled_pts + self._interval_ticks
+                    else:
+                        frame.pts = getattr(self, "start_pts", 0)
+            pts = _pts(frame)
+            self._last_pulled_pts = pts
             # Some decoders (VP9) ignore skip_frame: drop non-key frames here in keyframe mode.
             if not self._keyonly or frame.key_frame:
                 break
-        if frame.pts is None:
-            # Best-effort timestamp: the DTS, else one nominal interval after the previous frame.
-            if frame.dts is not None:
-                frame.pts = frame.dts
-            elif self._last_pulled_pts is not None:
-                frame.pts = self._last_pulled_pts + self._interval_ticks
-            else:
-                frame.pts = getattr(self, "start_pts", 0)
-        pts = _pts(frame)
-        self._last_pulled_pts = pts
         if frame.key_frame:
             if self._last_key_pts is not None and pts > self._last_key_pts:
                 gap = pts - self._last_key_pts
@@ -441,7 +609,14 @@ class Video:
             try:
                 self._container.seek(self._lowest_ts(), stream=self._stream, backward=True, any_frame=False)
             except _AvError:
-                self._container.seek(0, backward=True, any_frame=False)
+                try:
+                    self._container.seek(0, backward=True, any_frame=False)
+                except _AvError:
+                    # Demuxers that cannot seek at all (raw H.264/HEVC elementary streams: EPERM)
+                    # start over from the beginning; the caller decodes forward from there.
+                    if not self._reopen():
+                        raise
+                    return
         self._it = self._decoded()
 
     def _lowest_ts(self) -> int:
@@ -454,10 +629,19 @@ class Video:
 
     # ------------------------------------------------------------------ positioning
 
+    @property
+    def _numbered_in_order(self) -> bool:
+        """Frame times come from their order (numbered by _pull, or AVI DTS), not from their own
+        pts: every frame must then be decoded for the numbering to hold."""
+        return self._synthetic_pts or self._pts_from_dts
+
     def _set_keyonly(self, keyonly: bool) -> None:
         if keyonly != self._keyonly:
             self._keyonly = keyonly
-            self._skip_state = "NONKEY" if keyonly else "DEFAULT"
+            # Frames numbered by _pull (no timestamps) must all be decoded to be numbered right:
+            # then keyframe mode only filters (in _pull); a skipping decoder gave a raw H.264
+            # stream's keyframes at 0, 40, 80 … ms instead of 0, 1.2, 2.4 … s.
+            self._skip_state = "NONKEY" if keyonly and not self._numbered_in_order else "DEFAULT"
             self._codec.skip_frame = self._skip_state
             self._anchored = False  # frames in flight were decoded under the other mode
 
@@ -524,7 +708,7 @@ class Video:
         # At the start of the stream (or out of attempts): whatever decodes first is the earliest
         # frame there is; an empty result means nothing is decodable.
         self._seek(rewind)
-        if self._first_clean() is None:
+        if self._first_clean() is None and not (self._reopen() and self._first_clean() is not None):
             raise UndecodableMedia("no decodable video frame near the requested time")
         self._anchored = True
 
@@ -581,7 +765,13 @@ class Video:
             return self._picked(self._decode_cover())
         target = self._target(time_ms)
         try:
-            return self._picked(self._frame_for(target, keyonly=not exact))
+            frame = self._frame_for(target, keyonly=not exact)
+            if not exact and _pts(frame) > target:
+                # No keyframe at or before t is shown: an edit list (MP4 cut without re-encoding)
+                # starts the presentation mid-GOP and hides its keyframe. The next keyframe would
+                # be a frame after t; the frame shown at t is the nearest one that is not.
+                frame = self._frame_for(target, keyonly=False)
+            return self._picked(frame)
         except VidsnapError:
             raise
         except _AvError as exc:
@@ -616,7 +806,11 @@ class Video:
             return
         target = self._target(start_ms)
         try:
-            if self._key_ts and self._index_entries >= _HOP_MIN_GOP_PACKETS * len(self._key_ts):
+            if (
+                self._key_ts
+                and self._index_entries >= _HOP_MIN_GOP_PACKETS * len(self._key_ts)
+                and not self._numbered_in_order
+            ):
                 yield from self._hop_keyframes(target)
                 return
             self._set_keyonly(True)
