@@ -9,6 +9,7 @@ exception), so the records that failed are the only ones retried.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -34,18 +35,36 @@ def _get_worker(context: Any) -> Worker:
 
 def _record(record: SQSRecord, lambda_context: Any) -> None:
     """One SQS message: a task or upload notification(s). Raises only transient errors."""
-    request_id = getattr(lambda_context, "aws_request_id", None) or record.message_id
-    results = _get_worker(lambda_context).handle_message(record.body, request_id)
+    message_id = record.raw_event.get("messageId")
+    request_id = getattr(lambda_context, "aws_request_id", None) or str(message_id)
+    body = record.raw_event.get("body")
+    if not isinstance(body, str):  # not a message SQS can deliver: poison, never retried
+        logger.error("dropping an SQS record without a text body", extra={"message_id": message_id})
+        return
+    results = _get_worker(lambda_context).handle_message(body, request_id)
     metrics.add_metric(name="MessagesHandled", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="TasksHandled", unit=MetricUnit.Count, value=len(results))
+
+
+def _is_sqs_record(record: Any) -> bool:
+    """An SQS delivery: failures are reported by ``messageId``, so it must have one."""
+    return (
+        isinstance(record, Mapping)
+        and record.get("eventSource") == "aws:sqs"
+        and isinstance(record.get("messageId"), str)
+        and bool(record["messageId"])
+    )
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """An SQS batch (partial failures), or an S3 / EventBridge / SNS upload event."""
+    if not isinstance(event, Mapping):
+        logger.warning("ignoring an event that is not a JSON object", extra={"type": type(event).__name__})
+        return {"uploads": 0}
     records = event.get("Records")
-    if isinstance(records, list) and records and all(r.get("eventSource") == "aws:sqs" for r in records):
+    if isinstance(records, list) and records and all(_is_sqs_record(r) for r in records):
         response = dict(process_partial_response(event, _record, processor, context))
         failures = response.get("batchItemFailures")
         failed = len(failures) if isinstance(failures, list) else 0
@@ -54,7 +73,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     uploads = uploads_from_event(event)
     worker = _get_worker(context)
     for upload in uploads:  # a transient failure raises: Lambda retries the asynchronous event
-        worker.handle_upload(upload, context.aws_request_id)
+        worker.handle_upload(upload, getattr(context, "aws_request_id", None) or "")
     metrics.add_metric(name="Uploads", unit=MetricUnit.Count, value=len(uploads))
     logger.info("direct event handled", extra={"uploads": len(uploads)})
     return {"uploads": len(uploads)}

@@ -5,14 +5,16 @@ Glue only: the app and the clients are built once per cold start; all logic is i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from mangum import Mangum
 
 from vidsnap.aws import Clients
-from vidsnap.httpapp import lambda_app
-from vidsnap.objectlambda import answer_object_lambda
+from vidsnap.errors import BadRequest
+from vidsnap.httpapp import function_url_error, function_url_problem, lambda_app, misconfigured
+from vidsnap.objectlambda import answer_object_lambda_event
 from vidsnap.observe import emit_snapshot_metrics, logger
 from vidsnap.settings import get_settings
 
@@ -25,23 +27,25 @@ _http: Mangum | None = None
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Answer a function URL request, or an S3 Object Lambda ``GetObject``."""
+    """Answer a function URL request, or an S3 Object Lambda ``GetObject``; never raises."""
     global _http  # noqa: PLW0603 - one ASGI app per cold start
-    settings = get_settings()
-    olap = event.get("getObjectContext")
-    if olap is not None:
-        return answer_object_lambda(
-            _clients.s3,
-            route=olap["outputRoute"],
-            token=olap["outputToken"],
-            input_url=olap["inputS3Url"],
-            user_url=(event.get("userRequest") or {}).get("url"),
-            payload=(event.get("configuration") or {}).get("payload"),
-            settings=settings,
-            request_id=getattr(context, "aws_request_id", None) or event.get("xAmzRequestId", ""),
-        )
-    if _http is None:
-        _http = Mangum(lambda_app(settings, _clients), lifespan="off")
-    response: dict[str, Any] = _http(event, context)
+    request_id = str(getattr(context, "aws_request_id", None) or "")
+    if isinstance(event, Mapping) and "getObjectContext" in event:
+        return answer_object_lambda_event(_clients.s3, event, get_settings, request_id=request_id)
+    try:
+        settings = get_settings()
+        if _http is None:
+            _http = Mangum(lambda_app(settings, _clients), lifespan="off")
+    except Exception as exc:  # a missing or bad variable: loud in the logs, SPEC 6 to the caller
+        return function_url_error(misconfigured(exc), request_id)
+    problem = function_url_problem(event)
+    if problem is not None:
+        return function_url_error(BadRequest(problem), request_id)
+    try:
+        response: dict[str, Any] = _http(event, context)
+    except Exception as exc:  # the app answers its own failures; this is mangum's
+        return function_url_error(exc, request_id)
+    if event["requestContext"]["http"]["method"].upper() == "HEAD":  # headers only
+        response.update(body="", isBase64Encoded=False)
     emit_snapshot_metrics(response.get("headers") or {})
     return response

@@ -50,15 +50,24 @@ def _loads(text: Any) -> Any:
         return None
 
 
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # 1e999 in JSON is inf
         return None
 
 
+def _map(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (junk in a field is no upload)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _etag(value: Any) -> str | None:
-    return str(value).strip('"') or None if value else None
+    return value.strip('"') or None if isinstance(value, str) else None
 
 
 def _from_s3_record(record: Mapping[str, Any]) -> UploadEvent | None:
@@ -66,32 +75,32 @@ def _from_s3_record(record: Mapping[str, Any]) -> UploadEvent | None:
     # eventName is "ObjectCreated:Put" in notifications ("s3:ObjectCreated:Put" in some tools).
     if "ObjectCreated" not in name:
         return None
-    s3 = record.get("s3") or {}
-    bucket = (s3.get("bucket") or {}).get("name")
-    obj = s3.get("object") or {}
+    s3 = _map(record.get("s3"))
+    bucket = _map(s3.get("bucket")).get("name")
+    obj = _map(s3.get("object"))
     key = obj.get("key")
-    if not bucket or not isinstance(key, str) or not key:
+    if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
         return None
     return UploadEvent(
-        bucket=str(bucket),
+        bucket=bucket,
         key=unquote_plus(key),
-        version=obj.get("versionId") or None,
+        version=_str_or_none(obj.get("versionId")),
         etag=_etag(obj.get("eTag") or obj.get("etag")),
         size=_int_or_none(obj.get("size")),
     )
 
 
 def _from_eventbridge(event: Mapping[str, Any]) -> UploadEvent | None:
-    detail = event.get("detail") or {}
-    bucket = (detail.get("bucket") or {}).get("name")
-    obj = detail.get("object") or {}
+    detail = _map(event.get("detail"))
+    bucket = _map(detail.get("bucket")).get("name")
+    obj = _map(detail.get("object"))
     key = obj.get("key")
-    if not bucket or not isinstance(key, str) or not key:
+    if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
         return None
     return UploadEvent(
-        bucket=str(bucket),
+        bucket=bucket,
         key=key,  # not URL-encoded in EventBridge events (see the module docstring)
-        version=obj.get("version-id") or None,
+        version=_str_or_none(obj.get("version-id")),
         etag=_etag(obj.get("etag")),
         size=_int_or_none(obj.get("size")),
     )
@@ -152,7 +161,7 @@ def uploads_from_event(obj: Mapping[str, Any]) -> list[UploadEvent]:
             if isinstance(inner, Mapping):
                 uploads.extend(uploads_from_event(inner))
         elif source == "aws:sns":
-            inner = _loads((record.get("Sns") or {}).get("Message"))
+            inner = _loads(_map(record.get("Sns")).get("Message"))
             if isinstance(inner, Mapping):
                 uploads.extend(uploads_from_event(inner))
     return uploads

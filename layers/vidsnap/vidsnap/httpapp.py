@@ -43,10 +43,19 @@ from starlette.routing import Route
 
 from .decode import Video
 from .engine import Limits, OpenVideos, check_limits, report_ms, snapshot
-from .errors import BadRequest, NotAllowed, NotFound, TooLarge, VidsnapError, as_vidsnap_error
+from .errors import (
+    EC_MALFORMED,
+    BadRequest,
+    InternalError,
+    NotAllowed,
+    NotFound,
+    TooLarge,
+    VidsnapError,
+    as_vidsnap_error,
+)
 from .naming import check_key
 from .parse import parse_sync, parse_task
-from .plan import SnapshotRequest
+from .plan import NotifyTarget, SnapshotRequest
 from .s3io import map_client_error
 from .settings import DEFAULT_RESULTS_PREFIX
 from .taskstore import task_id
@@ -68,6 +77,11 @@ ASYNC_PARAM = "x-oss-async-process"
 EXPIRES_PARAM = "x-vidsnap-expires"
 SIGNATURE_PARAM = "x-vidsnap-signature"
 REQUEST_ID_HEADER = "x-vidsnap-request-id"
+#: Largest SQS message body (256 KiB): a larger task is refused with 413, not a failed SendMessage.
+SQS_MAX_MESSAGE_BYTES = 262_144
+#: Longest task id looked up: DynamoDB refuses partition keys above 2048 bytes (a 500), and ids
+#: vidsnap makes are 35 characters.
+MAX_TASK_ID_BYTES = 2048
 #: What ``GET /tasks/{id}`` shows of a task record (the rest is bookkeeping: leases, TTL, attempts).
 PUBLIC_TASK_FIELDS = frozenset(
     {
@@ -158,7 +172,9 @@ def check_signature(
         raise NotAllowed(f"{EXPIRES_PARAM} {expires_text[:40]!r} is not a Unix time") from None
     if expires < (time.time() if now is None else now):
         raise NotAllowed("the signed URL has expired")
-    if not hmac.compare_digest(sign(secret, path, process, expires), signature.lower()):
+    # compare_digest refuses non-ASCII text (TypeError): compare bytes, so junk is a mismatch.
+    expected = sign(secret, path, process, expires).encode()
+    if not hmac.compare_digest(expected, signature.lower().encode("utf-8", "replace")):
         raise NotAllowed("the URL signature does not match")
 
 
@@ -224,6 +240,14 @@ def _request_id(request: Request) -> str:
     return rid
 
 
+def _single(values: list[str], name: str, *, ec: str | None = None) -> str | None:
+    """The one value of a parameter; :class:`BadRequest` when it is given more than once (which of
+    two process strings the caller meant is a guess vidsnap does not make)."""
+    if len(values) > 1:
+        raise BadRequest(f"{name} is given {len(values)} times; valid: at most once", ec=ec, param=name)
+    return values[0] if values else None
+
+
 def _iam_authenticated(request: Request) -> bool:
     """True when the function URL authenticated the caller with IAM (SigV4)."""
     event = request.scope.get("aws.event")
@@ -281,8 +305,10 @@ class _Routes:
         tasks: TaskRecords | None,
         presign: Presign | None,
         max_inline: int | None,
+        check_notify: Callable[[NotifyTarget], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.check_notify = check_notify
         self.store = store
         self.submit = submit
         self.tasks = tasks
@@ -305,7 +331,7 @@ class _Routes:
 
     async def get_object(self, request: Request) -> Response:
         key = check_key(request.path_params["key"])
-        process = request.query_params.get(PROCESS_PARAM)
+        process = _single(request.query_params.getlist(PROCESS_PARAM), PROCESS_PARAM, ec=EC_MALFORMED)
         self.authorise(request, process or "")
         if process is None:
             raise BadRequest(f"{PROCESS_PARAM} is required: ?{PROCESS_PARAM}=video/snapshot,t_<ms>,...")
@@ -396,6 +422,8 @@ class _Routes:
         for job in task.jobs:  # the worker checks again; refusing here keeps junk off the queue
             if job.output.bucket is not None and job.output.bucket not in allowed:
                 raise NotAllowed(f"saveas: bucket {job.output.bucket!r} is not an allowed output bucket")
+        if task.notify is not None and self.check_notify is not None:
+            await run_in_threadpool(self.check_notify, task.notify)
         info = await run_in_threadpool(self.store.info, key)
         tid = task_id(source, getattr(info, "etag", None), task.with_source(source))
         event_id = await run_in_threadpool(self.submit, message)
@@ -417,9 +445,11 @@ class _Routes:
                 doc = {**doc, "Key": key}  # an OSS JSON task may leave its source to the URL
                 if bucket:
                     doc.setdefault("Bucket", bucket)
-            return json.dumps(doc)
-        fields = dict(parse_qsl(stripped, keep_blank_values=True))
-        process = (fields.get(ASYNC_PARAM) or "").strip()
+            return json.dumps(doc, ensure_ascii=False)  # escaping would grow it up to 6x
+        pairs = parse_qsl(stripped, keep_blank_values=True)
+        fields = dict(pairs)
+        values = [v for k, v in pairs if k == ASYNC_PARAM]
+        process = (_single(values, ASYNC_PARAM) or "").strip()
         if not process:
             raise BadRequest(f"the form body needs {ASYNC_PARAM}=<process>", param=ASYNC_PARAM)
         message: dict[str, Any] = {"Key": key, "Process": process}
@@ -427,7 +457,7 @@ class _Routes:
             message["Bucket"] = bucket
         if fields.get("UserData"):
             message["UserData"] = fields["UserData"]
-        return json.dumps(message)
+        return json.dumps(message, ensure_ascii=False)
 
     # -- GET /tasks/{id} ---------------------------------------------------------------------------
 
@@ -439,6 +469,8 @@ class _Routes:
         tid = request.path_params["task_id"]
         if self.tasks is None:
             raise NotConfigured("task records are not configured here (no TASK_TABLE)")
+        if len(tid.encode("utf-8", "replace")) > MAX_TASK_ID_BYTES:  # DynamoDB would refuse the key
+            raise NotFound(f"no task {tid[:80]!r}")
         record = await run_in_threadpool(self.tasks.get, tid)
         if record is None:
             raise NotFound(f"no task {tid[:80]!r}")
@@ -492,6 +524,7 @@ def create_app(
     tasks: TaskRecords | None = None,
     presign: Presign | None = None,
     max_inline: int | None = None,
+    check_notify: Callable[[NotifyTarget], None] | None = None,
 ) -> Starlette:
     """Build the ASGI app.
 
@@ -499,10 +532,17 @@ def create_app(
     message and returns its message id; ``tasks`` looks task records up; ``presign`` stores an
     oversize result and returns a URL to it. ``max_inline`` is the largest image answered directly
     (None: no limit, the local server; Lambda: :data:`INLINE_LIMIT`): a larger one is redirected
-    through ``presign``, or refused with 413 without it.
+    through ``presign``, or refused with 413 without it. ``check_notify`` refuses (``NotAllowed``) a
+    POSTed task's notify target off the allow-lists before it is queued (the worker checks again).
     """
     r = _Routes(
-        settings=settings, store=store, submit=submit, tasks=tasks, presign=presign, max_inline=max_inline
+        settings=settings,
+        store=store,
+        submit=submit,
+        tasks=tasks,
+        presign=presign,
+        max_inline=max_inline,
+        check_notify=check_notify,
     )
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -547,6 +587,11 @@ def sqs_submitter(client: Any, queue_url: str) -> Submit:
     """A :data:`Submit` that sends the task message to ``queue_url``."""
 
     def submit(body: str) -> str:
+        size = len(body.encode("utf-8"))
+        if size > SQS_MAX_MESSAGE_BYTES:
+            raise TooLarge(
+                f"the task is {size} bytes as a queue message; valid: at most {SQS_MAX_MESSAGE_BYTES}"
+            )
         try:
             reply = client.send_message(QueueUrl=queue_url, MessageBody=body)
         except Exception as exc:
@@ -559,6 +604,7 @@ def sqs_submitter(client: Any, queue_url: str) -> Submit:
 def lambda_app(settings: Any, clients: Any) -> Starlette:
     """The app as the object-get function runs it: S3 sources, SQS tasks, DynamoDB records, and
     oversize results redirected through the output bucket (413 without one)."""
+    from .notify import Notifier
     from .storage import S3Store
     from .taskstore import TaskStore
 
@@ -571,4 +617,68 @@ def lambda_app(settings: Any, clients: Any) -> Starlette:
         tasks=TaskStore(clients, settings.task_table) if settings.task_table else None,
         presign=s3_presigner(clients.s3, settings.output_bucket) if settings.output_bucket else None,
         max_inline=INLINE_LIMIT,
+        check_notify=Notifier(clients, settings).check,
     )
+
+
+def function_url_problem(event: Any) -> str | None:
+    """Why ``event`` is not a function URL request (payload 2.0) the app can answer, or None.
+
+    Mangum indexes the event without checks (a missing method is a ``KeyError``, a body that is not
+    base64 a ``binascii.Error``): the handler answers these with 400 instead of crashing.
+    """
+    if not isinstance(event, Mapping):
+        return f"the event is a {type(event).__name__}, not a function URL request"
+    if event.get("version") != "2.0":
+        return "not a function URL request (payload format 2.0) or an S3 Object Lambda event"
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, Mapping) else None
+    if not isinstance(http, Mapping):
+        return "the event has no requestContext.http"
+    for name in ("method", "path", "sourceIp"):
+        if not isinstance(http.get(name), str):
+            return f"the event has no requestContext.http.{name}"
+    headers = event.get("headers", {})
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        return "the event's headers are not a map of strings"
+    lowered = {k.lower(): v for k, v in headers.items()}
+    host = lowered.get("host", "")
+    port = host.partition(":")[2] if ":" in host else lowered.get("x-forwarded-port", "80")
+    if host.count(":") > 1 or not port.isascii() or not port.isdigit():  # mangum does int(port)
+        return "the Host / X-Forwarded-Port headers do not name a port"
+    if not isinstance(event.get("rawQueryString", ""), str):
+        return "the event's rawQueryString is not a string"
+    cookies = event.get("cookies")
+    if cookies is not None and not (isinstance(cookies, list) and all(isinstance(c, str) for c in cookies)):
+        return "the event's cookies are not a list of strings"
+    body = event.get("body")
+    if body is not None and not isinstance(body, str):
+        return "the event's body is not a string"
+    if body and event.get("isBase64Encoded"):
+        try:
+            base64.b64decode(body, validate=True)
+        except ValueError:
+            return "the event's body is marked isBase64Encoded but is not base64"
+    return None
+
+
+def function_url_error(exc: BaseException, request_id: str) -> dict[str, Any]:
+    """A function URL answer (payload 2.0) with the SPEC 6 body, for failures outside the app
+    (a malformed event, a misconfigured function); unknown exceptions are logged, answered 500."""
+    err = as_vidsnap_error(exc)
+    if err is not exc:
+        log.exception("internal error (request %s)", request_id, exc_info=exc)
+    return {
+        "statusCode": err.status,
+        "headers": {"content-type": "application/json", REQUEST_ID_HEADER: request_id},
+        "body": json.dumps(err.to_dict(request_id), ensure_ascii=False, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def misconfigured(exc: BaseException) -> InternalError:
+    """The 500 of a function whose configuration does not load (logged loudly, with the cause)."""
+    log.error("the function is misconfigured: %s", exc, exc_info=exc)
+    return InternalError("the function is misconfigured; see its logs")

@@ -21,13 +21,14 @@ import json
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .blockio import BlockReader
 from .engine import Limits, report_ms, snapshot
 from .errors import (
+    EC_MALFORMED,
     BadRequest,
     NotAllowed,
     NotFound,
@@ -65,6 +66,13 @@ class HTTPRangeReader(BlockReader):
         headers: Mapping[str, str] | None = None,
         readahead: bool = True,
     ) -> None:
+        try:
+            scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            scheme = ""
+        if scheme not in ("http", "https"):
+            # urllib also opens file:// and ftp:// URLs: never read anything but the HTTP(S) object.
+            raise VidsnapError(f"the input URL is not an http(s) URL: {str(url)[:80]!r}")
         self.url = url
         self.timeout = timeout
         self.headers = dict(headers or {})
@@ -105,6 +113,8 @@ class HTTPRangeReader(BlockReader):
             raise _http_error(exc) from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             raise Throttled(f"reading the object failed: {exc}") from None
+        except ValueError as exc:  # a malformed URL (bad host, bad port)
+            raise VidsnapError(f"the input URL is malformed: {exc}") from None
         return data, content_range
 
 
@@ -131,15 +141,25 @@ def _http_error(exc: urllib.error.HTTPError) -> VidsnapError:
 # --------------------------------------------------------------------------------------------------
 
 
-def process_from(user_url: str | None, payload: Any) -> str:
+def process_from(user_url: Any, payload: Any) -> str:
     """The process string: the user URL's ``x-oss-process``, else the access point payload's.
 
     The payload may be a JSON object (``{"x-oss-process": "video/snapshot,..."}``, also accepted
     as ``process``/``Process``), a JSON string, or a bare process string. Raises
     :class:`BadRequest` when there is none.
     """
-    if user_url:
-        values = parse_qs(urlsplit(user_url).query, keep_blank_values=True).get(PROCESS_PARAM)
+    if isinstance(user_url, str) and user_url:
+        try:
+            query = urlsplit(user_url).query
+        except ValueError:  # not a URL: as if it had no query
+            query = ""
+        values = parse_qs(query, keep_blank_values=True).get(PROCESS_PARAM)
+        if values and len(values) > 1:
+            raise BadRequest(
+                f"{PROCESS_PARAM} is given {len(values)} times; valid: at most once",
+                ec=EC_MALFORMED,
+                param=PROCESS_PARAM,
+            )
         if values and values[0].strip():
             return values[0].strip()
     if isinstance(payload, str | bytes) and payload:
@@ -218,3 +238,46 @@ def answer_object_lambda(
         },
     )
     return {"status_code": 200, "code": "OK", "bytes": len(rendered.data)}
+
+
+def answer_object_lambda_event(
+    s3_client: Any, event: Mapping[str, Any], settings: Callable[[], Any], *, request_id: str = ""
+) -> dict[str, Any]:
+    """Answer a raw Object Lambda event (the handler's glue); never raises for a malformed event.
+
+    ``settings`` loads the configuration (a failure is answered 500 to the user, with the cause in
+    the logs). An event without ``outputRoute``/``outputToken`` cannot be answered at all: it is
+    logged and reported in the returned dict only.
+    """
+    ctx = event.get("getObjectContext")
+    ctx = ctx if isinstance(ctx, Mapping) else {}
+    route, token, input_url = ctx.get("outputRoute"), ctx.get("outputToken"), ctx.get("inputS3Url")
+    request_id = request_id or str(event.get("xAmzRequestId") or "")
+    if not isinstance(route, str) or not route or not isinstance(token, str) or not token:
+        log.error("object lambda event %s without outputRoute/outputToken: cannot answer", request_id)
+        return {"status_code": 400, "code": BadRequest.code, "message": "malformed getObjectContext"}
+    user = event.get("userRequest")
+    configuration = event.get("configuration")
+    try:
+        loaded = settings()
+    except Exception as exc:
+        log.error("the function is misconfigured: %s", exc, exc_info=exc)
+        err = VidsnapError("the function is misconfigured; see its logs")
+        s3_client.write_get_object_response(
+            RequestRoute=route,
+            RequestToken=token,
+            StatusCode=err.status,
+            ErrorCode=err.code,
+            ErrorMessage=f"{err.message} (RequestId {request_id})",
+        )
+        return {"status_code": err.status, "code": err.code, "message": err.message}
+    return answer_object_lambda(
+        s3_client,
+        route=route,
+        token=token,
+        input_url=input_url if isinstance(input_url, str) else "",
+        user_url=user.get("url") if isinstance(user, Mapping) else None,
+        payload=configuration.get("payload") if isinstance(configuration, Mapping) else None,
+        settings=loaded,
+        request_id=request_id,
+    )
