@@ -388,12 +388,7 @@ class Video:
         self._codec = stream.codec_context
         self._configure_decoder()
         self._codec.skip_frame = self._skip_state
-        self._pending.clear()
-        self._prev = None
-        self._anchored = False
-        self._eof = False
-        self._last_pulled_pts = None
-        self._last_key_pts = None
+        self._forget_position()
         self._it = self._decoded()
         return True
 
@@ -594,14 +589,18 @@ class Video:
             self._pending.appendleft(frame)
             return frame
 
-    def _seek(self, ts: int) -> None:
-        """Seek to the keyframe at or before ``ts`` (stream time base) and reset decode state."""
+    def _forget_position(self) -> None:
+        """Drop what was decoded since the last seek: the demuxer is about to be repositioned."""
         self._pending.clear()
         self._prev = None
         self._anchored = False
         self._eof = False
         self._last_pulled_pts = None
         self._last_key_pts = None
+
+    def _seek(self, ts: int) -> None:
+        """Seek to the keyframe at or before ``ts`` (stream time base) and reset decode state."""
+        self._forget_position()
         try:
             self._container.seek(ts, stream=self._stream, backward=True, any_frame=False)
         except _AvError:
