@@ -12,8 +12,8 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from mangum import Mangum
 
 from vidsnap.aws import Clients
-from vidsnap.errors import BadRequest
-from vidsnap.httpapp import function_url_error, function_url_problem, lambda_app, misconfigured
+from vidsnap.errors import BadRequest, misconfigured
+from vidsnap.httpapp import function_url_error, function_url_problem, lambda_app
 from vidsnap.objectlambda import answer_object_lambda_event
 from vidsnap.observe import emit_snapshot_metrics, logger
 from vidsnap.settings import get_settings

@@ -7,6 +7,7 @@ escapes is an internal error and is mapped to 500 by the edges.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
 
 # OSS-compatible EC codes for bad synchronous parameters (SPEC 6).
@@ -112,3 +113,9 @@ def as_vidsnap_error(exc: BaseException) -> VidsnapError:
     if isinstance(exc, VidsnapError):
         return exc
     return InternalError(f"internal error: {type(exc).__name__}")
+
+
+def misconfigured(exc: BaseException) -> InternalError:
+    """The 500 of a function whose configuration does not load (logged loudly, with the cause)."""
+    logging.getLogger(__name__).error("the function is misconfigured: %s", exc, exc_info=exc)
+    return InternalError("the function is misconfigured; see its logs")

@@ -46,7 +46,6 @@ from .engine import Limits, OpenVideos, check_limits, report_ms, snapshot
 from .errors import (
     EC_MALFORMED,
     BadRequest,
-    InternalError,
     NotAllowed,
     NotFound,
     TooLarge,
@@ -676,9 +675,3 @@ def function_url_error(exc: BaseException, request_id: str) -> dict[str, Any]:
         "body": json.dumps(err.to_dict(request_id), ensure_ascii=False, separators=(",", ":")),
         "isBase64Encoded": False,
     }
-
-
-def misconfigured(exc: BaseException) -> InternalError:
-    """The 500 of a function whose configuration does not load (logged loudly, with the cause)."""
-    log.error("the function is misconfigured: %s", exc, exc_info=exc)
-    return InternalError("the function is misconfigured; see its logs")

@@ -36,6 +36,7 @@ from .errors import (
     UndecodableMedia,
     VidsnapError,
     as_vidsnap_error,
+    misconfigured,
 )
 from .parse import parse_sync
 
@@ -212,14 +213,7 @@ def answer_object_lambda(
         err = as_vidsnap_error(exc)
         if err is not exc:
             log.exception("object lambda request %s failed", request_id, exc_info=exc)
-        s3_client.write_get_object_response(
-            RequestRoute=route,
-            RequestToken=token,
-            StatusCode=err.status,
-            ErrorCode=err.code,
-            ErrorMessage=f"{err.message} (RequestId {request_id}{', EC ' + err.ec if err.ec else ''})",
-        )
-        return {"status_code": err.status, "code": err.code, "message": err.message}
+        return _answer_error(s3_client, route, token, err, request_id)
     finally:
         if reader is not None:
             log.debug("read %d bytes in %d requests", reader.bytes_read, reader.requests)
@@ -238,6 +232,20 @@ def answer_object_lambda(
         },
     )
     return {"status_code": 200, "code": "OK", "bytes": len(rendered.data)}
+
+
+def _answer_error(
+    s3_client: Any, route: str, token: str, err: VidsnapError, request_id: str
+) -> dict[str, Any]:
+    """Answer the user's GetObject with ``err`` (status, code, message with request id and EC)."""
+    s3_client.write_get_object_response(
+        RequestRoute=route,
+        RequestToken=token,
+        StatusCode=err.status,
+        ErrorCode=err.code,
+        ErrorMessage=f"{err.message} (RequestId {request_id}{', EC ' + err.ec if err.ec else ''})",
+    )
+    return {"status_code": err.status, "code": err.code, "message": err.message}
 
 
 def answer_object_lambda_event(
@@ -261,16 +269,7 @@ def answer_object_lambda_event(
     try:
         loaded = settings()
     except Exception as exc:
-        log.error("the function is misconfigured: %s", exc, exc_info=exc)
-        err = VidsnapError("the function is misconfigured; see its logs")
-        s3_client.write_get_object_response(
-            RequestRoute=route,
-            RequestToken=token,
-            StatusCode=err.status,
-            ErrorCode=err.code,
-            ErrorMessage=f"{err.message} (RequestId {request_id})",
-        )
-        return {"status_code": err.status, "code": err.code, "message": err.message}
+        return _answer_error(s3_client, route, token, misconfigured(exc), request_id)
     return answer_object_lambda(
         s3_client,
         route=route,
