@@ -5,7 +5,10 @@ read at the tail first, then wherever the index points). :class:`BlockReader` tu
 pattern into a few large ranged reads: the object is split into fixed-size blocks (1 MiB by
 default), each fetched once and kept in a small LRU cache; a read that misses several consecutive
 blocks fetches them in one request, and when reads are sequential the next block is fetched in the
-same request (read-ahead), halving the request count of a sequential decode.
+same request (read-ahead), halving the request count of a sequential decode. :meth:`BlockReader.clone`
+gives another reader over the same object (its own position) sharing the cache and the counters,
+for a second decoder on another thread (``vidsnap.parallel``); fetches run outside the cache lock,
+so clones read from the object concurrently.
 
 A subclass says how to fetch a byte range (:meth:`BlockReader._fetch`); :class:`vidsnap.s3io.S3RangeReader`
 (S3 ranged GETs) and :class:`vidsnap.objectlambda.HTTPRangeReader` (HTTP ``Range`` GETs of a
@@ -18,7 +21,17 @@ import io
 import threading
 from abc import abstractmethod
 from collections import OrderedDict
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
+
+
+class _Shared:
+    """What a reader and its clones share: the block cache, its lock and the traffic counters."""
+
+    def __init__(self) -> None:
+        self.cache: OrderedDict[int, bytes] = OrderedDict()
+        self.lock = threading.Lock()
+        self.bytes_read = 0
+        self.requests = 0
 
 
 class BlockReader(io.RawIOBase, BinaryIO):
@@ -31,8 +44,8 @@ class BlockReader(io.RawIOBase, BinaryIO):
     ``bytes_read`` counts bytes fetched, ``requests`` counts fetches (a subclass that retries a
     request adds its retries). Positions past the end are allowed (reads there return nothing); a
     negative position is an :class:`OSError` (``EINVAL``), as for a real file. Thread-safe for one
-    reader shared by threads (a lock guards the cache and position), though PyAV uses it from one
-    thread.
+    reader shared by threads (a lock guards the position, another the cache), though PyAV uses it
+    from one thread; clones (:meth:`clone`) share the cache and counters.
     """
 
     def __init__(
@@ -45,12 +58,57 @@ class BlockReader(io.RawIOBase, BinaryIO):
         self.block_size = block_size
         self.cache_blocks = max(cache_blocks, 2)  # room for a block and its read-ahead
         self.readahead = readahead
-        self.bytes_read = 0
-        self.requests = 0
+        self._shared = _Shared()
         self._pos = 0
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._last_fetched: int | None = None
         self._lock = threading.RLock()
+        self._is_clone = False
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes fetched from the object, by this reader and its clones."""
+        return self._shared.bytes_read
+
+    @bytes_read.setter
+    def bytes_read(self, value: int) -> None:
+        self._shared.bytes_read = value
+
+    @property
+    def requests(self) -> int:
+        """Fetches made, by this reader and its clones (retries included, see ``_count``)."""
+        return self._shared.requests
+
+    @requests.setter
+    def requests(self, value: int) -> None:
+        self._shared.requests = value
+
+    def _count(self, requests: int = 0, nbytes: int = 0) -> None:
+        """Add to the shared counters (clones fetch on several threads)."""
+        with self._shared.lock:
+            self._shared.requests += requests
+            self._shared.bytes_read += nbytes
+
+    @property
+    def _cache(self) -> OrderedDict[int, bytes]:
+        return self._shared.cache
+
+    def clone(self) -> Self:
+        """Another reader over the same object: its own position, this one's cache and counters.
+
+        Made by copying the reader's attributes (a subclass's own, like the S3 client and ETag,
+        included), so a clone fetches exactly as the original does. Closing a clone leaves the
+        shared cache to the others.
+        """
+        self._check_open()
+        cls = type(self)
+        other = cls.__new__(cls)  # not __init__: the subclass's would fetch or HEAD again
+        io.RawIOBase.__init__(other)
+        other.__dict__.update(self.__dict__)
+        other._pos = 0
+        other._last_fetched = None
+        other._lock = threading.RLock()
+        other._is_clone = True
+        return other
 
     @abstractmethod
     def _fetch(self, start: int, end: int) -> bytes:
@@ -135,8 +193,13 @@ class BlockReader(io.RawIOBase, BinaryIO):
         return bytes(buf[:n])
 
     def close(self) -> None:
-        """Drop the cache; whatever the subclass reads through is not ours to close."""
-        self._cache.clear()
+        """Drop the cache (a clone leaves it to the others); the subclass's client is not ours to close."""
+        # Read from __dict__: a subclass constructor that failed early leaves neither attribute,
+        # and io's finaliser still calls close().
+        shared: _Shared | None = self.__dict__.get("_shared")
+        if shared is not None and not self.__dict__.get("_is_clone"):
+            with shared.lock:
+                shared.cache.clear()
         super().close()
 
     def _check_open(self) -> None:
@@ -149,7 +212,9 @@ class BlockReader(io.RawIOBase, BinaryIO):
         """Bytes [start, end) assembled from cached or freshly fetched blocks (short at a gap)."""
         first, last = start // self.block_size, (end - 1) // self.block_size
         # Blocks of this read are pinned here, so a small cache cannot evict them mid-read.
-        pinned = {b: self._cache[b] for b in range(first, last + 1) if b in self._cache}
+        with self._shared.lock:
+            cache = self._cache
+            pinned = {b: cache[b] for b in range(first, last + 1) if b in cache}
         missing = [b for b in range(first, last + 1) if b not in pinned]
         # One fetch per run of consecutive missing blocks (a large read should not cost N requests).
         for run_start, run_end in _runs(missing):
@@ -159,10 +224,12 @@ class BlockReader(io.RawIOBase, BinaryIO):
                 stop += 1  # read-ahead: the decoder will very likely want the next block too
             pinned.update(self._fetch_blocks(run_start, stop))
         parts = []
+        with self._shared.lock:
+            for b in range(first, last + 1):
+                if b in self._cache:
+                    self._cache.move_to_end(b)
         for b in range(first, last + 1):
             block = pinned[b]
-            if b in self._cache:
-                self._cache.move_to_end(b)
             lo = max(start - b * self.block_size, 0)
             hi = min(end - b * self.block_size, self.block_size)
             part = block[lo:hi]
@@ -175,9 +242,9 @@ class BlockReader(io.RawIOBase, BinaryIO):
         """Fetch blocks first..last in one request, cache them (LRU) and return them."""
         lo = first * self.block_size
         hi = min((last + 1) * self.block_size, self.size) - 1
-        self.requests += 1
-        data = self._fetch(lo, hi)
-        self.bytes_read += len(data)
+        self._count(requests=1)
+        data = self._fetch(lo, hi)  # outside the cache lock: clones fetch concurrently
+        self._count(nbytes=len(data))
         if len(data) != hi - lo + 1:
             self._length_mismatch(lo, hi - lo + 1, len(data))
         return self._keep(first, last, data)
@@ -185,13 +252,15 @@ class BlockReader(io.RawIOBase, BinaryIO):
     def _keep(self, first: int, last: int, data: bytes) -> dict[int, bytes]:
         """Cache ``data`` as blocks first..last (LRU, most recent last) and return those blocks."""
         kept = {}
-        for b in range(first, last + 1):
-            off = (b - first) * self.block_size
-            kept[b] = self._cache[b] = data[off : off + self.block_size]
-            self._cache.move_to_end(b)
+        with self._shared.lock:
+            cache = self._cache
+            for b in range(first, last + 1):
+                off = (b - first) * self.block_size
+                kept[b] = cache[b] = data[off : off + self.block_size]
+                cache.move_to_end(b)
+            while len(cache) > self.cache_blocks:
+                cache.popitem(last=False)
         self._last_fetched = last
-        while len(self._cache) > self.cache_blocks:
-            self._cache.popitem(last=False)
         return kept
 
 

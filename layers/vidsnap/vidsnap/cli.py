@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         "--max-frames", type=int, default=Limits.max_frames, help="frames per task (default %(default)s)"
     )
     run.add_argument("--max-pixels", type=int, default=Limits.max_pixels, help="pixels per image")
+    run.add_argument(
+        "--decoders", type=_positive, default=None, help="decoders at once (default: one per core, at most 4)"
+    )
     run.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     run.set_defaults(func=_cmd_run)
 
@@ -59,10 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     request_id = str(uuid.uuid4())
     started = datetime.now(UTC)
-    limits = Limits(max_frames=args.max_frames, max_pixels=args.max_pixels)
+    limits = Limits(max_frames=args.max_frames, max_pixels=args.max_pixels, decoders=args.decoders)
     try:
         request = _load_request(args.process)
         with ExitStack() as stack:

@@ -654,9 +654,9 @@ class Video:
         if cur is None or target <= cur:
             return False
         if self._key_ts:
-            i = bisect.bisect_right(self._key_ts, target - self._dts_shift) - 1
             # Seek only when the target's keyframe is ahead of what has been decoded already.
-            return i >= 0 and self._key_ts[i] + self._dts_shift > cur
+            key = self._keyframe_before(target)
+            return key is not None and key > cur
         gop = self._gop_ticks or round(Fraction(2) / self.time_base)
         return target - cur > gop
 
@@ -781,6 +781,94 @@ class Video:
         for t in times_ms:
             yield self.frame_at(t, exact=exact)
 
+    def runs(self, times_ms: Sequence[Fraction]) -> list[range]:
+        """Split planned times into runs that independent decoders can serve in parallel.
+
+        A run is a slice of ``times_ms`` (as a range of indexes) that one decoder serves going
+        forward from one seek: a new run starts where the times go backwards or where the next
+        time's keyframe lies after the previous time, which is exactly where :meth:`frames_at`
+        seeks anyway, so splitting there costs no extra decoding. Media without a keyframe index,
+        or whose frame times come from their decoding order, form one run.
+        """
+        n = len(times_ms)
+        if n < 2 or not self._key_ts or self.is_cover_art or self._numbered_in_order:
+            return [range(n)] if n else []
+        bounds = [0]
+        prev: int | None = None
+        for i, t in enumerate(times_ms):
+            target = self._target(t)
+            key = self._keyframe_before(target)
+            if prev is not None and (target < prev or (key is not None and key > prev)):
+                bounds.append(i)
+            prev = target
+        bounds.append(n)
+        return [range(a, b) for a, b in itertools.pairwise(bounds)]
+
+    def run_cost(self, times_ms: Sequence[Fraction]) -> int:
+        """Decoding work (in ticks of presentation time) to serve ``times_ms`` as one run."""
+        last = self._target(times_ms[-1])
+        key = self._keyframe_before(self._target(times_ms[0]))
+        # A seek and its first keyframe cost about as much as a few frames of decoding.
+        return max(0, last - (key if key is not None else last)) + 4 * self._interval_ticks
+
+    def _keyframe_before(self, target: int) -> int | None:
+        """The presentation time (approximately: index DTS + reorder delay) of the keyframe at or
+        before ``target``, from the index; None without one."""
+        i = bisect.bisect_right(self._key_ts, target - self._dts_shift) - 1
+        return self._key_ts[i] + self._dts_shift if i >= 0 else None
+
+    @property
+    def can_clone(self) -> bool:
+        """Whether :meth:`clone` can work: a path, or a reader with ``clone()``, and frame times
+        that do not depend on decoding from the start (see ``_numbered_in_order``)."""
+        if self.is_cover_art or self._numbered_in_order:
+            return False
+        source = self._source
+        return isinstance(source, str | os.PathLike) or callable(getattr(source, "clone", None))
+
+    def clone(self, *, threads: int | None = None) -> Video | None:
+        """Another Video on the same source, for decoding on another thread; None if impossible.
+
+        The source is opened again (a path), or cloned (a reader with a ``clone()`` method, such as
+        :class:`~vidsnap.blockio.BlockReader`: own position, shared block cache). What opening
+        learnt (start time, rotation, duration, keyframe table, seek behaviour) is copied instead
+        of being found again, so a clone costs one container open and no decoding. The clone is
+        positioned nowhere: its first request seeks. ``threads`` caps its decoder's own threads
+        (default: one per core), for when several decoders share the cores.
+        """
+        if not self.can_clone:
+            return None
+        source = self._source
+        copy_source = source if isinstance(source, str | os.PathLike) else source.clone()  # type: ignore[attr-defined]
+        owns = copy_source is not source
+        try:
+            container = _open(copy_source)
+        except BaseException:
+            if owns:
+                copy_source.close()  # type: ignore[union-attr]
+            raise
+        other = object.__new__(Video)
+        other.__dict__.update(self.__dict__)
+        other._source = copy_source
+        other._owns_source = owns
+        other._container = container
+        try:
+            other._stream = container.streams[self._stream.index]
+        except _INDEX_ERRORS:
+            other.close()
+            return None
+        other._codec = other._stream.codec_context
+        other._configure_decoder()
+        if threads is not None:
+            other._codec.thread_count = max(1, threads)
+        other._skip_state = "DEFAULT"
+        other._keyonly = False
+        other._skip_target = None
+        other._pending = collections.deque()
+        other._forget_position()
+        other._it = None
+        return other
+
     def every_frame(self, start_ms: Fraction = Fraction(0)) -> Iterator[Picked]:
         """The frame shown at ``start_ms`` and every frame after it, in presentation order."""
         if self.is_cover_art:
@@ -869,6 +957,9 @@ class Video:
             self._container = None
             with contextlib.suppress(*_AvError):
                 container.close()
+        if getattr(self, "_owns_source", False):
+            self._owns_source = False
+            self._source.close()  # type: ignore[union-attr]
 
     def __enter__(self) -> Video:
         return self

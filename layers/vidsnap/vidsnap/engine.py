@@ -42,10 +42,12 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request limits (SPEC 5): frames per task and output pixels per image."""
+    """Per-request limits (SPEC 5): frames per task and output pixels per image, and how many
+    decoders a job may run at once (None: one per core, at most 4; see :mod:`vidsnap.parallel`)."""
 
     max_frames: int = 1000
     max_pixels: int = 4096 * 4096
+    decoders: int | None = None
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,13 @@ def _run_job(
 
     from .select import select_frames  # bulk path only
 
-    frames = select_frames(video, job.selection, max_frames=limits.max_frames, warnings=outcome.warnings)
+    frames = select_frames(
+        video,
+        job.selection,
+        max_frames=limits.max_frames,
+        warnings=outcome.warnings,
+        decoders=limits.decoders,
+    )
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsnap-render") as pool:
         while True:
             try:

@@ -183,7 +183,7 @@ class S3RangeReader(BlockReader):
             params["IfMatch"] = _quoted(self.etag)
         for attempt in range(2):
             if attempt:
-                self.requests += 1  # the base class counted the first attempt
+                self._count(requests=1)  # the base class counted the first attempt
             try:
                 response = self.client.get_object(**params)
                 body = response["Body"]

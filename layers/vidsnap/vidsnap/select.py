@@ -25,6 +25,7 @@ import av
 from av.video.reformatter import VideoReformatter
 
 from .decode import Picked, Video
+from .parallel import frames_at
 from .plan import Selection
 
 __all__ = ["DEFAULT_AVG_NUM", "DEFAULT_DHASH_INTERVAL_MS", "dhash", "select_frames"]
@@ -120,38 +121,43 @@ def _every(video: Video, sel: Selection) -> Iterator[Picked]:
             yield p
 
 
-def _inter(video: Video, sel: Selection) -> Iterator[Picked]:
+def _inter(video: Video, sel: Selection, decoders: int | None) -> Iterator[Picked]:
     step = sel.interval_ms
     interval = video.frame_interval_ms
     if step <= 0 or (interval is not None and step < interval):
         yield from _every(video, sel)
         return
-    yield from video.frames_at(list(_times(sel.start_ms, step, video.duration_ms)), exact=sel.exact)
+    times = list(_times(sel.start_ms, step, video.duration_ms))
+    yield from frames_at(video, times, exact=sel.exact, decoders=decoders)
 
 
-def _avg(video: Video, sel: Selection) -> Iterator[Picked]:
+def _avg(video: Video, sel: Selection, decoders: int | None) -> Iterator[Picked]:
     n = sel.num or DEFAULT_AVG_NUM
     span = max(Fraction(0), video.duration_ms - sel.start_ms)
     times = [sel.start_ms + i * span / n for i in range(n)]
-    yield from video.frames_at(times, exact=sel.exact)
+    yield from frames_at(video, times, exact=sel.exact, decoders=decoders)
 
 
-def _dhash_samples(video: Video, sel: Selection) -> Iterator[tuple[Fraction, Picked, Fraction]]:
+def _dhash_samples(
+    video: Video, sel: Selection, decoders: int | None
+) -> Iterator[tuple[Fraction, Picked, Fraction]]:
     """(planned time, picked frame, score) for every sample."""
     step = sel.interval_ms if sel.interval_ms > 0 else DEFAULT_DHASH_INTERVAL_MS
+    times = list(_times(sel.start_ms, step, video.duration_ms))
     prev: int | None = None
-    for t in _times(sel.start_ms, step, video.duration_ms):
-        p = video.frame_at(t, exact=sel.exact)  # ascending times: decodes forward, seeks when cheaper
+    for t, p in zip(times, frames_at(video, times, exact=sel.exact, decoders=decoders), strict=True):
         h = dhash(p.frame)
         yield t, p, _score(prev, h)
         prev = h
 
 
-def _dhash(video: Video, sel: Selection, max_frames: int, warnings: list[str]) -> Iterator[Picked]:
+def _dhash(
+    video: Video, sel: Selection, max_frames: int, warnings: list[str], decoders: int | None
+) -> Iterator[Picked]:
     thr = Fraction(sel.threshold)
     if sel.num <= 0:
         # No ranking: events stream out as they are found; nothing is held.
-        events = (p for _, p, score in _dhash_samples(video, sel) if score > thr)
+        events = (p for _, p, score in _dhash_samples(video, sel, decoders) if score > thr)
         yield from _limited(_dedupe(events), 0, max_frames, warnings)
         return
     num = min(sel.num, max_frames)
@@ -160,7 +166,7 @@ def _dhash(video: Video, sel: Selection, max_frames: int, warnings: list[str]) -
     # Min-heap of the best `num`: the root is the weakest (lowest score; on ties the later one).
     heap: list[tuple[Fraction, int, int, Fraction, Picked | None]] = []
     last_pts: int | None = None
-    for idx, (t, p, score) in enumerate(_dhash_samples(video, sel)):
+    for idx, (t, p, score) in enumerate(_dhash_samples(video, sel, decoders)):
         if score <= thr or p.pts == last_pts:
             continue
         last_pts = p.pts
@@ -177,26 +183,29 @@ def _dhash(video: Video, sel: Selection, max_frames: int, warnings: list[str]) -
             yield picked
         return
     # Second pass: decode only the winners again, at the same planned times (same frames).
-    yield from video.frames_at([it[3] for it in chosen], exact=sel.exact)
+    yield from frames_at(video, [it[3] for it in chosen], exact=sel.exact, decoders=decoders)
 
 
-def select_frames(video: Video, sel: Selection, *, max_frames: int, warnings: list[str]) -> Iterator[Picked]:
+def select_frames(
+    video: Video, sel: Selection, *, max_frames: int, warnings: list[str], decoders: int | None = None
+) -> Iterator[Picked]:
     """The frames a selection asks for (SPEC 2.4), lazily, in presentation order.
 
     ``warnings`` receives a message when ``max_frames`` stops a ``num`` 0 selection early.
+    ``decoders`` caps the decoders serving planned times at once (see :mod:`vidsnap.parallel`).
     An attached picture (cover art) is the one frame of any selection.
     """
     if video.is_cover_art:
         yield video.frame_at(0)
         return
     if sel.mode == "dhash":
-        yield from _dhash(video, sel, max_frames, warnings)
+        yield from _dhash(video, sel, max_frames, warnings, decoders)
         return
     picks: Iterator[Picked]
     if sel.mode == "key":
         picks = video.keyframes(sel.start_ms)
     elif sel.mode == "avg":
-        picks = _avg(video, sel)
+        picks = _avg(video, sel, decoders)
     else:
-        picks = _inter(video, sel)
+        picks = _inter(video, sel, decoders)
     yield from _limited(_dedupe(picks), sel.num, max_frames, warnings)

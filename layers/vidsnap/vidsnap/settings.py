@@ -21,11 +21,14 @@ variable                   meaning                                              
 ``MAX_PIXELS``             output width × height                                       4096 × 4096
 ``SIGNING_SECRET``         HMAC secret for unauthenticated function-URL requests       unset
 ``TASK_LEASE_SECONDS``     how long a Running task record is owned by one invocation   900
+``DECODERS``               decoders one job runs at once (``vidsnap.parallel``)         one per core
 =========================  ==========================================================  ==============
 
-``TASK_LEASE_SECONDS`` is a vidsnap extension: it defaults to the Lambda maximum timeout
-(15 min), so a record left Running by a crashed invocation can be taken over once that much time
-has passed (see :mod:`vidsnap.taskstore`).
+``TASK_LEASE_SECONDS`` and ``DECODERS`` are vidsnap extensions. ``TASK_LEASE_SECONDS`` defaults to
+the Lambda maximum timeout (15 min), so a record left Running by a crashed invocation can be taken
+over once that much time has passed (see :mod:`vidsnap.taskstore`). ``DECODERS`` (≥ 1) caps the
+decoders an asynchronous job runs on separate cores; Lambda gives a function more than one vCPU
+from 1,769 MB of memory up.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     signing_secret: str | None = None
     task_lease_seconds: int = DEFAULT_TASK_LEASE_SECONDS
+    #: None: one per core (at most 4), the default.
+    decoders: int | None = None
 
     def __post_init__(self) -> None:
         # The output bucket is implicitly allowed, however the object was built.
@@ -107,6 +112,7 @@ class Settings:
             max_pixels=_int(env, "MAX_PIXELS", DEFAULT_MAX_PIXELS),
             signing_secret=_str(env, "SIGNING_SECRET"),
             task_lease_seconds=_int(env, "TASK_LEASE_SECONDS", DEFAULT_TASK_LEASE_SECONDS),
+            decoders=_int(env, "DECODERS", 0) or None,
         )
         if validate_rules:
             settings.validate_rules()
@@ -144,7 +150,7 @@ class Settings:
         # The engine imports PyAV: load it only when limits are actually needed.
         from vidsnap.engine import Limits
 
-        return Limits(max_frames=self.max_frames, max_pixels=self.max_pixels)
+        return Limits(max_frames=self.max_frames, max_pixels=self.max_pixels, decoders=self.decoders)
 
 
 @functools.lru_cache(maxsize=1)
