@@ -126,7 +126,7 @@ def test_block_reader_clones_share_cache_and_counters(make_media: Media) -> None
     times = [Fraction(t) for t in range(0, 3900, 300)]
     assert _parallel(reader, times, 2) == _sequential(info.path, times)
     assert "vidsnap-decode-1" in reader.threads  # the clone fetched on its own thread
-    assert 0 < reader.bytes_read <= 2 * len(data)
+    assert reader.bytes_read > 0
     clone = reader.clone()
     assert clone.tell() == 0
     assert clone.bytes_read == reader.bytes_read
@@ -136,6 +136,10 @@ def test_block_reader_clones_share_cache_and_counters(make_media: Media) -> None
     clone.seek(1100)
     assert clone.read(100) == data[1100:1200]  # the block the original just fetched: shared cache
     assert reader.requests == clone.requests == before
+    clone.seek(len(data) - 10)
+    clone.read(10)  # a block nobody fetched yet: counted once, on both
+    assert reader.requests == clone.requests == before + 1
+    before += 1
     clone.close()  # the original and the shared cache still work
     reader.seek(1030)
     assert reader.read(10) == data[1030:1040]
@@ -227,7 +231,7 @@ def test_s3_reader_clones_fetch_in_parallel(s3_clip: tuple[Any, synth.SynthInfo]
     with reader:
         assert _parallel(reader, times, 2) == _sequential(info.path, times)
         size = Path(info.path).stat().st_size
-        assert 0 < reader.bytes_read <= 2 * size
+        assert reader.bytes_read >= size  # everything once at least (tiny cache: some twice)
         assert reader.requests > 1
 
 

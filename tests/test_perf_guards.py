@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from vidsnap import decode, engine, synth
+from vidsnap.blockio import BlockReader
 from vidsnap.decode import Video
 from vidsnap.engine import OpenVideos, snapshot
 from vidsnap.errors import UndecodableMedia
@@ -182,3 +183,63 @@ def test_dhash_without_numpy_gives_the_same_bits(clip: Path) -> None:
         frames.append(av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format=fmt))
     for frame in frames:
         assert dhash(frame) == _dhash_numpy(frame)
+
+
+class _RangeCounter(BlockReader):
+    """A range-read source over bytes in memory, counting requests like the S3 reader does."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(size=len(data), block_size=16 * 1024, cache_blocks=256)
+        self.data = data
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        return self.data[start : end + 1]
+
+
+@pytest.fixture(scope="module")
+def grainy(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """6 s of noise at 25 fps, GOP 50, 2 B-frames: frames of ~10-20 KB, so a GOP spans many blocks."""
+    path = tmp_path_factory.mktemp("grain") / "grain.mp4"
+    rng = np.random.default_rng(5)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 192, 108, "yuv420p"
+        params = "keyint=50:min-keyint=50:bframes=2"
+        stream.options = {"crf": "12", "preset": "ultrafast", "x264-params": params}
+        for _ in range(150):
+            pixels = rng.integers(0, 256, (108, 192, 3), dtype=np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path.read_bytes()
+
+
+def test_a_seek_fetches_its_span_in_one_request(grainy: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    def requests_for(t_ms: int) -> tuple[int, int, bytes]:
+        reader = _RangeCounter(grainy)
+        with Video(reader) as video:
+            before = reader.requests
+            frame = video.frame_at(t_ms).frame
+            return reader.requests - before, reader.bytes_read, bytes(frame.planes[0])
+
+    with_hint = requests_for(3900)  # 1.9 s into the GOP that starts at 2 s
+    monkeypatch.setattr(BlockReader, "prefetch", None)
+    without = requests_for(3900)
+    assert with_hint[2] == without[2]
+    assert with_hint[0] <= 2 < without[0]
+    assert with_hint[1] <= without[1] + 2 * 16 * 1024
+
+
+def test_prefetch_is_capped_at_half_the_cache_and_ignores_empty_spans() -> None:
+    reader = _RangeCounter(bytes(range(256)) * 4096)  # 1 MiB: 64 blocks of 16 KiB
+    reader.cache_blocks = 8
+    reader.prefetch(10, 5)
+    reader.prefetch(-5, 10)
+    reader.prefetch(2 << 20, 3 << 20)
+    assert reader.requests == 0
+    reader.prefetch(0, 1 << 20)
+    assert (reader.requests, reader.bytes_read) == (1, 4 * 16 * 1024)
+    reader.prefetch(0, 1 << 20)  # cached now: nothing to fetch
+    assert reader.requests == 1
+    reader.seek(3 * 16 * 1024)
+    assert reader.read(16) == bytes(range(16))
+    assert reader.requests == 1

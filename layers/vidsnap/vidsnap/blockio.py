@@ -192,6 +192,25 @@ class BlockReader(io.RawIOBase, BinaryIO):
         n = self.readinto(buf)
         return bytes(buf[:n])
 
+    def prefetch(self, start: int, end: int) -> None:
+        """Fetch bytes [start, end) now, one request per run of blocks not cached yet.
+
+        A hint from a reader of the container index (``decode.Video`` before it seeks): the span a
+        decoder is about to read, fetched in one request instead of block by block. Capped at half
+        the cache, so that it cannot evict what it fetched before it is read.
+        """
+        self._check_open()
+        end = min(end, self.size)
+        if end <= start or start < 0:
+            return
+        first, last = start // self.block_size, (end - 1) // self.block_size
+        last = min(last, first + max(1, self.cache_blocks // 2) - 1)
+        with self._lock:
+            with self._shared.lock:
+                missing = [b for b in range(first, last + 1) if b not in self._cache]
+            for run_start, run_end in _runs(missing):
+                self._fetch_blocks(run_start, run_end)
+
     def close(self) -> None:
         """Drop the cache (a clone leaves it to the others); the subclass's client is not ours to close."""
         # Read from __dict__: a subclass constructor that failed early leaves neither attribute,

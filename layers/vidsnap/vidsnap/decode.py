@@ -124,6 +124,10 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 )
 
 
+def _entry_ts(entry: Any) -> int:
+    return int(entry.timestamp)
+
+
 def _sniff(source: str | os.PathLike[str] | BinaryIO) -> str | None:
     """The container kind the first bytes announce, or None (never raises)."""
     try:
@@ -676,8 +680,37 @@ class Video:
             self._skip_target = None
         return self._prev
 
+    def _prefetch_for(self, target: int) -> None:
+        """Range-read sources: fetch the bytes from ``target``'s keyframe to ``target`` in one request.
+
+        Without it the reader fetches them as the demuxer asks, one block (with read-ahead: two) per
+        request: 5 round trips to S3 for 4 s of 14 Mbit/s video. The span comes from the container's
+        per-packet index (MP4/MOV/AVI; Matroska cues list keyframes only, which would mean whole
+        GOPs); it ends past the target by the reorder delay and two frames, so that the frame after
+        the target (which tells that the target is the last one at or before t) is in it too. Only
+        a hint: the reader caps it, and a seek that lands elsewhere simply reads on as before.
+        """
+        prefetch = getattr(self._source, "prefetch", None)
+        if not callable(prefetch) or self._index_entries <= len(self._key_ts):
+            return
+        i = bisect.bisect_right(self._key_ts, target - self._dts_shift) - 1
+        if i < 0:
+            return
+        try:
+            # index_entries is a lazy sequence in DTS order: bisect reads a few entries, not all.
+            entries = self._stream.index_entries
+            lo = bisect.bisect_left(entries, self._key_ts[i], key=_entry_ts)
+            end_ts = target + self._dts_shift + 2 * self._interval_ticks
+            hi = bisect.bisect_right(entries, end_ts, key=_entry_ts, lo=lo)
+            span = [entries[j] for j in range(lo, hi)]
+        except _INDEX_ERRORS:
+            return
+        if span:
+            prefetch(min(e.pos for e in span), max(e.pos + e.size for e in span))
+
     def _seek_and_anchor(self, target: int) -> None:
         """Seek so that the decoder is positioned at or before ``target``, backing off as needed."""
+        self._prefetch_for(target)
         lowest = self._lowest_ts()
         # First guess: the target itself (MP4/MOV/MKV seek by presentation time, see the module
         # docstring); demuxers that seek by DTS land late there once, then the shifted aim is used.
