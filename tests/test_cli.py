@@ -113,8 +113,23 @@ def test_run_missing_and_non_media_sources(tmp_path: Path) -> None:
     assert json.loads(bad.stderr)["Code"] in {"UnsupportedMediaType", "MediaDecodeFailed"}
 
 
-def test_usage_error_exits_2() -> None:
+def test_usage_error_exits_2(clip: Path, tmp_path: Path) -> None:
     assert vidsnap("run").returncode == 2
+    bad = vidsnap("run", clip, "video/snapshots,inter_1000", "--out", tmp_path, "--decoders", "0")
+    assert bad.returncode == 2
+    assert "--decoders: must be at least 1" in bad.stderr
+
+
+def test_decoders_option_gives_the_same_outputs(clip: Path, tmp_path: Path) -> None:
+    outputs = []
+    for n in ("1", "3"):
+        out = tmp_path / n
+        result = vidsnap("run", clip, "video/snapshots,f_png,inter_300", "--out", out, "--decoders", n)
+        assert result.returncode == 0, result.stderr
+        uris = [Path(o["URI"]) for o in json.loads(result.stdout)["Outputs"]]
+        outputs.append([(p.name, p.read_bytes()) for p in uris])
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0]) == 10
 
 
 def test_progress_bar_on_a_terminal_only(clip: Path, tmp_path: Path) -> None:

@@ -235,7 +235,7 @@ def test_s3_reader_clones_fetch_in_parallel(s3_clip: tuple[Any, synth.SynthInfo]
         assert reader.requests > 1
 
 
-def test_decoders_setting_and_cli_option() -> None:
+def test_decoders_setting() -> None:
     assert Settings.from_env({}).limits.decoders is None
     assert Settings.from_env({"DECODERS": "2"}).limits.decoders == 2
     with pytest.raises(ValueError, match="DECODERS"):
@@ -243,3 +243,18 @@ def test_decoders_setting_and_cli_option() -> None:
     with pytest.raises(ValueError, match="DECODERS"):
         Settings.from_env({"DECODERS": "many"})
     assert parallel.available_cores() >= 1
+
+
+def test_a_failing_sink_stops_the_decoders_before_the_video_closes(make_media: Media) -> None:
+    class FailingSink(MemorySink):
+        def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
+            if len(self.files) == 2:
+                raise engine.VidsnapError("the sink is full")
+            return super().put(bucket, key, data, content_type)
+
+    info = make_media("mp4_long_gop")
+    task = parse_process("video/snapshots,f_jpg,inter_100")
+    with pytest.raises(engine.TaskFailed) as failed:
+        engine.run_task(task, info.path, FailingSink(), limits=engine.Limits(decoders=3))
+    assert len(failed.value.written) == 2
+    assert not _decode_threads()

@@ -5,6 +5,7 @@ naming meet. No AWS here: outputs go to a :class:`Sink`, sources are paths or se
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Hashable
@@ -328,7 +329,12 @@ def _run_job(
         warnings=outcome.warnings,
         decoders=limits.decoders,
     )
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsnap-render") as pool:
+    # Closed on the way out, whatever happens: decoders running ahead on other threads
+    # (vidsnap.parallel) stop before the caller closes the video they read.
+    with (
+        contextlib.closing(frames),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsnap-render") as pool,
+    ):
         while True:
             try:
                 picked = next(frames, None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from fractions import Fraction
 
 import av
@@ -188,7 +188,7 @@ def _dhash(
 
 def select_frames(
     video: Video, sel: Selection, *, max_frames: int, warnings: list[str], decoders: int | None = None
-) -> Iterator[Picked]:
+) -> Generator[Picked, None, None]:
     """The frames a selection asks for (SPEC 2.4), lazily, in presentation order.
 
     ``warnings`` receives a message when ``max_frames`` stops a ``num`` 0 selection early.
