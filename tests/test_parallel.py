@@ -13,12 +13,13 @@ from typing import Any
 
 import boto3
 import pytest
+from conftest import MEDIA
 from moto import mock_aws
 
 from vidsnap import engine, parallel, synth
 from vidsnap.blockio import BlockReader
 from vidsnap.decode import Picked, Video
-from vidsnap.errors import UndecodableMedia
+from vidsnap.errors import UndecodableMedia, VidsnapError
 from vidsnap.parse import parse_process
 from vidsnap.s3io import open_s3
 from vidsnap.settings import Settings
@@ -67,9 +68,7 @@ def _decode_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("vidsnap-decode")]
 
 
-@pytest.mark.parametrize(
-    "name", ["mp4_long_gop", "mp4_moov_end", "mkv", "mp4_hevc", "webm_vp9", "mp4_offset"]
-)
+@pytest.mark.parametrize("name", sorted(MEDIA))
 @pytest.mark.parametrize("decoders", [2, 3])
 def test_same_frames_as_one_decoder(make_media: Media, name: str, decoders: int) -> None:
     info = make_media(name)
@@ -257,4 +256,22 @@ def test_a_failing_sink_stops_the_decoders_before_the_video_closes(make_media: M
     with pytest.raises(engine.TaskFailed) as failed:
         engine.run_task(task, info.path, FailingSink(), limits=engine.Limits(decoders=3))
     assert len(failed.value.written) == 2
+    assert not _decode_threads()
+
+
+def test_corrupt_media_gives_frames_or_vidsnap_errors(tmp_path: Path, make_media: Media) -> None:
+    data = bytearray(Path(make_media("mp4_4s").path).read_bytes())
+    rng = random.Random(11)
+    for _ in range(40):
+        pos = rng.randrange(len(data) // 4, len(data))
+        data[pos] ^= 0xFF
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    times = [Fraction(t) for t in range(0, 4000, 130)]
+    try:
+        with Video(bad, bulk=True) as v:
+            got = list(parallel.frames_at(v, times, decoders=3))
+        assert len(got) == len(times)
+    except VidsnapError:
+        pass
     assert not _decode_threads()
