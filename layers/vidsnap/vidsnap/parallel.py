@@ -10,9 +10,10 @@ Why not the decoder's own threads: once frames that cannot be the answer are ski
 (``decode._skip_mode``), what is left is a chain of reference frames, each predicted from the one
 before, and the x264/x265 streams people upload have one slice per picture: neither frame nor slice
 threads find much to overlap there (measured in ``decode``, ``_THREAD_TYPE_*``). Runs are
-independent, so two decoders on two runs do twice the work in the same time. Measured on the
-benchmark's 60 s 720p clip (GOP 250, targets every 10 s), decoding 92 → 50 ms; on the same clip
-with film grain 475 → 260 ms.
+independent, so decoders on separate runs overlap fully. Measured on the benchmark machine's two
+vCPUs (which give 1.6-1.8× one when both decode): decoding every 10 s of the 60 s 720p clip with
+film grain 387 → 235 ms, every 60 s of the 10-minute 1080p one 700 → 620 ms; whole jobs: 720p grain
+0.52 → 0.39 s, dhash every 1 s on the 1080p video 20.0 → 16.9 s (docs/PERFORMANCE.md, lever 17).
 
 The work is shared before it starts: longest runs first, each to the worker with the least work so
 far (work estimated from the distance to the run's keyframe); each worker serves its runs in time
