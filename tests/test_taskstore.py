@@ -10,8 +10,8 @@ import pytest
 from moto import mock_aws
 
 from vidsnap.aws import Clients
-from vidsnap.plan import ImageSpec, NotifyTarget, Selection, SnapshotJob, SourceRef, Task
-from vidsnap.taskstore import TTL_SECONDS, TaskStore, from_dynamo, message_from_record, task_id, to_dynamo
+from vidsnap.plan import ImageSpec, NotifyTarget, Selection, SnapshotJob, SourceRef, Task, task_id
+from vidsnap.taskstore import TTL_SECONDS, TaskStore, from_dynamo, message_from_record, to_dynamo
 
 TABLE = "tasks"
 

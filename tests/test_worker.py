@@ -17,10 +17,10 @@ from vidsnap.aws import Clients
 from vidsnap.errors import Throttled, UndecodableMedia
 from vidsnap.events import UploadEvent
 from vidsnap.observe import metrics_enabled
-from vidsnap.plan import SourceRef
+from vidsnap.plan import SourceRef, task_id
 from vidsnap.settings import Settings, UploadRule
 from vidsnap.storage import OUTPUT_MARKER
-from vidsnap.taskstore import TaskStore, task_id
+from vidsnap.taskstore import TaskStore
 from vidsnap.worker import TaskRunning, Worker, resolve_source
 
 engine = pytest.importorskip("vidsnap.engine", reason="vidsnap.engine (the real engine) is not available yet")

@@ -9,14 +9,35 @@ server, LocalStack), so nothing here special-cases endpoints.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # importing boto3 costs ~120 ms: done when the first client is made
     import boto3
     from botocore.config import Config
+
+
+@contextlib.contextmanager
+def mapped_errors(what: str) -> Iterator[None]:
+    """Raise botocore failures inside the block as :class:`~vidsnap.errors.VidsnapError`.
+
+    See :func:`vidsnap.s3io.map_client_error` (``what`` names the resource in the message).
+    botocore is imported on the first call, not with the module: a local ``vidsnap run`` writes
+    through a local sink and builds its manifest with :mod:`vidsnap.notify` without it (~9 ms).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from vidsnap.s3io import map_client_error
+
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise map_client_error(exc, what) from exc
+
 
 #: Standard retry mode (exponential backoff with jitter, retries throttling and transient errors);
 #: adaptive mode adds client-side rate limiting that only pays off for sustained throttling of one

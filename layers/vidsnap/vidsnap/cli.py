@@ -159,7 +159,7 @@ def _manifest(
     from .notify import build_message
 
     if task:
-        from .taskstore import task_id  # tasks only: a snapshot does not pay for its import
+        from .plan import task_id
 
         tid = task_id(ref, None, task)
     else:

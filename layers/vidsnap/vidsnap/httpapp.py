@@ -54,10 +54,9 @@ from .errors import (
 )
 from .naming import check_key
 from .parse import parse_sync, parse_task
-from .plan import NotifyTarget, SnapshotRequest
+from .plan import NotifyTarget, SnapshotRequest, task_id
 from .s3io import map_client_error
 from .settings import DEFAULT_RESULTS_PREFIX
-from .taskstore import task_id
 from .worker import resolve_source
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from vidsnap.aws import Clients, topic_arn
+from vidsnap.aws import Clients, mapped_errors, topic_arn
 from vidsnap.errors import BadRequest, NotAllowed
 from vidsnap.plan import NotifyTarget
-from vidsnap.s3io import map_client_error
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -135,10 +132,8 @@ class Notifier:
     def account_id(self) -> str:
         """The function's own account (topic and queue names resolve there)."""
         if self._account_id is None:
-            try:
+            with mapped_errors("sts:GetCallerIdentity"):
                 self._account_id = self.clients.account_id
-            except (ClientError, BotoCoreError) as exc:
-                raise map_client_error(exc, "sts:GetCallerIdentity") from exc
         return self._account_id
 
     # -- canonical forms --------------------------------------------------------------------
@@ -200,10 +195,8 @@ class Notifier:
             params: dict[str, Any] = {"QueueName": name}
             if account != self.account_id:
                 params["QueueOwnerAWSAccountId"] = account
-            try:
+            with mapped_errors(f"sqs queue {name}"):
                 url = str(self.clients.sqs.get_queue_url(**params)["QueueUrl"])
-            except (ClientError, BotoCoreError) as exc:
-                raise map_client_error(exc, f"sqs queue {name}") from exc
             self._queue_urls[(account, name)] = url
         return "sqs", url
 
@@ -219,7 +212,7 @@ class Notifier:
             "Status": {"DataType": "String", "StringValue": str(message.get("Status", ""))},
             "TaskType": {"DataType": "String", "StringValue": str(message.get("TaskType", TASK_TYPE))},
         }
-        try:
+        with mapped_errors(f"notify {address}"):
             if kind == "sns":
                 response = self.clients.sns.publish(
                     TopicArn=address, Message=body, MessageAttributes=attributes
@@ -228,6 +221,4 @@ class Notifier:
                 response = self.clients.sqs.send_message(
                     QueueUrl=address, MessageBody=body, MessageAttributes=attributes
                 )
-        except (ClientError, BotoCoreError) as exc:
-            raise map_client_error(exc, f"notify {address}") from exc
         return str(response.get("MessageId", ""))

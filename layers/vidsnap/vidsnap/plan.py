@@ -8,6 +8,7 @@ from the start of the presentation (the stream's first frame counts as 0), kept 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -151,3 +152,22 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+#: Prefix of the ids :func:`task_id` gives.
+TASK_ID_PREFIX = "vs-"
+
+
+def task_id(source: SourceRef, etag: str | None, task: Task) -> str:
+    """A deterministic id for running ``task`` on one version of ``source``.
+
+    sha256 over the bucket, key, the object version (or, without one, its ETag) and the canonical
+    plan, shortened to 128 bits (collisions are not a practical concern) and prefixed ``vs-``. The
+    same upload or message processed twice gets the same id; a re-uploaded source (new ETag or
+    version) gets a new one.
+    """
+    identity = source.version or (etag.strip('"') if etag else "")
+    material = json.dumps(
+        [source.bucket or "", source.key, identity, task.canonical()], separators=(",", ":")
+    )
+    return TASK_ID_PREFIX + hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]

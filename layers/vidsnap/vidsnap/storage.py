@@ -17,13 +17,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from vidsnap.aws import mapped_errors
 from vidsnap.errors import NotAllowed, NotFound
 from vidsnap.naming import check_key
-from vidsnap.s3io import S3RangeReader, map_client_error, open_s3
+
+if TYPE_CHECKING:
+    from vidsnap.s3io import S3RangeReader
 
 #: User metadata key marking objects written by vidsnap (S3 lower-cases metadata keys).
 OUTPUT_MARKER = "vidsnap-output"
@@ -130,22 +131,18 @@ class S3Sink:
         """Upload ``data`` to ``bucket/key`` with ``content_type``; return ``s3://bucket/key``."""
         target = self.resolve_bucket(bucket)
         check_key(key)
-        try:
+        with mapped_errors(f"s3://{target}/{key}"):
             self.client.put_object(
                 Bucket=target, Key=key, Body=data, ContentType=content_type, Metadata=self.metadata
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise map_client_error(exc, f"s3://{target}/{key}") from exc
         return f"s3://{target}/{key}"
 
     def delete(self, uri: str) -> None:
         """Delete an object this sink wrote (only in an allowed bucket)."""
         bucket, key = parse_s3_uri(uri)
         self.resolve_bucket(bucket)
-        try:
+        with mapped_errors(uri):
             self.client.delete_object(Bucket=bucket, Key=key)
-        except (ClientError, BotoCoreError) as exc:
-            raise map_client_error(exc, uri) from exc
 
 
 # -- stores --------------------------------------------------------------------------------------
@@ -219,10 +216,8 @@ class S3Store:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if version_id:
             params["VersionId"] = version_id
-        try:
+        with mapped_errors(f"s3://{self.bucket}/{key}"):
             head = self.client.head_object(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise map_client_error(exc, f"s3://{self.bucket}/{key}") from exc
         return ObjectInfo(
             key=key,
             size=int(head.get("ContentLength", 0)),
@@ -233,5 +228,7 @@ class S3Store:
 
     def open(self, key: str, *, version_id: str | None = None) -> S3RangeReader:
         """A block-caching range reader over ``key`` (HEAD first, like :func:`~vidsnap.s3io.open_s3`)."""
+        from vidsnap.s3io import open_s3
+
         check_key(key)
         return open_s3(self.client, self.bucket, key, version_id=version_id, **self.reader_options)

@@ -1,4 +1,4 @@
-"""Task records in DynamoDB (SPEC 4.3) and deterministic task ids.
+"""Task records in DynamoDB (SPEC 4.3); their deterministic ids come from :func:`vidsnap.plan.task_id`.
 
 One item per task, keyed by ``TaskId`` (string hash key). Public fields (what ``GET /tasks/{id}``
 shows): ``TaskId, Status (Running|Succeeded|Failed), Progress (0-100), StartTime, EndTime, Code,
@@ -16,7 +16,6 @@ second conditional write, so exactly one invocation wins.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -28,30 +27,13 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vidsnap.aws import Clients
-from vidsnap.plan import SourceRef, Task
 from vidsnap.s3io import error_code, map_client_error
 
 log = logging.getLogger(__name__)
 
 TTL_SECONDS = 7 * 24 * 3600
 PROGRESS_INTERVAL_S = 2.0
-TASK_ID_PREFIX = "vs-"
 Begin = Literal["new", "running", "succeeded", "failed"]
-
-
-def task_id(source: SourceRef, etag: str | None, task: Task) -> str:
-    """A deterministic id for running ``task`` on one version of ``source``.
-
-    sha256 over the bucket, key, the object version (or, without one, its ETag) and the canonical
-    plan, shortened to 128 bits (collisions are not a practical concern) and prefixed ``vs-``. The
-    same upload or message processed twice gets the same id; a re-uploaded source (new ETag or
-    version) gets a new one.
-    """
-    identity = source.version or (etag.strip('"') if etag else "")
-    material = json.dumps(
-        [source.bucket or "", source.key, identity, task.canonical()], separators=(",", ":")
-    )
-    return TASK_ID_PREFIX + hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
 
 
 def to_dynamo(value: Any) -> Any:

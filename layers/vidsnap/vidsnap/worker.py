@@ -5,7 +5,7 @@ Life of a task (:meth:`Worker.execute`):
 1. Checks that need no media: the source bucket is ``SOURCE_BUCKET``; the source is opened with a
    HEAD (404/403 are permanent failures, throttling is transient).
 2. The task id is derived from the source (bucket, key, version or ETag) and the plan
-   (:func:`vidsnap.taskstore.task_id`), and claimed in the task table with one conditional write.
+   (:func:`vidsnap.plan.task_id`), and claimed in the task table with one conditional write.
    Already **Succeeded**: the stored result is returned, nothing is rerun or re-notified.
    **Running** in another invocation whose lease has not expired: :class:`TaskRunning` (transient)
    is raised so SQS delivers the message again later. **Failed** before: the task is run again
@@ -55,11 +55,11 @@ from vidsnap.errors import BadRequest, NotAllowed, Throttled, VidsnapError
 from vidsnap.events import UploadEvent, classify_message
 from vidsnap.notify import Notifier, build_message
 from vidsnap.observe import MetricUnit, emit, logger
-from vidsnap.plan import SourceRef, Task
+from vidsnap.plan import SourceRef, Task, task_id
 from vidsnap.s3io import SourceChanged, map_client_error, open_s3
 from vidsnap.settings import Settings
 from vidsnap.storage import OUTPUT_MARKER, S3Sink
-from vidsnap.taskstore import TaskStore, message_from_record, task_id
+from vidsnap.taskstore import TaskStore, message_from_record
 
 #: Extensions of images vidsnap writes: never sources, so never worth an upload trigger.
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
