@@ -8,7 +8,6 @@ from the start of the presentation (the stream's first frame counts as 0), kept 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -166,6 +165,8 @@ def task_id(source: SourceRef, etag: str | None, task: Task) -> str:
     same upload or message processed twice gets the same id; a re-uploaded source (new ETag or
     version) gets a new one.
     """
+    import hashlib  # ~4 ms (OpenSSL): not on a snapshot's start-up path
+
     identity = source.version or (etag.strip('"') if etag else "")
     material = json.dumps(
         [source.bucket or "", source.key, identity, task.canonical()], separators=(",", ":")
