@@ -693,7 +693,7 @@ class Video:
         prefetch = getattr(self._source, "prefetch", None)
         if not callable(prefetch) or self._index_entries <= len(self._key_ts):
             return
-        i = bisect.bisect_right(self._key_ts, target - self._dts_shift) - 1
+        i = self._key_index(target)
         if i < 0:
             return
         try:
@@ -844,10 +844,14 @@ class Video:
         # A seek and its first keyframe cost about as much as a few frames of decoding.
         return max(0, last - (key if key is not None else last)) + 4 * self._interval_ticks
 
+    def _key_index(self, target: int) -> int:
+        """Position in ``_key_ts`` (index DTS) of the keyframe at or before ``target``; -1 if none."""
+        return bisect.bisect_right(self._key_ts, target - self._dts_shift) - 1
+
     def _keyframe_before(self, target: int) -> int | None:
         """The presentation time (approximately: index DTS + reorder delay) of the keyframe at or
         before ``target``, from the index; None without one."""
-        i = bisect.bisect_right(self._key_ts, target - self._dts_shift) - 1
+        i = self._key_index(target)
         return self._key_ts[i] + self._dts_shift if i >= 0 else None
 
     @property

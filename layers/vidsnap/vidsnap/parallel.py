@@ -63,8 +63,8 @@ def frames_at(
     """
     times = list(times_ms)
     wanted = min(available_cores(), MAX_DECODERS) if decoders is None else decoders
-    runs = video.runs(times) if wanted > 1 and len(times) > 1 else []
-    if len(runs) < 2 or not video.can_clone:
+    runs = video.runs(times) if wanted > 1 and len(times) > 1 and video.can_clone else []
+    if len(runs) < 2:
         yield from video.frames_at(times, exact=exact)
         return
     yield from _Pool(video, times, runs, min(wanted, len(runs)), exact).frames()
