@@ -24,6 +24,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from vidsnap.aws import mapped_errors
 from vidsnap.blockio import BlockReader
 from vidsnap.errors import (
     InternalError,
@@ -216,10 +217,8 @@ def open_s3(client: Any, bucket: str, key: str, *, version_id: str | None = None
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version_id:
         params["VersionId"] = version_id
-    try:
+    with mapped_errors(f"s3://{bucket}/{key}"):
         head = client.head_object(**params)
-    except (ClientError, BotoCoreError) as exc:
-        raise map_client_error(exc, f"s3://{bucket}/{key}") from exc
     return S3RangeReader(
         client,
         bucket,

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vidsnap.aws import Clients
+from vidsnap.aws import Clients, mapped_errors
 from vidsnap.s3io import error_code, map_client_error
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,8 @@ class TaskStore:
         return self._table
 
     def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
-        try:
+        with mapped_errors(f"dynamodb {self.table_name} {what}"):
             return fn(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise map_client_error(exc, f"dynamodb {self.table_name} {what}") from exc
 
     def _conditional(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> bool:
         """A conditional write: True when done, False when its condition failed (another caller won)."""
