@@ -8,6 +8,7 @@ fixture file is built the first time a test asks for it, then reused.
 from __future__ import annotations
 
 import importlib.util
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from vidsnap import synth
+from vidsnap.blockio import BlockReader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,3 +141,28 @@ def lambda_context() -> Callable[..., Any]:
     from vidsnap.demo import LambdaContext
 
     return LambdaContext
+
+
+class MemorySink:
+    """A sink that keeps what it is given, to check keys, types and bytes."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str | None, str], tuple[bytes, str]] = {}
+
+    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
+        self.objects[(bucket, key)] = (data, content_type)
+        return f"mem://{bucket or '-'}/{key}"
+
+
+class MemoryBlockReader(BlockReader):
+    """A range-read source over bytes in memory, counting requests like the S3 reader does and
+    recording the threads it fetched on."""
+
+    def __init__(self, data: bytes, *, block_size: int, cache_blocks: int) -> None:
+        super().__init__(size=len(data), block_size=block_size, cache_blocks=cache_blocks)
+        self.data = data
+        self.threads: set[str] = set()
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        self.threads.add(threading.current_thread().name)
+        return self.data[start : end + 1]

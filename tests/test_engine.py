@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from conftest import MemorySink
 from PIL import Image
 
 from vidsnap.engine import Limits, Output, TaskFailed, report_ms, run_task, snapshot
@@ -14,17 +15,6 @@ from vidsnap.errors import BadRequest, UndecodableMedia, UnsupportedMedia
 from vidsnap.parse import parse_process, parse_sync, parse_task
 from vidsnap.plan import SourceRef
 from vidsnap.synth import make_audio_only, make_audio_with_cover, make_video
-
-
-class MemorySink:
-    """A sink that keeps what it is given, to check keys, types and bytes."""
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str | None, str], tuple[bytes, str]] = {}
-
-    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
-        self.objects[(bucket, key)] = (data, content_type)
-        return f"mem://{bucket or '-'}/{key}"
 
 
 @pytest.fixture(scope="module")

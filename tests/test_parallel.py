@@ -13,11 +13,10 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import MEDIA
+from conftest import MEDIA, MemoryBlockReader, MemorySink
 from moto import mock_aws
 
 from vidsnap import engine, parallel, synth
-from vidsnap.blockio import BlockReader
 from vidsnap.decode import Picked, Video
 from vidsnap.errors import UndecodableMedia, VidsnapError
 from vidsnap.parse import parse_process
@@ -25,29 +24,6 @@ from vidsnap.s3io import open_s3
 from vidsnap.settings import Settings
 
 Media = Callable[[str], synth.SynthInfo]
-
-
-class BytesBlockReader(BlockReader):
-    """A BlockReader over bytes in memory that records the threads it fetched on."""
-
-    def __init__(self, data: bytes) -> None:
-        # Small blocks and cache: the decoders keep fetching while they run.
-        super().__init__(size=len(data), block_size=512, cache_blocks=2)
-        self.data = data
-        self.threads: set[str] = set()
-
-    def _fetch(self, start: int, end: int) -> bytes:
-        self.threads.add(threading.current_thread().name)
-        return self.data[start : end + 1]
-
-
-class MemorySink:
-    def __init__(self) -> None:
-        self.files: dict[tuple[str | None, str, str], bytes] = {}
-
-    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
-        self.files[(bucket, key, content_type)] = data
-        return key
 
 
 def _fingerprint(p: Picked) -> tuple[int, Fraction, bytes]:
@@ -121,7 +97,8 @@ def test_sources_that_cannot_be_opened_twice_use_one_decoder(make_media: Media) 
 def test_block_reader_clones_share_cache_and_counters(make_media: Media) -> None:
     info = make_media("mp4_long_gop")
     data = Path(info.path).read_bytes()
-    reader = BytesBlockReader(data)
+    # Small blocks and cache: the decoders keep fetching while they run.
+    reader = MemoryBlockReader(data, block_size=512, cache_blocks=2)
     times = [Fraction(t) for t in range(0, 3900, 300)]
     assert _parallel(reader, times, 2) == _sequential(info.path, times)
     assert "vidsnap-decode-1" in reader.threads  # the clone fetched on its own thread
@@ -208,7 +185,7 @@ def test_task_outputs_do_not_depend_on_decoders(make_media: Media, process: str)
     for decoders in (1, 2):
         sink = MemorySink()
         outcome = engine.run_task(task, info.path, sink, limits=engine.Limits(decoders=decoders))
-        outputs.append((sink.files, [(o.uri, o.time_ms) for o in outcome.outputs], outcome.warnings))
+        outputs.append((sink.objects, [(o.uri, o.time_ms) for o in outcome.outputs], outcome.warnings))
     assert outputs[0] == outputs[1]
     assert outputs[0][0]
 
@@ -247,7 +224,7 @@ def test_decoders_setting() -> None:
 def test_a_failing_sink_stops_the_decoders_before_the_video_closes(make_media: Media) -> None:
     class FailingSink(MemorySink):
         def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
-            if len(self.files) == 2:
+            if len(self.objects) == 2:
                 raise engine.VidsnapError("the sink is full")
             return super().put(bucket, key, data, content_type)
 

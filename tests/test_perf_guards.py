@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 import av
 import numpy as np
 import pytest
+from conftest import MemoryBlockReader
 
 from vidsnap import decode, engine, synth
 from vidsnap.blockio import BlockReader
@@ -187,17 +188,6 @@ def test_dhash_without_numpy_gives_the_same_bits(clip: Path) -> None:
         assert dhash(frame) == _dhash_numpy(frame)
 
 
-class _RangeCounter(BlockReader):
-    """A range-read source over bytes in memory, counting requests like the S3 reader does."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(size=len(data), block_size=16 * 1024, cache_blocks=256)
-        self.data = data
-
-    def _fetch(self, start: int, end: int) -> bytes:
-        return self.data[start : end + 1]
-
-
 @pytest.fixture(scope="module")
 def grainy(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """6 s of noise at 25 fps, GOP 50, 2 B-frames: frames of ~10-20 KB, so a GOP spans many blocks."""
@@ -217,7 +207,7 @@ def grainy(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 def test_a_seek_fetches_its_span_in_one_request(grainy: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     def requests_for(t_ms: int) -> tuple[int, int, bytes]:
-        reader = _RangeCounter(grainy)
+        reader = MemoryBlockReader(grainy, block_size=16 * 1024, cache_blocks=256)
         with Video(reader) as video:
             before = reader.requests
             frame = video.frame_at(t_ms).frame
@@ -232,7 +222,7 @@ def test_a_seek_fetches_its_span_in_one_request(grainy: bytes, monkeypatch: pyte
 
 
 def test_prefetch_is_capped_at_half_the_cache_and_ignores_empty_spans() -> None:
-    reader = _RangeCounter(bytes(range(256)) * 4096)  # 1 MiB: 64 blocks of 16 KiB
+    reader = MemoryBlockReader(bytes(range(256)) * 4096, block_size=16 * 1024, cache_blocks=256)  # 64 blocks
     reader.cache_blocks = 8
     reader.prefetch(10, 5)
     reader.prefetch(-5, 10)
