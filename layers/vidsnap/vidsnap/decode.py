@@ -68,6 +68,10 @@ _HOP_MIN_GOP_PACKETS = 48
 # Packets remembered for the NONREF skip decision when the target moves on (well above any
 # reorder depth; a smaller window only skips less).
 _SKIP_WINDOW = 64
+# AVFMT_NOTIMESTAMPS: the demuxer reads a raw elementary stream (MPEG-1/2 video ``.m1v``/``.mpv``,
+# H.264, HEVC, MPEG-4 Part 2 ...): its timestamps are invented by the parser at the nominal rate,
+# counting from wherever reading started, and its duration is guessed from the bit rate.
+_AVFMT_NOTIMESTAMPS = 0x0080
 
 # Threading, measured on this 2-core machine (PyAV 18 / FFmpeg 8; synth 1920×1080 30 fps H.264,
 # GOP 250, 2 B-frames, 60 s; open + one frame per call, mean of 10 calls at scattered times;
@@ -242,6 +246,9 @@ class Video:
         self._synthetic_pts = False
         self._first_pts_synthetic = False
         self._pts_from_dts = False
+        # Timestamps of packets demuxed since the last seek reach this far (see _check_truncation).
+        self._read_end: int | None = None
+        self._no_timestamps = bool(int(self._container.format.flags or 0) & _AVFMT_NOTIMESTAMPS)
 
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         self.frame_interval_ms = Fraction(1000) / Fraction(rate) if rate and not self.is_cover_art else None
@@ -284,7 +291,9 @@ class Video:
         self._dts_shift = max(0, self.start_pts - self._key_ts[0]) if self._key_ts else 0
         self._seek_by_dts = False  # learnt on the first late landing (see _seek_and_anchor)
         self.duration_ms = self._compute_duration()
-        if not self.duration_ms:
+        if not self.duration_ms or self._no_timestamps:
+            # No duration, or one FFmpeg estimated from the bit rate (a raw MPEG-1/2 stream of 5.4 s
+            # claimed 18 ms, and interval/average selections returned one frame): count.
             self.duration_ms = self._count_duration()
 
     def _check_avi_timestamps(self) -> av.VideoFrame:
@@ -461,6 +470,11 @@ class Video:
                 break  # truncated/corrupt container data: treat as the end, then drain
             if packet.dts is not None:
                 last_dts = int(packet.dts)
+            if packet.size:
+                ts = packet.pts if packet.pts is not None else packet.dts
+                if ts is not None:
+                    end = int(ts) + int(packet.duration or 0)
+                    self._read_end = end if self._read_end is None else max(self._read_end, end)
             if not self._keyonly:
                 mode = self._skip_mode(packet.pts, recent, best)
                 if mode != self._skip_state:
@@ -601,10 +615,19 @@ class Video:
         self._eof = False
         self._last_pulled_pts = None
         self._last_key_pts = None
+        self._read_end = None
 
     def _seek(self, ts: int) -> None:
         """Seek to the keyframe at or before ``ts`` (stream time base) and reset decode state."""
         self._forget_position()
+        if self._no_timestamps:
+            # A raw elementary stream's timestamps count from where reading started: after a seek,
+            # FFmpeg stamped an MPEG-1 stream's first keyframe 40 ms late (m_fast / m_key gave 40,
+            # 760 … for keyframes at 0, 760 …). Only a read from the start gives every frame the
+            # time a sequential decode gives it, so rewinding reopens the source.
+            if not self._reopen():
+                raise UndecodableMedia("the source cannot be read again from its start")
+            return
         try:
             self._container.seek(ts, stream=self._stream, backward=True, any_frame=False)
         except _AvError:
@@ -655,8 +678,8 @@ class Video:
         if self._prev is not None and self._prev.pts is not None and target < self._prev.pts:
             return True  # going backwards
         cur = self._last_pulled_pts
-        if cur is None or target <= cur:
-            return False
+        if cur is None or target <= cur or self._no_timestamps:
+            return False  # (a raw stream's seek is a rewind to its start: see _seek)
         if self._key_ts:
             # Seek only when the target's keyframe is ahead of what has been decoded already.
             key = self._keyframe_before(target)
@@ -765,11 +788,16 @@ class Video:
         if not self.duration_ms:
             return
         dur = max(int(last.duration or 0), self._interval_ticks)
-        if self._keyonly:
-            dur = max(dur, self._gop_ticks or 0, round(Fraction(1) / self.time_base))
         # Frames should exist up to min(target, end); allow the last frame's own duration twice.
         needed = min(Fraction(target), expected_end - 2 * dur)
-        if _pts(last) + 2 * dur < needed:
+        reached = _pts(last)
+        if self._keyonly and self._read_end is not None:
+            # Keyframe mode decodes keyframes only: the last one can lie any distance before the
+            # end (one keyframe in a 5 s clip, every 25 s in surveillance footage), and no guessed
+            # GOP length tells a valid file from a cut one. What the demuxer read does: every
+            # packet up to min(target, end) was read, so no keyframe before the target is missing.
+            reached = max(reached, self._read_end - dur)
+        if reached + 2 * dur < needed:
             raise UndecodableMedia(
                 "the video ends early (truncated or corrupt): no frame decodes near "
                 f"{float((needed - self.start_pts) * self.time_base):.3f} s"

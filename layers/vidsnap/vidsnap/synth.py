@@ -59,6 +59,11 @@ _FORMATS_BY_SUFFIX = {
     ".opus": "ogg",
     ".wav": "wav",
     ".flv": "flv",
+    ".m1v": "mpeg1video",
+    ".m2v": "mpeg2video",
+    ".mpv": "mpeg2video",
+    ".mpg": "mpeg",
+    ".vob": "vob",
 }
 
 
@@ -248,6 +253,11 @@ def make_video(
         if vfr:
             raise ValueError("AVI cannot carry variable frame durations")
         tb = nominal
+    elif codec in ("mpeg1video", "mpeg2video"):
+        # MPEG-1/2 video codes only the standard frame rates: its time base is one frame.
+        if vfr:
+            raise ValueError("MPEG-1/2 video cannot carry variable frame durations")
+        tb = nominal
     elif codec in ("mpeg4", "libxvid") or (nominal / 6) % tb:
         tb = nominal / 6
         if tb.numerator != 1:
@@ -282,7 +292,7 @@ def make_video(
         vs.height = height
         if pix_fmt:
             vs.pix_fmt = pix_fmt
-        elif codec in ("libx264", "libx265", "libvpx-vp9", "mpeg4", "h264", "hevc"):
+        elif codec in ("libx264", "libx265", "libvpx-vp9", "mpeg4", "h264", "hevc", "mpeg1video", "mpeg2video"):
             vs.pix_fmt = "yuv420p"
         vs.codec_context.time_base = tb
         vs.codec_context.framerate = fps
