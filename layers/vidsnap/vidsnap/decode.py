@@ -248,6 +248,11 @@ class Video:
         self._pts_from_dts = False
         # Timestamps of packets demuxed since the last seek reach this far (see _check_truncation).
         self._read_end: int | None = None
+        # Whether the frames being decoded are stamped as a sequential read stamps them: reading
+        # from the start, or (see _needs_lead_in) from the second keyframe after a seek on.
+        self._read_from_start = True
+        self._keys_since_seek = 0
+        self._trusted_from: int | None = None
         self._no_timestamps = bool(int(self._container.format.flags or 0) & _AVFMT_NOTIMESTAMPS)
 
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -402,6 +407,7 @@ class Video:
         self._configure_decoder()
         self._codec.skip_frame = self._skip_state
         self._forget_position()
+        self._read_from_start = True
         self._it = self._decoded()
         return True
 
@@ -581,6 +587,9 @@ class Video:
             if not self._keyonly or frame.key_frame:
                 break
         if frame.key_frame:
+            self._keys_since_seek += 1
+            if self._keys_since_seek == 2:
+                self._trusted_from = pts
             if self._last_key_pts is not None and pts > self._last_key_pts:
                 gap = pts - self._last_key_pts
                 self._gop_ticks = max(self._gop_ticks or 0, gap)
@@ -616,6 +625,9 @@ class Video:
         self._last_pulled_pts = None
         self._last_key_pts = None
         self._read_end = None
+        self._read_from_start = False
+        self._keys_since_seek = 0
+        self._trusted_from = None
 
     def _seek(self, ts: int) -> None:
         """Seek to the keyframe at or before ``ts`` (stream time base) and reset decode state."""
@@ -742,11 +754,19 @@ class Video:
         # MPEG-TS bisects on timestamps and can land a GOP late even for a target just below its
         # first timestamp; far below the start it reliably rewinds to the first packet.
         rewind = lowest - max(step, round(Fraction(10) / self.time_base))
+        lead_in = self._needs_lead_in
         for _attempt in range(_MAX_SEEK_ATTEMPTS):
             at_start = seek_to < lowest
             self._seek(rewind if at_start else seek_to)
             first = self._first_clean()
             if first is not None and (_pts(first) <= target or _pts(first) <= self.start_pts):
+                if _pts(first) <= self.start_pts:
+                    self._read_from_start = True
+                elif lead_in and not at_start:
+                    # Land at least a second earlier and decode up to here: see _needs_lead_in.
+                    lead_in = False
+                    seek_to = _pts(first) - step
+                    continue
                 self._anchored = True
                 return
             if at_start:
@@ -767,11 +787,38 @@ class Video:
             raise UndecodableMedia("no decodable video frame near the requested time")
         self._anchored = True
 
+    @property
+    def _needs_lead_in(self) -> bool:
+        """Whether the frames right after a seek can carry times a sequential read does not give.
+
+        MPEG program streams (``.mpg``, ``.vob``) carry a timestamp only for a frame that starts a
+        PES packet; FFmpeg interpolates the others from the frames read before, and after a seek
+        from what the seek guessed: the keyframe it lands on and a few frames after it came out up
+        to three frames late (the last picture of a 1 s clip at 1000 ms instead of 960 ms; the
+        frame shown at 600 ms was frame 12, not 15, in a clip of small pictures). A read that starts
+        a second earlier has resynchronised on real timestamps by then, as a sequential read has.
+        """
+        return "mpeg" in (self._container.format.name or "").split(",")
+
+    def _stamped_right(self, frame: av.VideoFrame) -> bool:
+        """Whether ``frame``'s time is the one a sequential read gives it (see _needs_lead_in)."""
+        if self._read_from_start or not self._needs_lead_in:
+            return True
+        return self._trusted_from is not None and _pts(frame) >= self._trusted_from
+
     def _frame_for(self, target: int, *, keyonly: bool) -> av.VideoFrame:
         self._set_keyonly(keyonly)
         if self._should_seek(target):
             self._seek_and_anchor(target)
         frame = self._advance_to(target)
+        back = max(self._gop_ticks or 0, round(Fraction(1) / self.time_base), 1)
+        for _attempt in range(_MAX_SEEK_ATTEMPTS):
+            if frame is None or self._stamped_right(frame):
+                break
+            # The answer lies in the GOP a seek landed in: its time may be a guess. Land earlier.
+            self._seek_and_anchor(min(_pts(frame), target) - back)
+            frame = self._advance_to(target)
+            back *= 2
         if frame is None:
             # Anchored at the stream start and the first frame is after the target: it is shown.
             frame = self._pull()
