@@ -488,8 +488,14 @@ class Video:
                     self._skip_state = mode
             try:
                 frames = packet.decode()
-                if self._keyonly and packet.is_keyframe and not self._numbered_in_order:
+                drained = self._keyonly and packet.is_keyframe and not self._numbered_in_order
+                if drained:
                     frames.extend(self._drain_keyframe())
+                if packet.is_keyframe and len(frames) == 1 and (drained or not self._codec.has_b_frames):
+                    # The one picture of a packet the container marks as a keyframe (a sync point:
+                    # it decodes on its own). Some decoders do not flag it (Cinepak flags only the
+                    # first picture of a file): keyframe mode then found no keyframe after 0 s.
+                    frames[0].key_frame = True
             except av.error.EOFError:
                 return
             except _AvError:

@@ -195,6 +195,8 @@ def _codec_options(
         opts["b"] = "0"
     elif codec in ("mpeg4", "libxvid"):
         opts["qscale"] = "3"
+    elif codec == "cinepak":
+        opts["g"] = str(gop)  # its keyframe interval comes from the option, not gop_size
     return opts
 
 
