@@ -185,6 +185,8 @@ class Video:
     display_width: int
     display_height: int
     is_cover_art: bool
+    #: Why ``duration_ms`` may be short of the video's real length (None when it is not known to be).
+    duration_note: str | None = None
 
     def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, bulk: bool = False) -> None:
         self._source = source
@@ -300,6 +302,8 @@ class Video:
             # No duration, or one FFmpeg estimated from the bit rate (a raw MPEG-1/2 stream of 5.4 s
             # claimed 18 ms, and interval/average selections returned one frame): count.
             self.duration_ms = self._count_duration()
+        elif self._needs_lead_in:
+            self.duration_ms = self._scan_duration()
 
     def _check_avi_timestamps(self) -> av.VideoFrame:
         """AVI with reordered frames: take presentation times from the decoder's DTS.
@@ -362,14 +366,49 @@ class Video:
                 if ts is not None:
                     stop = int(ts) + int(packet.duration or self._interval_ticks)
                     end = stop if end is None else max(end, stop)
-        except _AvError:
-            pass
+        except _AvError as exc:
+            # Keep what was read: the frames up to the damage still decode.
+            self.duration_note = (
+                f"the source could not be read to its end ({exc}); its length is what could be read"
+            )
         ticks = count * self._interval_ticks
         if end is not None and end > self.start_pts:
             ticks = max(ticks, end - self.start_pts)
         if not self._reopen():
             raise UndecodableMedia("the source cannot be read again from its start")
         self._anchored = True
+        return Fraction(max(ticks, self._interval_ticks)) * self.time_base * 1000
+
+    def _scan_duration(self) -> Fraction:
+        """The duration of an MPEG program stream, from the last frame a decode reaches.
+
+        FFmpeg estimates a program stream's duration from the last PES timestamps near its end,
+        which frames without a PES timestamp of their own are not counted in: a 4 s clip of small
+        pictures claimed 3.54 s (its last 11 frames), so interval and average selections missed the
+        end. Decoding from the last keyframe to the end (as ``frame_at`` past the end does) finds
+        the last frame's real time. On failure the estimate stays, with a note.
+        """
+        estimate = self.duration_ms
+        beyond = self.start_pts + math.ceil(estimate / 1000 / self.time_base) + round(10 / self.time_base)
+        try:
+            # No truncation check here: that compares with the duration being found.
+            self._set_keyonly(False)
+            self._seek_and_anchor(beyond)
+            last = self._advance_to(beyond)
+            back = max(self._gop_ticks or 0, round(Fraction(1) / self.time_base), 1)
+            for _attempt in range(_MAX_SEEK_ATTEMPTS):
+                if last is None or self._stamped_right(last):
+                    break
+                self._seek_and_anchor(_pts(last) - back)
+                last = self._advance_to(beyond)
+                back *= 2
+        except _REOPEN_ERRORS:
+            last = None
+        self._forget_position()  # the next request seeks
+        if last is None or last.pts is None:
+            self.duration_note = "the video's duration is the container's estimate"
+            return estimate
+        ticks = _pts(last) - self.start_pts + max(int(last.duration or 0), self._interval_ticks)
         return Fraction(max(ticks, self._interval_ticks)) * self.time_base * 1000
 
     def _configure_decoder(self) -> None:

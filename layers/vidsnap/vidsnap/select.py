@@ -191,13 +191,17 @@ def select_frames(
 ) -> Generator[Picked, None, None]:
     """The frames a selection asks for (SPEC 2.4), lazily, in presentation order.
 
-    ``warnings`` receives a message when ``max_frames`` stops a ``num`` 0 selection early.
+    ``warnings`` receives a message when ``max_frames`` stops a ``num`` 0 selection early, and when
+    the video's duration, over which times are planned, may be short (``Video.duration_note``).
     ``decoders`` caps the decoders serving planned times at once (see :mod:`vidsnap.parallel`).
     An attached picture (cover art) is the one frame of any selection.
     """
     if video.is_cover_art:
         yield video.frame_at(0)
         return
+    if video.duration_note and sel.mode in ("inter", "avg", "dhash"):
+        # These plan their times over the duration: say why a result may stop early.
+        warnings.append(f"{video.duration_note}: the selection may end before the video does")
     if sel.mode == "dhash":
         yield from _dhash(video, sel, max_frames, warnings, decoders)
         return

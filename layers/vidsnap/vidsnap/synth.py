@@ -294,7 +294,16 @@ def make_video(
         vs.height = height
         if pix_fmt:
             vs.pix_fmt = pix_fmt
-        elif codec in ("libx264", "libx265", "libvpx-vp9", "mpeg4", "h264", "hevc", "mpeg1video", "mpeg2video"):
+        elif codec in (
+            "libx264",
+            "libx265",
+            "libvpx-vp9",
+            "mpeg4",
+            "h264",
+            "hevc",
+            "mpeg1video",
+            "mpeg2video",
+        ):
             vs.pix_fmt = "yuv420p"
         vs.codec_context.time_base = tb
         vs.codec_context.framerate = fps
