@@ -85,6 +85,8 @@ def _make(tmp_path: Path, kind: str) -> synth.SynthInfo:
         return synth.make_video(
             tmp_path / kind, codec="cinepak", pix_fmt="rgb24", gop=300, bframes=0, duration_s=2, **small
         )
+    if kind == "vp8.ogg":  # Ogg (as Theora files are): seeks by granule, one keyframe in 5 s
+        return synth.make_video(tmp_path / kind, codec="libvpx", gop=300, bframes=0, duration_s=5, **small)
     if kind in ("mpeg1.m1v", "mpeg2.m2v"):  # elementary streams: no pack layer, no timestamps
         codec = "mpeg1video" if kind.startswith("mpeg1") else "mpeg2video"
         return synth.make_video(tmp_path / kind, codec=codec, gop=18, duration_s=4, **small)
@@ -99,6 +101,7 @@ KINDS = [
     "h264_one_key.mp4",
     "h264_gop150.ts",
     "cinepak.avi",
+    "vp8.ogg",
     "mpeg1.m1v",
     "mpeg2.m2v",
     "mpeg1.mpg",

@@ -189,7 +189,7 @@ def _codec_options(
             "log-level=error",
         ]
         opts["x265-params"] = ":".join(params)
-    elif codec == "libvpx-vp9":
+    elif codec in ("libvpx-vp9", "libvpx"):
         opts.update({"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0", "row-mt": "1"})
         opts["crf"] = "30"
         opts["b"] = "0"
@@ -254,6 +254,11 @@ def make_video(
         # write empty chunks between frames. One tick per frame; no VFR in AVI.
         if vfr:
             raise ValueError("AVI cannot carry variable frame durations")
+        tb = nominal
+    elif fmt == "ogg":
+        # Ogg stores a video frame's time as a frame count (granule): one tick per frame.
+        if vfr:
+            raise ValueError("Ogg video cannot carry variable frame durations")
         tb = nominal
     elif codec in ("mpeg1video", "mpeg2video"):
         # MPEG-1/2 video codes only the standard frame rates: its time base is one frame.
