@@ -216,8 +216,9 @@ def test_truncated_file_is_still_refused_in_keyframe_mode(tmp_path: Path) -> Non
         v.frame_at(4500, exact=False)
 
 
-def test_raw_stream_read_error_is_a_warning(tmp_path: Path) -> None:
-    """A duration counted up to a read error: the selection says it may stop early."""
+def test_duration_note_is_a_warning(tmp_path: Path) -> None:
+    """A duration that may be short (counted up to a read error, an estimate kept): the selections
+    that plan over it say they may stop early."""
     info = synth.make_video(
         tmp_path / "es.m2v", codec="mpeg2video", gop=18, duration_s=2, width=160, height=96
     )
