@@ -31,6 +31,12 @@ Seek strategy (why it is built this way):
   streams (no pts, no duration, no seeking: frames numbered at the nominal rate, duration from a
   packet count, rewinds by reopening) and AVI with reordered frames (pts from the decoder's DTS,
   see ``_check_avi_timestamps``); both decode every frame in keyframe mode so numbering holds.
+* Raw elementary streams in general (FFmpeg's AVFMT_NOTIMESTAMPS demuxers: MPEG-1/2 ``.m1v``/``.mpv``
+  too) get timestamps invented from where reading started and a duration guessed from the bit
+  rate: they are counted once and never seeked (a rewind reopens). MPEG program streams stamp
+  frames that do not start a PES packet by interpolation, differently after a seek: seeks land a
+  second early and answers come from past the GOP a seek landed in (``_needs_lead_in``).
+* Truncation is judged at EOF by what was decoded and, in keyframe mode, by what the demuxer read.
 
 Every PyAV/FFmpeg or I/O failure is turned into :class:`UnsupportedMedia` (not a media file we can
 read) or :class:`UndecodableMedia` (truncated, corrupt, nothing at the requested time) at this
