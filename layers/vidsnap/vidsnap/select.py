@@ -17,6 +17,7 @@ Shared rules:
 from __future__ import annotations
 
 import heapq
+import itertools
 import threading
 from collections.abc import Generator, Iterable, Iterator
 from fractions import Fraction
@@ -25,6 +26,7 @@ import av
 from av.video.reformatter import VideoReformatter
 
 from .decode import Picked, Video
+from .errors import SourceEndsEarly
 from .parallel import frames_at
 from .plan import Selection
 
@@ -35,6 +37,10 @@ DEFAULT_DHASH_INTERVAL_MS = Fraction(1000)
 #: dhash with ``num`` > 0: keep the best candidates' frames in memory while this many bytes of
 #: pictures suffice; above it, remember only times and decode the winners again in a second pass.
 _DHASH_KEEP_BYTES = 64 << 20
+#: Planned times handed to the decoders at once: bounds the memory of a plan made from a claimed
+#: duration (a header may claim 10¹² ms), while letting parallel decoders share the runs of many
+#: times. Each chunk seeks once more at its start at most (one GOP of extra decoding).
+_CHUNK = 256
 
 
 def dhash(frame: av.VideoFrame) -> int:
@@ -76,6 +82,11 @@ def _score(prev: int | None, cur: int) -> Fraction:
     return Fraction((prev ^ cur).bit_count() * 100, 64)
 
 
+def _ms(t: Fraction) -> str:
+    """A time for a warning: whole milliseconds as an int, else 3 decimals (as ``engine.report_ms``)."""
+    return str(int(t)) if t.denominator == 1 else f"{float(t):.3f}"
+
+
 def _dedupe(picks: Iterable[Picked]) -> Iterator[Picked]:
     last: int | None = None
     for p in picks:
@@ -96,17 +107,23 @@ def _times(start: Fraction, step: Fraction, end: Fraction) -> Iterator[Fraction]
 
 
 def _limited(picks: Iterator[Picked], num: int, max_frames: int, warnings: list[str]) -> Iterator[Picked]:
-    """At most ``num`` (0: ``max_frames``) frames; warn when ``max_frames`` cut the selection short."""
+    """At most ``num`` (0: ``max_frames``) frames; warn when ``max_frames`` cut the selection short.
+
+    Once ``num`` frames are out, the next one is not even asked for (it would cost a decode, and
+    the selection's end is no news); only ``max_frames`` needs one more to tell whether it cut.
+    """
     cap = min(num, max_frames) if num > 0 else max_frames
-    for count, p in enumerate(picks):
-        if count >= cap:
-            if num == 0 or num > max_frames:
-                warnings.append(
-                    f"stopped at the frame limit of {max_frames} frames (MAX_FRAMES); "
-                    "the selection has more frames"
-                )
+    capped_by_limit = num == 0 or num > max_frames
+    for count, p in enumerate(picks, start=1):
+        if count > cap:
+            warnings.append(
+                f"stopped at the frame limit of {max_frames} frames (MAX_FRAMES); "
+                "the selection has more frames"
+            )
             return
         yield p
+        if count == cap and not capped_by_limit:
+            return
 
 
 def _every(video: Video, sel: Selection) -> Iterator[Picked]:
@@ -121,31 +138,76 @@ def _every(video: Video, sel: Selection) -> Iterator[Picked]:
             yield p
 
 
-def _inter(video: Video, sel: Selection, decoders: int | None) -> Iterator[Picked]:
+def _inter(video: Video, sel: Selection, decoders: int | None, warnings: list[str]) -> Iterator[Picked]:
     step = sel.interval_ms
     interval = video.frame_interval_ms
     if step <= 0 or (interval is not None and step < interval):
         yield from _every(video, sel)
         return
-    times = list(_times(sel.start_ms, step, video.duration_ms))
-    yield from frames_at(video, times, exact=sel.exact, decoders=decoders)
+    times = _times(sel.start_ms, step, video.duration_ms)
+    for _, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
+        yield p
 
 
-def _avg(video: Video, sel: Selection, decoders: int | None) -> Iterator[Picked]:
+def _avg(video: Video, sel: Selection, decoders: int | None, warnings: list[str]) -> Iterator[Picked]:
     n = sel.num or DEFAULT_AVG_NUM
     span = max(Fraction(0), video.duration_ms - sel.start_ms)
-    times = [sel.start_ms + i * span / n for i in range(n)]
-    yield from frames_at(video, times, exact=sel.exact, decoders=decoders)
+    # Lazy like the others: n is at most MAX_FRAMES (the engine rejects more), but nothing is
+    # planned ahead of what the decoders need.
+    times = (sel.start_ms + i * span / n for i in range(n))
+    for _, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
+        yield p
+
+
+def _planned(
+    video: Video,
+    times: Iterator[Fraction],
+    *,
+    exact: bool,
+    decoders: int | None,
+    warnings: list[str],
+) -> Iterator[tuple[Fraction, Picked]]:
+    """(planned time, frame) for lazily planned ascending times, in bounded chunks.
+
+    Times are planned from the duration the container *claims*; a header can claim 10¹² ms for a
+    clip of two seconds. So the times are never listed up front: they are taken ``_CHUNK`` at a
+    time and handed to the decoders (:func:`vidsnap.parallel.frames_at`), and the caller's limit
+    (``num``, ``MAX_FRAMES``) stops the generator, which stops the decoders. When the stream really
+    ends before a planned time (:class:`SourceEndsEarly`: the decoder reached the end of the data
+    well before the claimed duration), the frames before it are kept, a warning says why the
+    selection stopped early, and nothing more is planned.
+    """
+    last: Picked | None = None
+    while True:
+        chunk = list(itertools.islice(times, _CHUNK))
+        if not chunk:
+            return
+        picks = frames_at(video, chunk, exact=exact, decoders=decoders)
+        try:
+            for t, p in zip(chunk, picks, strict=False):
+                last = p
+                yield t, p
+        except SourceEndsEarly:
+            end = f"{_ms(last.time_ms)} ms" if last is not None else "its start"
+            warnings.append(
+                f"the video stream ends at {end}, before the {_ms(video.duration_ms)} ms its "
+                "header claims (truncated, or a wrong duration): the selection stops there"
+            )
+            return
+        finally:
+            close = getattr(picks, "close", None)
+            if close is not None:
+                close()
 
 
 def _dhash_samples(
-    video: Video, sel: Selection, decoders: int | None
+    video: Video, sel: Selection, decoders: int | None, warnings: list[str]
 ) -> Iterator[tuple[Fraction, Picked, Fraction]]:
     """(planned time, picked frame, score) for every sample."""
     step = sel.interval_ms if sel.interval_ms > 0 else DEFAULT_DHASH_INTERVAL_MS
-    times = list(_times(sel.start_ms, step, video.duration_ms))
+    times = _times(sel.start_ms, step, video.duration_ms)
     prev: int | None = None
-    for t, p in zip(times, frames_at(video, times, exact=sel.exact, decoders=decoders), strict=True):
+    for t, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
         h = dhash(p.frame)
         yield t, p, _score(prev, h)
         prev = h
@@ -157,7 +219,7 @@ def _dhash(
     thr = Fraction(sel.threshold)
     if sel.num <= 0:
         # No ranking: events stream out as they are found; nothing is held.
-        events = (p for _, p, score in _dhash_samples(video, sel, decoders) if score > thr)
+        events = (p for _, p, score in _dhash_samples(video, sel, decoders, warnings) if score > thr)
         yield from _limited(_dedupe(events), 0, max_frames, warnings)
         return
     num = min(sel.num, max_frames)
@@ -166,7 +228,7 @@ def _dhash(
     # Min-heap of the best `num`: the root is the weakest (lowest score; on ties the later one).
     heap: list[tuple[Fraction, int, int, Fraction, Picked | None]] = []
     last_pts: int | None = None
-    for idx, (t, p, score) in enumerate(_dhash_samples(video, sel, decoders)):
+    for idx, (t, p, score) in enumerate(_dhash_samples(video, sel, decoders, warnings)):
         if score <= thr or p.pts == last_pts:
             continue
         last_pts = p.pts
@@ -205,7 +267,7 @@ def select_frames(
     if sel.mode == "key":
         picks = video.keyframes(sel.start_ms)
     elif sel.mode == "avg":
-        picks = _avg(video, sel, decoders)
+        picks = _avg(video, sel, decoders, warnings)
     else:
-        picks = _inter(video, sel, decoders)
+        picks = _inter(video, sel, decoders, warnings)
     yield from _limited(_dedupe(picks), sel.num, max_frames, warnings)
