@@ -34,7 +34,7 @@ from vidsnap.errors import (
 from vidsnap.imaging import MAX_SIDE, encode, plan_geometry
 from vidsnap.parse import parse_process, parse_sync
 from vidsnap.plan import ImageSpec, Selection
-from vidsnap.select import select_frames
+from vidsnap.select import _Steps, select_frames
 from vidsnap.settings import Settings
 
 #: Generous: each case takes milliseconds once bounded; unbounded, it never ends.
@@ -129,6 +129,53 @@ def test_selection_stops_at_the_real_end_with_any_decoders(huge_mkv: Path) -> No
         assert got == [0, 240, 480, 720, 1000, 1240, 1480, 1720, 1960]
         assert len(warnings) == 1
         assert "ends" in warnings[0]
+
+
+@pytest.fixture(scope="module")
+def sparse_mkv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Frames at 0, 40, 80 ms, then at 10¹² and 10¹² + 40 ms: the duration is true, the file tiny."""
+    path = tmp_path_factory.mktemp("bounds") / "sparse.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "bframes": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        frame = av.VideoFrame(64, 64, "yuv420p")
+        for pts in (0, 40, 80, 10**12, 10**12 + 40):
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_a_gap_in_the_timestamps_is_skipped(sparse_mkv: Path, decoders: int) -> None:
+    """10⁹ planned times show the frame at 80 ms: the planner asks where the next frame is."""
+
+    def run() -> tuple[list[Fraction], list[str]]:
+        warnings: list[str] = []
+        with Video(sparse_mkv, bulk=True) as v:
+            sel = Selection(mode="inter", interval_ms=Fraction(1000))
+            got = [
+                p.time_ms for p in select_frames(v, sel, max_frames=50, warnings=warnings, decoders=decoders)
+            ]
+        return got, warnings
+
+    got, warnings = bounded(run)
+    assert got == [0, 80, 10**12]
+    assert warnings == []
+
+
+def test_planned_steps_skip_and_end() -> None:
+    steps = _Steps(Fraction(500), Fraction(1000), Fraction(10_000))
+    assert steps.last() == 9500
+    assert [next(steps), next(steps)] == [500, 1500]
+    steps.skip_to(Fraction(7001))
+    assert list(steps) == [7500, 8500, 9500]
+    assert steps.last() is None
+    steps.skip_to(Fraction(0))  # never backwards
+    assert list(steps) == []
 
 
 def test_a_single_frame_past_the_real_end_is_still_an_error(huge_mkv: Path) -> None:

@@ -1038,6 +1038,29 @@ class Video:
         for t in times_ms:
             yield self.frame_at(t, exact=exact)
 
+    def next_frame_ms(self, time_ms: Fraction | int, *, exact: bool = True) -> Fraction | None:
+        """The time of the frame after the one shown at ``time_ms`` (``exact=False``: the next
+        keyframe), or None when that one is the last.
+
+        What a planner needs to skip times that would all show the same frame (a gap in the
+        timestamps). The decoder is left positioned there, so a following :meth:`frame_at` for
+        that time decodes nothing more.
+        """
+        if self.is_cover_art:
+            return None
+        target = self._target(time_ms)
+        try:
+            self._frame_for(target, keyonly=not exact)
+            frame = self._pull()
+        except VidsnapError:
+            raise
+        except _AvError as exc:
+            raise UndecodableMedia(f"cannot decode the video after {float(time_ms):.0f} ms: {exc}") from exc
+        if frame is None:
+            return None
+        self._pending.appendleft(frame)
+        return self._picked(frame).time_ms
+
     def runs(self, times_ms: Sequence[Fraction]) -> list[range]:
         """Split planned times into runs that independent decoders can serve in parallel.
 

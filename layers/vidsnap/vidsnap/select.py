@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import threading
 from collections.abc import Generator, Iterable, Iterator
 from fractions import Fraction
@@ -41,6 +42,9 @@ _DHASH_KEEP_BYTES = 64 << 20
 #: duration (a header may claim 10¹² ms), while letting parallel decoders share the runs of many
 #: times. Each chunk seeks once more at its start at most (one GOP of extra decoding).
 _CHUNK = 256
+#: A chunk ending with this many planned times on one frame asks the decoder where the next frame
+#: is (see _planned): rare in ordinary video (16 samples of one frame), and one decode at most.
+_SKIP_RUN = 16
 
 
 def dhash(frame: av.VideoFrame) -> int:
@@ -95,15 +99,32 @@ def _dedupe(picks: Iterable[Picked]) -> Iterator[Picked]:
             yield p
 
 
-def _times(start: Fraction, step: Fraction, end: Fraction) -> Iterator[Fraction]:
-    """start, start+step, … while < end (exact arithmetic, no drift)."""
-    i = 0
-    while True:
-        t = start + i * step
-        if t >= end:
-            return
-        yield t
-        i += 1
+class _Steps:
+    """start, start+step, … while < end (exact arithmetic, no drift): planned lazily, and able to
+    skip the times that would all show one frame (see :func:`_planned`)."""
+
+    def __init__(self, start: Fraction, step: Fraction, end: Fraction) -> None:
+        self.start, self.step, self.end = start, step, end
+        self.i = 0
+
+    def __iter__(self) -> _Steps:
+        return self
+
+    def __next__(self) -> Fraction:
+        t = self.start + self.i * self.step
+        if t >= self.end:
+            raise StopIteration
+        self.i += 1
+        return t
+
+    def skip_to(self, t: Fraction) -> None:
+        """Plan no time before ``t`` any more."""
+        self.i = max(self.i, math.ceil((t - self.start) / self.step))
+
+    def last(self) -> Fraction | None:
+        """The last time still to plan, or None when none is left."""
+        count = math.ceil((self.end - self.start) / self.step)
+        return self.start + (count - 1) * self.step if count > self.i else None
 
 
 def _limited(picks: Iterator[Picked], num: int, max_frames: int, warnings: list[str]) -> Iterator[Picked]:
@@ -144,7 +165,7 @@ def _inter(video: Video, sel: Selection, decoders: int | None, warnings: list[st
     if step <= 0 or (interval is not None and step < interval):
         yield from _every(video, sel)
         return
-    times = _times(sel.start_ms, step, video.duration_ms)
+    times = _Steps(sel.start_ms, step, video.duration_ms)
     for _, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
         yield p
 
@@ -161,7 +182,7 @@ def _avg(video: Video, sel: Selection, decoders: int | None, warnings: list[str]
 
 def _planned(
     video: Video,
-    times: Iterator[Fraction],
+    times: Iterator[Fraction] | _Steps,
     *,
     exact: bool,
     decoders: int | None,
@@ -176,28 +197,54 @@ def _planned(
     ends before a planned time (:class:`SourceEndsEarly`: the decoder reached the end of the data
     well before the claimed duration), the frames before it are kept, a warning says why the
     selection stopped early, and nothing more is planned.
+
+    Evenly spaced times (:class:`_Steps`) also skip what the file does not hold: when a chunk ends
+    with ``_SKIP_RUN`` times or more all showing one frame (a still picture, a gap in the
+    timestamps: a crafted file can put its second frame at 10¹² ms), the decoder is asked where the
+    next frame is and the times before it are not planned: they would all show that same frame.
     """
     last: Picked | None = None
+
+    def ended() -> None:
+        end = f"at {_ms(last.time_ms)} ms" if last is not None else "before its first planned time"
+        warnings.append(
+            f"the video stream ends {end}, long before the {_ms(video.duration_ms)} ms its header "
+            "claims (truncated, or a wrong duration): the selection stops there"
+        )
+
     while True:
         chunk = list(itertools.islice(times, _CHUNK))
         if not chunk:
             return
+        run = 0  # planned times at the end of the chunk showing the same frame as the one before
         picks = frames_at(video, chunk, exact=exact, decoders=decoders)
         try:
             for t, p in zip(chunk, picks, strict=False):
+                run = run + 1 if last is not None and p.pts == last.pts else 0
                 last = p
                 yield t, p
         except SourceEndsEarly:
-            end = f"{_ms(last.time_ms)} ms" if last is not None else "its start"
-            warnings.append(
-                f"the video stream ends at {end}, before the {_ms(video.duration_ms)} ms its "
-                "header claims (truncated, or a wrong duration): the selection stops there"
-            )
+            ended()
             return
         finally:
+            # Before the video is used again below: the decoders of the chunk stop here.
             close = getattr(picks, "close", None)
             if close is not None:
                 close()
+        if isinstance(times, _Steps) and run >= _SKIP_RUN:
+            try:
+                following = video.next_frame_ms(chunk[-1], exact=exact)
+                if following is None:
+                    # That frame is the last: every later time shows it, or lies past the real
+                    # end of a stream whose header claims more (then say so).
+                    final = times.last()
+                    if final is not None:
+                        video.frame_at(final, exact=exact)
+                    return
+            except SourceEndsEarly:
+                ended()
+                return
+            times.skip_to(following)
 
 
 def _dhash_samples(
@@ -205,7 +252,7 @@ def _dhash_samples(
 ) -> Iterator[tuple[Fraction, Picked, Fraction]]:
     """(planned time, picked frame, score) for every sample."""
     step = sel.interval_ms if sel.interval_ms > 0 else DEFAULT_DHASH_INTERVAL_MS
-    times = _times(sel.start_ms, step, video.duration_ms)
+    times = _Steps(sel.start_ms, step, video.duration_ms)
     prev: int | None = None
     for t, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
         h = dhash(p.frame)
