@@ -167,6 +167,38 @@ def test_a_gap_in_the_timestamps_is_skipped(sparse_mkv: Path, decoders: int) -> 
     assert warnings == []
 
 
+@pytest.mark.parametrize("decoders", [1, 2])
+def test_chunks_change_no_frame(
+    make_media: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch, decoders: int
+) -> None:
+    """Planned times in chunks of 3 give the frames and warnings of one chunk (4 s, 25 fps)."""
+    path = make_media("mp4_4s").path
+    sels = [
+        Selection(mode="inter", interval_ms=Fraction(300)),
+        Selection(mode="dhash", interval_ms=Fraction(200), num=4),
+        Selection(mode="avg", num=7),
+        Selection(mode="inter", interval_ms=Fraction(500), exact=False),
+    ]
+
+    def run() -> list[tuple[list[int], list[str]]]:
+        out = []
+        for sel in sels:
+            warnings: list[str] = []
+            with Video(path, bulk=True) as v:
+                picks = select_frames(v, sel, max_frames=1000, warnings=warnings, decoders=decoders)
+                out.append(([p.pts for p in picks], warnings))
+        return out
+
+    whole = run()
+    monkeypatch.setattr("vidsnap.select._CHUNK", 3)
+    assert run() == whole
+    # And asking for the next frame after every chunk ending on a repeated frame (keyframe mode
+    # repeats each keyframe twice at 500 ms steps) skips nothing that would show another frame.
+    monkeypatch.setattr("vidsnap.select._SKIP_RUN", 1)
+    assert run() == whole
+    assert [len(frames) for frames, _ in whole] == [14, 4, 7, 4]
+
+
 def test_planned_steps_skip_and_end() -> None:
     steps = _Steps(Fraction(500), Fraction(1000), Fraction(10_000))
     assert steps.last() == 9500
@@ -406,3 +438,35 @@ def test_encoder_limits_are_a_413_not_a_500() -> None:
     # And anything an encoder still refuses is mapped, never raised raw.
     with pytest.raises(TooLarge, match="cannot be encoded as webp"):
         encode(Image.new("RGB", (16384, 2)), "webp")
+
+
+# -- at the edge: statuses and bodies over HTTP ----------------------------------------------------
+
+
+def test_the_http_answers(tmp_path: Path, one_keyframe: dict[str, Path], wide_sar: Path) -> None:
+    from urllib.parse import quote
+
+    from starlette.testclient import TestClient
+
+    from vidsnap.httpapp import create_app
+    from vidsnap.storage import LocalStore
+
+    (tmp_path / "bomb.png").write_bytes(_png(64, 64, declare=(16000, 16000)))
+    (tmp_path / "onekey.mp4").write_bytes(one_keyframe["mp4"].read_bytes())
+    (tmp_path / "sar.y4m").write_bytes(wide_sar.read_bytes())
+    settings = Settings.from_env({"DECODE_BUDGET_FRAMES": "50"}, validate_rules=False)
+    client = TestClient(create_app(settings=settings, store=LocalStore(tmp_path)))
+
+    def get(key: str, process: str) -> Any:
+        return client.get(f"/{quote(key)}?x-oss-process={process}")
+
+    bomb = get("bomb.png", "video/snapshot,t_0,f_jpg")
+    assert bomb.status_code == 413
+    assert bomb.json()["Code"] == "SourceTooLarge"
+    far = get("onekey.mp4", "video/snapshot,t_9000,f_jpg")
+    assert far.status_code == 422
+    assert far.json()["Code"] == "DecodeBudgetExceeded"
+    assert get("onekey.mp4", "video/snapshot,t_1000,f_jpg").status_code == 200
+    for fmt in ("jpg", "webp", "avif", "png"):
+        wide = get("sar.y4m", f"video/snapshot,t_0,f_{fmt}")
+        assert wide.status_code == 200, wide.text

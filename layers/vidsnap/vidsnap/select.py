@@ -40,8 +40,10 @@ DEFAULT_DHASH_INTERVAL_MS = Fraction(1000)
 _DHASH_KEEP_BYTES = 64 << 20
 #: Planned times handed to the decoders at once: bounds the memory of a plan made from a claimed
 #: duration (a header may claim 10¹² ms), while letting parallel decoders share the runs of many
-#: times. Each chunk seeks once more at its start at most (one GOP of extra decoding).
-_CHUNK = 256
+#: times. A new chunk costs the decoders' clones a container open and at most one seek more (one
+#: GOP of extra decoding); 1024 keeps ordinary jobs (a 10-minute video sampled every second) in
+#: one chunk, as they were before chunking.
+_CHUNK = 1024
 #: A chunk ending with this many planned times on one frame asks the decoder where the next frame
 #: is (see _planned): rare in ordinary video (16 samples of one frame), and one decode at most.
 _SKIP_RUN = 16
