@@ -286,6 +286,21 @@ def test_a_png_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
     assert snapshot(fine, parse_sync("video/snapshot,t_0,f_jpg")).width == 64
 
 
+def test_a_jpeg_bomb_is_refused_from_its_frame_header(tmp_path: Path) -> None:
+    """A JPEG's size is in its SOF segment, after the others: read from the first packet."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(out, format="JPEG")
+    data = bytearray(out.getvalue())
+    i = 2
+    while data[i + 1] not in (0xC0, 0xC2):  # walk the segments to the start of frame
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    data[i + 5 : i + 9] = struct.pack(">HH", 60000, 60000)
+    bomb = tmp_path / "bomb.jpg"
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(SourceTooLarge, match="60000x60000"):
+        Video(bomb)
+
+
 def test_a_deep_png_counts_its_bytes(tmp_path: Path) -> None:
     # 6000² is under the 67 Mpx pixel limit, but 16-bit RGBA takes 8 bytes per pixel: 275 MiB.
     deep = tmp_path / "deep.png"
