@@ -54,12 +54,20 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import av
 import av.error
 
-from .errors import UndecodableMedia, UnsupportedMedia, VidsnapError
+from .errors import (
+    DecodeBudgetExceeded,
+    SourceEndsEarly,
+    SourceTooLarge,
+    UndecodableMedia,
+    UnsupportedMedia,
+    VidsnapError,
+)
+from .settings import DEFAULT_MAX_SOURCE_PIXELS
 
 __all__ = ["Picked", "Video"]
 
@@ -78,6 +86,8 @@ _SKIP_WINDOW = 64
 # H.264, HEVC, MPEG-4 Part 2 ...): its timestamps are invented by the parser at the nominal rate,
 # counting from wherever reading started, and its duration is guessed from the bit rate.
 _AVFMT_NOTIMESTAMPS = 0x0080
+#: The decode budget (``decode_budget_frames``) counts frames of this size; see _budget_frames.
+_BUDGET_REFERENCE_PIXELS = 1920 * 1080
 
 # Threading, measured on this 2-core machine (PyAV 18 / FFmpeg 8; synth 1920×1080 30 fps H.264,
 # GOP 250, 2 B-frames, 60 s; open + one frame per call, mean of 10 calls at scattered times;
@@ -156,11 +166,19 @@ def _sniff(source: str | os.PathLike[str] | BinaryIO) -> str | None:
     return None
 
 
-def _open(source: str | os.PathLike[str] | BinaryIO) -> Any:
-    """Open an input container; map every failure to a vidsnap error."""
+def _open(source: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | None = None) -> Any:
+    """Open an input container; map every failure to a vidsnap error.
+
+    ``max_pixels`` is handed to the decoders that probing opens: FFmpeg decodes a still picture
+    (PNG, JPEG, cover art) while probing, to learn its size, and would allocate a bomb's whole
+    picture before vidsnap sees the size; above the limit it decodes nothing (the size stays 0).
+    """
     target: Any = os.fspath(source) if isinstance(source, str | os.PathLike) else source
+    options = dict(_OPEN_OPTIONS)
+    if max_pixels is not None:
+        options["max_pixels"] = str(_ffmpeg_max_pixels(max_pixels))
     try:
-        return av.open(target, mode="r", options=dict(_OPEN_OPTIONS))
+        return av.open(target, mode="r", options=options)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         raise UnsupportedMedia(f"cannot open the source: {exc.strerror or exc}") from exc
     except _AvError as exc:
@@ -170,6 +188,98 @@ def _open(source: str | os.PathLike[str] | BinaryIO) -> Any:
                 f"the source looks like {kind} but cannot be read (truncated or corrupt)"
             ) from exc
         raise UnsupportedMedia("not a media file vidsnap can read (unrecognised or empty)") from exc
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: PNG colour type → samples per pixel (palette pictures decode to one byte per pixel).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: JPEG start-of-frame markers (SOF0..SOF15 without DHT, JPG and DAC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _read_head(source: str | os.PathLike[str] | BinaryIO, size: int) -> bytes:
+    """The first ``size`` bytes of the source (b"" when unreadable; a file object is rewound)."""
+    try:
+        if isinstance(source, str | os.PathLike):
+            with open(source, "rb") as fh:
+                return fh.read(size)
+        source.seek(0)
+        head = source.read(size)
+        source.seek(0)
+        return bytes(head or b"")
+    except (OSError, ValueError, AttributeError):
+        return b""
+
+
+def _picture_header(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, bits per decoded pixel) a PNG or JPEG header declares, or None.
+
+    Read without decoding anything, to refuse a decompression bomb before FFmpeg allocates its
+    picture. Bits per pixel are those of the picture FFmpeg decodes to (16-bit PNG samples stay
+    16-bit: a 16-bit RGBA picture takes 8 bytes per pixel); JPEG counts its components at full
+    resolution, the worst case.
+    """
+    if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 26:
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        depth, colour = data[24], data[25]
+        bits = 8 if colour == 3 else _PNG_CHANNELS.get(colour, 4) * max(8, depth)
+        return width, height, bits
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 4 <= len(data):
+            if data[i] != 0xFF:
+                return None
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
+                i += 2
+                continue
+            if marker in _JPEG_SOF:
+                if i + 10 > len(data):
+                    return None
+                precision = data[i + 4]
+                height, width = (
+                    int.from_bytes(data[i + 5 : i + 7], "big"),
+                    int.from_bytes(data[i + 7 : i + 9], "big"),
+                )
+                return width, height, data[i + 9] * max(8, precision)
+            i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return None
+
+
+def _ffmpeg_max_pixels(limit: int) -> int:
+    """The ``max_pixels`` FFmpeg is given for a source limit of ``limit`` pixels.
+
+    FFmpeg checks its buffers' size, whose width is padded to its stride alignment (a 160×90
+    H.264 picture counts as 192×90), so a picture right at the limit would fail to decode. The
+    exact limit is vidsnap's own check (:func:`_check_picture_size`); FFmpeg's, a quarter (at
+    least a megapixel) above it, only stops what that check cannot see beforehand.
+    """
+    return limit + max(limit // 4, 1 << 20)
+
+
+def _mpx(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} Mpx"
+
+
+def _check_picture_size(width: int, height: int, bits_per_pixel: int, limit: int) -> None:
+    """Refuse (:class:`SourceTooLarge`) a picture over ``limit`` pixels, or over ``limit`` pixels
+    of 4 bytes (deep pictures: 16-bit RGBA takes 8 bytes per pixel, so half the pixels)."""
+    pixels = width * height
+    if pixels > limit:
+        raise SourceTooLarge(
+            f"the source picture is {width}x{height} ({_mpx(pixels)}), above the limit of "
+            f"{_mpx(limit)} per picture (MAX_SOURCE_PIXELS); vidsnap refuses it before decoding"
+        )
+    frame_bytes = pixels * bits_per_pixel // 8
+    if frame_bytes > limit * 4:
+        raise SourceTooLarge(
+            f"the source picture is {width}x{height} at {bits_per_pixel} bits per pixel: "
+            f"{frame_bytes / 2**20:.0f} MiB per decoded picture, above the {limit * 4 / 2**20:.0f} MiB "
+            f"that the limit of {_mpx(limit)} allows (MAX_SOURCE_PIXELS, at 4 bytes per pixel)"
+        )
 
 
 class Video:
@@ -194,9 +304,28 @@ class Video:
     #: Why ``duration_ms`` may be short of the video's real length (None when it is not known to be).
     duration_note: str | None = None
 
-    def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, bulk: bool = False) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | BinaryIO,
+        *,
+        bulk: bool = False,
+        max_source_pixels: int | None = DEFAULT_MAX_SOURCE_PIXELS,
+        decode_budget_frames: int | None = None,
+    ) -> None:
+        """Open ``source``; refuse it (:class:`SourceTooLarge`) when its picture is larger than
+        ``max_source_pixels`` (None: no limit), before any frame is decoded. A request whose frame
+        needs more than ``decode_budget_frames`` frames decoded from the nearest keyframe fails with
+        :class:`DecodeBudgetExceeded` (None: no budget); see :meth:`_check_budget`."""
         self._source = source
-        self._container = _open(source)
+        self._max_source_pixels = max_source_pixels
+        self._decode_budget = decode_budget_frames
+        self._pulled = 0  # frames the decoder has produced (the budget's runtime count)
+        if max_source_pixels is not None:
+            # A PNG is decoded while probing: check what its header declares before (bit depth too).
+            declared = _picture_header(_read_head(source, 64))
+            if declared is not None:
+                _check_picture_size(*declared, max_source_pixels)
+        self._container = _open(source, max_pixels=max_source_pixels)
         try:
             self._setup(bulk)
         except VidsnapError:
@@ -230,6 +359,7 @@ class Video:
         self.time_base = Fraction(stream.time_base or Fraction(1, 90000))
         self.coded_width = int(self._codec.width)
         self.coded_height = int(self._codec.height)
+        self._check_source_size()
         if self.coded_width <= 0 or self.coded_height <= 0:
             raise UndecodableMedia("the video stream has no picture size (corrupt or unsupported codec)")
         sar = stream.sample_aspect_ratio
@@ -310,6 +440,32 @@ class Video:
             self.duration_ms = self._count_duration()
         elif self._needs_lead_in:
             self.duration_ms = self._scan_duration()
+
+    def _check_source_size(self) -> None:
+        """Refuse a source whose declared picture exceeds ``max_source_pixels`` (before decoding).
+
+        The size is the stream's (codec parameters, from headers or probing); the decoded format's
+        bits per pixel count too. A still picture over the limit was not decoded while probing
+        (see :func:`_open`), so its stream has no size: its first packet's header tells it.
+        """
+        limit = self._max_source_pixels
+        if limit is None:
+            return
+        if self.coded_width > 0 and self.coded_height > 0:
+            try:
+                fmt = self._codec.format
+                bits = int(fmt.padded_bits_per_pixel) if fmt is not None else 0
+            except _AvError:
+                bits = 0
+            _check_picture_size(self.coded_width, self.coded_height, bits, limit)
+            return
+        try:
+            packet = next((p for p in self._container.demux(self._stream) if p.size), None)
+        except _AvError:
+            return
+        declared = _picture_header(bytes(packet)) if packet is not None else None
+        if declared is not None:
+            _check_picture_size(*declared, limit)
 
     def _check_avi_timestamps(self) -> av.VideoFrame:
         """AVI with reordered frames: take presentation times from the decoder's DTS.
@@ -424,6 +580,11 @@ class Video:
                 other.discard = av.stream.Discard.all
         self._codec.thread_type = _THREAD_TYPE_BULK if self._bulk else _THREAD_TYPE_SINGLE
         self._codec.thread_count = 0  # one per core
+        if self._max_source_pixels is not None:
+            # The decoder refuses pictures over the limit too: a stream whose picture grows
+            # mid-stream (a new sequence header) cannot make it allocate a bomb.
+            limit = _ffmpeg_max_pixels(self._max_source_pixels)
+            self._codec.options = {**self._codec.options, "max_pixels": str(limit)}
 
     def _reopen(self) -> bool:
         """Open the source again and position at its start; False when that is impossible.
@@ -436,7 +597,7 @@ class Video:
         try:
             if not isinstance(source, str | os.PathLike):
                 source.seek(0)
-            container = _open(source)
+            container = _open(source, max_pixels=self._max_source_pixels)
         except _REOPEN_ERRORS:
             return False
         try:
@@ -619,6 +780,7 @@ class Video:
             except StopIteration:
                 self._eof = True
                 return None
+            self._pulled += 1
             if self._pts_from_dts:
                 frame.pts = self._dts_pts(frame, self._last_pulled_pts)
             if frame.pts is None:
@@ -752,9 +914,15 @@ class Video:
 
     def _advance_to(self, target: int) -> av.VideoFrame | None:
         """Consume frames while the next one's pts ≤ target; return the last consumed."""
+        budget = self._budget_frames()
+        if budget is not None:
+            self._check_budget(target, budget)
+        start = self._pulled
         self._skip_target = target
         try:
             while True:
+                if budget is not None and self._pulled - start > budget:
+                    self._over_budget(target, None, self._pulled - start, budget, counted=True)
                 frame = self._pull()
                 if frame is None:
                     break
@@ -765,6 +933,62 @@ class Video:
         finally:
             self._skip_target = None
         return self._prev
+
+    def _budget_frames(self) -> int | None:
+        """The decode budget for one requested frame at this picture size; None: no budget.
+
+        ``decode_budget_frames`` counts 1080p frames: decoding costs about in proportion to the
+        pixels, so a larger picture gets proportionally fewer (4K: a quarter), a smaller one no
+        more (decoding tiny frames still costs per frame). Keyframe requests decode keyframes only.
+        """
+        budget = self._decode_budget
+        if budget is None or (self._keyonly and not self._numbered_in_order):
+            return None
+        pixels = self.coded_width * self.coded_height
+        if pixels > _BUDGET_REFERENCE_PIXELS:
+            budget = max(1, budget * _BUDGET_REFERENCE_PIXELS // pixels)
+        return budget
+
+    def _check_budget(self, target: int, budget: int) -> None:
+        """Before decoding towards ``target``: refuse when the index shows more frames than ``budget``
+        between the decoder's position (after a seek: the keyframe it landed on) and ``target``.
+
+        Only containers with a per-packet index (MP4/MOV/AVI) can tell; the others (Matroska cues
+        list keyframes only, MPEG-TS and raw streams have none) are bounded in :meth:`_advance_to`
+        by counting the frames as they decode. The count comes from the index, not from the
+        duration, so a target past the real end costs no more than the frames that exist.
+        """
+        cur = self._last_pulled_pts
+        if cur is None or target <= cur or self._index_entries <= len(self._key_ts):
+            return
+        try:
+            entries = self._stream.index_entries
+            lo = bisect.bisect_right(entries, cur - self._dts_shift, key=_entry_ts)
+            hi = bisect.bisect_right(entries, target, key=_entry_ts, lo=lo)
+        except _INDEX_ERRORS:
+            return
+        if hi - lo > budget:
+            self._over_budget(target, cur, hi - lo, budget, counted=False)
+
+    def _over_budget(
+        self, target: int, start: int | None, frames: int, budget: int, *, counted: bool
+    ) -> NoReturn:
+        at = float((target - self.start_pts) * self.time_base)
+        scaled = (
+            f" for this {self.coded_width}x{self.coded_height} picture"
+            if self._decode_budget is not None and budget != self._decode_budget
+            else ""
+        )
+        if counted:
+            what = f"decoding towards the frame at {at:.3f} s passed {frames} frames"
+        else:
+            key = float((max(start or 0, self.start_pts) - self.start_pts) * self.time_base)
+            what = f"the frame at {at:.3f} s is {frames} frames after the keyframe at {key:.3f} s"
+        raise DecodeBudgetExceeded(
+            f"{what}: more than the decode budget of {budget} frames{scaled} (DECODE_BUDGET_FRAMES). "
+            "Ask for the keyframe before it instead (m_fast), or re-encode the video with keyframes "
+            "more often"
+        )
 
     def _prefetch_for(self, target: int) -> None:
         """Range-read sources: fetch the bytes from ``target``'s keyframe to ``target`` in one request.
@@ -896,7 +1120,7 @@ class Video:
             # packet up to min(target, end) was read, so no keyframe before the target is missing.
             reached = max(reached, self._read_end - dur)
         if reached + 2 * dur < needed:
-            raise UndecodableMedia(
+            raise SourceEndsEarly(
                 "the video ends early (truncated or corrupt): no frame decodes near "
                 f"{float((needed - self.start_pts) * self.time_base):.3f} s"
             )
@@ -939,6 +1163,29 @@ class Video:
         """``frame_at`` for each time; ascending times decode forward instead of seeking each."""
         for t in times_ms:
             yield self.frame_at(t, exact=exact)
+
+    def next_frame_ms(self, time_ms: Fraction | int, *, exact: bool = True) -> Fraction | None:
+        """The time of the frame after the one shown at ``time_ms`` (``exact=False``: the next
+        keyframe), or None when that one is the last.
+
+        What a planner needs to skip times that would all show the same frame (a gap in the
+        timestamps). The decoder is left positioned there, so a following :meth:`frame_at` for
+        that time decodes nothing more.
+        """
+        if self.is_cover_art:
+            return None
+        target = self._target(time_ms)
+        try:
+            self._frame_for(target, keyonly=not exact)
+            frame = self._pull()
+        except VidsnapError:
+            raise
+        except _AvError as exc:
+            raise UndecodableMedia(f"cannot decode the video after {float(time_ms):.0f} ms: {exc}") from exc
+        if frame is None:
+            return None
+        self._pending.appendleft(frame)
+        return self._picked(frame).time_ms
 
     def runs(self, times_ms: Sequence[Fraction]) -> list[range]:
         """Split planned times into runs that independent decoders can serve in parallel.
@@ -1005,7 +1252,7 @@ class Video:
         copy_source = source if isinstance(source, str | os.PathLike) else source.clone()  # type: ignore[attr-defined]
         owns = copy_source is not source
         try:
-            container = _open(copy_source)
+            container = _open(copy_source, max_pixels=self._max_source_pixels)
         except BaseException:
             if owns:
                 copy_source.close()  # type: ignore[union-attr]

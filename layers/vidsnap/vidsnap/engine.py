@@ -20,6 +20,7 @@ from .errors import BadRequest, UndecodableMedia, VidsnapError
 from .imaging import Geometry, plan_geometry, render
 from .naming import frames_overwrite, output_key
 from .plan import CONTENT_TYPES, ImageSpec, SnapshotJob, SnapshotRequest, SourceRef, Task
+from .settings import DEFAULT_DECODE_BUDGET_FRAMES, DEFAULT_MAX_SOURCE_PIXELS
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -43,12 +44,25 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request limits (SPEC 5): frames per task and output pixels per image, and how many
-    decoders a job may run at once (None: one per core, at most 4; see :mod:`vidsnap.parallel`)."""
+    """Per-request limits (SPEC 5): frames per task and output pixels per image, the source
+    picture's pixels (``MAX_SOURCE_PIXELS``, None: no limit), the frames decoded to reach one
+    requested frame (``DECODE_BUDGET_FRAMES``, None: no budget), and how many decoders a job may
+    run at once (None: one per core, at most 4; see :mod:`vidsnap.parallel`)."""
 
     max_frames: int = 1000
     max_pixels: int = 4096 * 4096
+    max_source_pixels: int | None = DEFAULT_MAX_SOURCE_PIXELS
+    decode_budget_frames: int | None = DEFAULT_DECODE_BUDGET_FRAMES
     decoders: int | None = None
+
+    def open(self, source: Source, *, bulk: bool = False) -> Video:
+        """A :class:`Video` on ``source`` held to these limits."""
+        return Video(
+            source,
+            bulk=bulk,
+            max_source_pixels=self.max_source_pixels,
+            decode_budget_frames=self.decode_budget_frames,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,8 +121,9 @@ def report_ms(t: Fraction) -> int | float:
 
 def snapshot(source: Source, req: SnapshotRequest, *, limits: Limits | None = None) -> Rendered:
     """Render the single frame a synchronous ``video/snapshot`` asks for."""
-    with Video(source) as video:
-        return _snapshot_of(video, req, limits or Limits())
+    limits = limits or Limits()
+    with limits.open(source) as video:
+        return _snapshot_of(video, req, limits)
 
 
 def _snapshot_of(video: Video, req: SnapshotRequest, limits: Limits) -> Rendered:
@@ -184,7 +199,7 @@ class OpenVideos:
     ) -> tuple[Rendered, int]:
         source = open_source()
         try:
-            video = Video(source)
+            video = limits.open(source)
         except BaseException:
             _close_source(source)
             raise
@@ -270,7 +285,7 @@ def run_task(
     ref = source_ref or task.source or SourceRef(key=_source_name(source))
     outcome = Outcome()
     try:
-        with Video(source, bulk=True) as video:
+        with limits.open(source, bulk=True) as video:
             for number, job in enumerate(task.jobs):
                 part = (number, len(task.jobs))
                 _run_job(video, job, ref, sink, limits=limits, outcome=outcome, progress=progress, part=part)

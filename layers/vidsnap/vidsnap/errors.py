@@ -79,6 +79,16 @@ class TooLarge(VidsnapError):
     code = "EntityTooLarge"
 
 
+class SourceTooLarge(TooLarge):
+    """The source's declared picture is larger than ``MAX_SOURCE_PIXELS`` allows (413).
+
+    Refused from the stream header, before any frame is decoded: a small file can declare a
+    picture whose decoding would take gigabytes (a decompression bomb).
+    """
+
+    code = "SourceTooLarge"
+
+
 class UnsupportedMedia(VidsnapError):
     """Not a media file vidsnap can read: no video stream, no cover art, not a container (415)."""
 
@@ -91,6 +101,22 @@ class UndecodableMedia(VidsnapError):
 
     status = 422
     code = "MediaDecodeFailed"
+
+
+class SourceEndsEarly(UndecodableMedia):
+    """The video stream ends before the time asked for, although its header claims it lasts longer
+    (a truncated file, or a header that lies about the duration) (422).
+
+    A single frame request fails with it; a multi-frame selection stops there with a warning and
+    keeps the frames that exist.
+    """
+
+
+class DecodeBudgetExceeded(UndecodableMedia):
+    """Reaching the requested frame would decode more frames than ``DECODE_BUDGET_FRAMES`` allows
+    (a keyframe far before the target), more than the function's time limit can afford (422)."""
+
+    code = "DecodeBudgetExceeded"
 
 
 class InternalError(VidsnapError):

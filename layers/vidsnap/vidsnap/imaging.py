@@ -43,6 +43,7 @@ from .errors import EC_FORMAT, EC_HEIGHT, EC_WIDTH, BadRequest, TooLarge, Undeco
 from .plan import FORMATS, Format, ImageSpec
 
 __all__ = [
+    "MAX_ENCODER_SIDE",
     "MAX_SIDE",
     "SAME_SIZE_SUBSAMPLED_FLAGS",
     "SCALE_FLAGS",
@@ -94,6 +95,11 @@ AVIF_QUALITY = 75
 AVIF_SPEED = 8
 
 _BLACK = (0, 0, 0)
+
+#: Largest side each encoder writes (libjpeg 65500; libwebp 16383; AVIF through libaom 65536);
+#: PNG's limit (2³¹ − 1) is never reached. Checked while planning, so that a request the encoder
+#: would refuse fails before decoding, with a clear 413 instead of an encoder exception.
+MAX_ENCODER_SIDE: dict[str, int] = {"jpg": 65500, "webp": 16383, "avif": 65536}
 
 
 class Box(NamedTuple):
@@ -155,12 +161,16 @@ def plan_geometry(
     ``rotation`` is the display-matrix angle in counter-clockwise degrees (PyAV's
     ``VideoFrame.rotation``: -90 or 270 for a phone portrait clip).
 
-    The source display size is ``coded_width × sar`` by ``coded_height``, then rotated. ``spec.ar``
+    The source display size is ``coded_width × sar`` by ``coded_height``, then rotated; a sample
+    aspect ratio stretches it to at most :data:`MAX_SIDE` per side (or the coded size along that
+    side, when larger), both sides shrinking alike. ``spec.ar``
     may add a 90° clockwise turn (``h``: force portrait, ``w``: force landscape); sizes in ``spec``
     apply to that final orientation. Sizes are rounded half up, never below 1.
 
     Raises :class:`~vidsnap.errors.TooLarge` when the output has more than ``max_pixels`` pixels,
-    :class:`~vidsnap.errors.BadRequest` for an upscale beyond :data:`MAX_SIDE` px per side, and
+    or more than the format's encoder can write per side (:data:`MAX_ENCODER_SIDE`),
+    :class:`~vidsnap.errors.BadRequest` for an upscale beyond :data:`MAX_SIDE` px per side (compared
+    with the coded pixels along that side), and
     :class:`~vidsnap.errors.UndecodableMedia` for a source without a usable size.
 
     Plan with the decoded frame's own ``width``/``height`` when they may differ from the stream's
@@ -178,12 +188,22 @@ def plan_geometry(
     # Display size before and after the display matrix, kept exact so derived sizes are not
     # skewed by an early rounding (720x576 at SAR 64:45 is exactly 1024x576).
     dw, dh = Fraction(coded_width) * sar, Fraction(coded_height)
+    # The coded pixels along each display side: what the upscale guard compares with (a sample
+    # aspect ratio stretches a side without adding picture to it).
+    cw, ch = coded_width, coded_height
     if rot in (90, 270):
         dw, dh = dh, dw
+        cw, ch = ch, cw
+    # A sample aspect ratio may only stretch the display size up to MAX_SIDE per side (or the
+    # coded size, when larger): 640x64 at SAR 150:1 would otherwise be shown 96000x64, an
+    # upscale nobody asked for. The aspect ratio is kept: both sides shrink alike.
+    shrink = min(Fraction(1), Fraction(max(MAX_SIDE, cw)) / dw, Fraction(max(MAX_SIDE, ch)) / dh)
+    dw, dh = dw * shrink, dh * shrink
     # ar: one more quarter turn, clockwise (= 270 CCW), after the display matrix.
     if (spec.ar == "h" and dw > dh) or (spec.ar == "w" and dh > dw):
         rot = (rot + 270) % 360
         dw, dh = dh, dw
+        cw, ch = ch, cw
 
     crop: Box | None = None
     pad: Box | None = None
@@ -227,10 +247,11 @@ def plan_geometry(
                 f"scaletype {spec.scale_type!r} is not one of stretch, crop, fill, fit", param="scaletype"
             )
 
-    # Refuse absurd upscales: a side beyond MAX_SIDE is fine only when the source is that big
-    # (no upscaling); this also bounds the intermediate picture of a crop.
-    for side, source_side, param in ((sw, dw, params[0]), (sh, dh, params[1])):
-        if side > MAX_SIDE and side > math.ceil(source_side):
+    # Refuse absurd upscales: a side beyond MAX_SIDE is fine only when the source has that many
+    # coded pixels along it (no upscaling; a sample aspect ratio adds none); this also bounds the
+    # intermediate picture of a crop.
+    for side, source_side, param in ((sw, cw, params[0]), (sh, ch, params[1])):
+        if side > MAX_SIDE and side > source_side:
             ec = EC_WIDTH if param == "w" else EC_HEIGHT if param == "h" else None
             raise BadRequest(
                 f"{param}: scaling the {_round(dw)}x{_round(dh)} picture to {sw}x{sh} is an upscale beyond "
@@ -240,6 +261,12 @@ def plan_geometry(
             )
     if max_pixels is not None and out_w * out_h > max_pixels:
         raise TooLarge(f"the output image {out_w}x{out_h} has more than the allowed {max_pixels} pixels")
+    encoder_side = MAX_ENCODER_SIDE.get(spec.format)
+    if encoder_side is not None and max(out_w, out_h) > encoder_side:
+        raise TooLarge(
+            f"the output image {out_w}x{out_h} is larger than {spec.format} can be encoded "
+            f"({encoder_side} px per side); ask for a smaller size or png"
+        )
 
     # The swscale target is in the decoded (unrotated) orientation.
     scale_w, scale_h = (sh, sw) if rot in (90, 270) else (sw, sh)
@@ -347,6 +374,14 @@ def encode(image: Image.Image, fmt: Format) -> bytes:
         image = image.convert("RGB")
     elif image.mode not in ("RGB", "RGBX", "RGBA", "L"):
         image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+    try:
+        return _save(image, fmt)
+    except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+        # Encoders refuse what plan_geometry did not foresee (sizes are checked there): never a 500.
+        raise TooLarge(f"the {image.width}x{image.height} image cannot be encoded as {fmt}: {exc}") from exc
+
+
+def _save(image: Image.Image, fmt: Format) -> bytes:
     out = io.BytesIO()
     if fmt == "jpg":
         if image.mode == "RGBA":

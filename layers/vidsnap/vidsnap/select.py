@@ -17,6 +17,8 @@ Shared rules:
 from __future__ import annotations
 
 import heapq
+import itertools
+import math
 import threading
 from collections.abc import Generator, Iterable, Iterator
 from fractions import Fraction
@@ -25,6 +27,7 @@ import av
 from av.video.reformatter import VideoReformatter
 
 from .decode import Picked, Video
+from .errors import SourceEndsEarly
 from .parallel import frames_at
 from .plan import Selection
 
@@ -35,6 +38,15 @@ DEFAULT_DHASH_INTERVAL_MS = Fraction(1000)
 #: dhash with ``num`` > 0: keep the best candidates' frames in memory while this many bytes of
 #: pictures suffice; above it, remember only times and decode the winners again in a second pass.
 _DHASH_KEEP_BYTES = 64 << 20
+#: Planned times handed to the decoders at once: bounds the memory of a plan made from a claimed
+#: duration (a header may claim 10¹² ms), while letting parallel decoders share the runs of many
+#: times. A new chunk costs the decoders' clones a container open and at most one seek more (one
+#: GOP of extra decoding); 1024 keeps ordinary jobs (a 10-minute video sampled every second) in
+#: one chunk, as they were before chunking.
+_CHUNK = 1024
+#: A chunk ending with this many planned times on one frame asks the decoder where the next frame
+#: is (see _planned): rare in ordinary video (16 samples of one frame), and one decode at most.
+_SKIP_RUN = 16
 
 
 def dhash(frame: av.VideoFrame) -> int:
@@ -76,6 +88,11 @@ def _score(prev: int | None, cur: int) -> Fraction:
     return Fraction((prev ^ cur).bit_count() * 100, 64)
 
 
+def _ms(t: Fraction) -> str:
+    """A time for a warning: whole milliseconds as an int, else 3 decimals (as ``engine.report_ms``)."""
+    return str(int(t)) if t.denominator == 1 else f"{float(t):.3f}"
+
+
 def _dedupe(picks: Iterable[Picked]) -> Iterator[Picked]:
     last: int | None = None
     for p in picks:
@@ -84,29 +101,52 @@ def _dedupe(picks: Iterable[Picked]) -> Iterator[Picked]:
             yield p
 
 
-def _times(start: Fraction, step: Fraction, end: Fraction) -> Iterator[Fraction]:
-    """start, start+step, … while < end (exact arithmetic, no drift)."""
-    i = 0
-    while True:
-        t = start + i * step
-        if t >= end:
-            return
-        yield t
-        i += 1
+class _Steps:
+    """start, start+step, … while < end (exact arithmetic, no drift): planned lazily, and able to
+    skip the times that would all show one frame (see :func:`_planned`)."""
+
+    def __init__(self, start: Fraction, step: Fraction, end: Fraction) -> None:
+        self.start, self.step, self.end = start, step, end
+        self.i = 0
+
+    def __iter__(self) -> _Steps:
+        return self
+
+    def __next__(self) -> Fraction:
+        t = self.start + self.i * self.step
+        if t >= self.end:
+            raise StopIteration
+        self.i += 1
+        return t
+
+    def skip_to(self, t: Fraction) -> None:
+        """Plan no time before ``t`` any more."""
+        self.i = max(self.i, math.ceil((t - self.start) / self.step))
+
+    def last(self) -> Fraction | None:
+        """The last time still to plan, or None when none is left."""
+        count = math.ceil((self.end - self.start) / self.step)
+        return self.start + (count - 1) * self.step if count > self.i else None
 
 
 def _limited(picks: Iterator[Picked], num: int, max_frames: int, warnings: list[str]) -> Iterator[Picked]:
-    """At most ``num`` (0: ``max_frames``) frames; warn when ``max_frames`` cut the selection short."""
+    """At most ``num`` (0: ``max_frames``) frames; warn when ``max_frames`` cut the selection short.
+
+    Once ``num`` frames are out, the next one is not even asked for (it would cost a decode, and
+    the selection's end is no news); only ``max_frames`` needs one more to tell whether it cut.
+    """
     cap = min(num, max_frames) if num > 0 else max_frames
-    for count, p in enumerate(picks):
-        if count >= cap:
-            if num == 0 or num > max_frames:
-                warnings.append(
-                    f"stopped at the frame limit of {max_frames} frames (MAX_FRAMES); "
-                    "the selection has more frames"
-                )
+    capped_by_limit = num == 0 or num > max_frames
+    for count, p in enumerate(picks, start=1):
+        if count > cap:
+            warnings.append(
+                f"stopped at the frame limit of {max_frames} frames (MAX_FRAMES); "
+                "the selection has more frames"
+            )
             return
         yield p
+        if count == cap and not capped_by_limit:
+            return
 
 
 def _every(video: Video, sel: Selection) -> Iterator[Picked]:
@@ -121,31 +161,102 @@ def _every(video: Video, sel: Selection) -> Iterator[Picked]:
             yield p
 
 
-def _inter(video: Video, sel: Selection, decoders: int | None) -> Iterator[Picked]:
+def _inter(video: Video, sel: Selection, decoders: int | None, warnings: list[str]) -> Iterator[Picked]:
     step = sel.interval_ms
     interval = video.frame_interval_ms
     if step <= 0 or (interval is not None and step < interval):
         yield from _every(video, sel)
         return
-    times = list(_times(sel.start_ms, step, video.duration_ms))
-    yield from frames_at(video, times, exact=sel.exact, decoders=decoders)
+    times = _Steps(sel.start_ms, step, video.duration_ms)
+    for _, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
+        yield p
 
 
-def _avg(video: Video, sel: Selection, decoders: int | None) -> Iterator[Picked]:
+def _avg(video: Video, sel: Selection, decoders: int | None, warnings: list[str]) -> Iterator[Picked]:
     n = sel.num or DEFAULT_AVG_NUM
     span = max(Fraction(0), video.duration_ms - sel.start_ms)
-    times = [sel.start_ms + i * span / n for i in range(n)]
-    yield from frames_at(video, times, exact=sel.exact, decoders=decoders)
+    # Lazy like the others: n is at most MAX_FRAMES (the engine rejects more), but nothing is
+    # planned ahead of what the decoders need.
+    times = (sel.start_ms + i * span / n for i in range(n))
+    for _, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
+        yield p
+
+
+def _planned(
+    video: Video,
+    times: Iterator[Fraction] | _Steps,
+    *,
+    exact: bool,
+    decoders: int | None,
+    warnings: list[str],
+) -> Iterator[tuple[Fraction, Picked]]:
+    """(planned time, frame) for lazily planned ascending times, in bounded chunks.
+
+    Times are planned from the duration the container *claims*; a header can claim 10¹² ms for a
+    clip of two seconds. So the times are never listed up front: they are taken ``_CHUNK`` at a
+    time and handed to the decoders (:func:`vidsnap.parallel.frames_at`), and the caller's limit
+    (``num``, ``MAX_FRAMES``) stops the generator, which stops the decoders. When the stream really
+    ends before a planned time (:class:`SourceEndsEarly`: the decoder reached the end of the data
+    well before the claimed duration), the frames before it are kept, a warning says why the
+    selection stopped early, and nothing more is planned.
+
+    Evenly spaced times (:class:`_Steps`) also skip what the file does not hold: when a chunk ends
+    with ``_SKIP_RUN`` times or more all showing one frame (a still picture, a gap in the
+    timestamps: a crafted file can put its second frame at 10¹² ms), the decoder is asked where the
+    next frame is and the times before it are not planned: they would all show that same frame.
+    """
+    last: Picked | None = None
+
+    def ended() -> None:
+        end = f"at {_ms(last.time_ms)} ms" if last is not None else "before its first planned time"
+        warnings.append(
+            f"the video stream ends {end}, long before the {_ms(video.duration_ms)} ms its header "
+            "claims (truncated, or a wrong duration): the selection stops there"
+        )
+
+    while True:
+        chunk = list(itertools.islice(times, _CHUNK))
+        if not chunk:
+            return
+        run = 0  # planned times at the end of the chunk showing the same frame as the one before
+        picks = frames_at(video, chunk, exact=exact, decoders=decoders)
+        try:
+            for t, p in zip(chunk, picks, strict=False):
+                run = run + 1 if last is not None and p.pts == last.pts else 0
+                last = p
+                yield t, p
+        except SourceEndsEarly:
+            ended()
+            return
+        finally:
+            # Before the video is used again below: the decoders of the chunk stop here.
+            close = getattr(picks, "close", None)
+            if close is not None:
+                close()
+        if isinstance(times, _Steps) and run >= _SKIP_RUN:
+            try:
+                following = video.next_frame_ms(chunk[-1], exact=exact)
+                if following is None:
+                    # That frame is the last: every later time shows it, or lies past the real
+                    # end of a stream whose header claims more (then say so).
+                    final = times.last()
+                    if final is not None:
+                        video.frame_at(final, exact=exact)
+                    return
+            except SourceEndsEarly:
+                ended()
+                return
+            times.skip_to(following)
 
 
 def _dhash_samples(
-    video: Video, sel: Selection, decoders: int | None
+    video: Video, sel: Selection, decoders: int | None, warnings: list[str]
 ) -> Iterator[tuple[Fraction, Picked, Fraction]]:
     """(planned time, picked frame, score) for every sample."""
     step = sel.interval_ms if sel.interval_ms > 0 else DEFAULT_DHASH_INTERVAL_MS
-    times = list(_times(sel.start_ms, step, video.duration_ms))
+    times = _Steps(sel.start_ms, step, video.duration_ms)
     prev: int | None = None
-    for t, p in zip(times, frames_at(video, times, exact=sel.exact, decoders=decoders), strict=True):
+    for t, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
         h = dhash(p.frame)
         yield t, p, _score(prev, h)
         prev = h
@@ -157,7 +268,7 @@ def _dhash(
     thr = Fraction(sel.threshold)
     if sel.num <= 0:
         # No ranking: events stream out as they are found; nothing is held.
-        events = (p for _, p, score in _dhash_samples(video, sel, decoders) if score > thr)
+        events = (p for _, p, score in _dhash_samples(video, sel, decoders, warnings) if score > thr)
         yield from _limited(_dedupe(events), 0, max_frames, warnings)
         return
     num = min(sel.num, max_frames)
@@ -166,7 +277,7 @@ def _dhash(
     # Min-heap of the best `num`: the root is the weakest (lowest score; on ties the later one).
     heap: list[tuple[Fraction, int, int, Fraction, Picked | None]] = []
     last_pts: int | None = None
-    for idx, (t, p, score) in enumerate(_dhash_samples(video, sel, decoders)):
+    for idx, (t, p, score) in enumerate(_dhash_samples(video, sel, decoders, warnings)):
         if score <= thr or p.pts == last_pts:
             continue
         last_pts = p.pts
@@ -209,7 +320,7 @@ def select_frames(
     if sel.mode == "key":
         picks = video.keyframes(sel.start_ms)
     elif sel.mode == "avg":
-        picks = _avg(video, sel, decoders)
+        picks = _avg(video, sel, decoders, warnings)
     else:
-        picks = _inter(video, sel, decoders)
+        picks = _inter(video, sel, decoders, warnings)
     yield from _limited(_dedupe(picks), sel.num, max_frames, warnings)

@@ -19,6 +19,8 @@ variable                   meaning                                              
 ``UPLOAD_RULES``           JSON list of ``{"prefix","suffix","process"}``              ``[]``
 ``MAX_FRAMES``             frames per task (``num`` above it is rejected)              1000
 ``MAX_PIXELS``             output width × height                                       4096 × 4096
+``MAX_SOURCE_PIXELS``      source picture width × height (decompression bombs → 413)   8192 × 8192
+``DECODE_BUDGET_FRAMES``   frames decoded to reach one requested frame (1080p frames)  6000
 ``SIGNING_SECRET``         HMAC secret for unauthenticated function-URL requests       unset
 ``TASK_LEASE_SECONDS``     how long a Running task record is owned by one invocation   900
 ``DECODERS``               decoders one job runs at once (``vidsnap.parallel``)         one per core
@@ -29,6 +31,16 @@ the Lambda maximum timeout (15 min), so a record left Running by a crashed invoc
 over once that much time has passed (see :mod:`vidsnap.taskstore`). ``DECODERS`` (≥ 1) caps the
 decoders an asynchronous job runs on separate cores; Lambda gives a function more than one vCPU
 from 1,769 MB of memory up.
+
+``MAX_SOURCE_PIXELS`` and ``DECODE_BUDGET_FRAMES`` are vidsnap extensions too (docs/LIMITS.md).
+``MAX_SOURCE_PIXELS`` refuses, from the stream header and before anything is decoded, a source
+whose picture has more pixels, or more than that many pixels' worth of 4-byte pixels (a 16-bit RGBA
+PNG takes 8 bytes per pixel, so half the pixels): 8192 × 8192 admits every real camera and 8K
+video, and bounds one decoded picture to 256 MiB, well inside the synchronous function's 2 GB
+(an 8192² H.264 source peaks near 340 MB; a 16000² PNG would take 1.5 GB, 16-bit RGBA 4 GB).
+``DECODE_BUDGET_FRAMES`` bounds the frames decoded to reach one requested frame from the keyframe
+before it (counted at 1080p: a 4K picture gets a quarter as many); beyond it the request fails
+with 422 ``DecodeBudgetExceeded`` instead of running into the function's timeout.
 """
 
 from __future__ import annotations
@@ -47,6 +59,11 @@ DEFAULT_RESULTS_PREFIX = "_vidsnap/results/"
 DEFAULT_MAX_FRAMES = 1000
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_TASK_LEASE_SECONDS = 900
+#: 8192² = 67 Mpx: see the module docstring and docs/LIMITS.md.
+DEFAULT_MAX_SOURCE_PIXELS = 8192 * 8192
+#: 1080p frames decoded to reach one frame: at most ~12-18 s of decoding on one Lambda vCPU (docs/LIMITS.md),
+#: well inside the synchronous function's 60 s.
+DEFAULT_DECODE_BUDGET_FRAMES = 6000
 
 
 @dataclass(frozen=True)
@@ -79,6 +96,8 @@ class Settings:
     upload_rules: tuple[UploadRule, ...] = ()
     max_frames: int = DEFAULT_MAX_FRAMES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_source_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
+    decode_budget_frames: int = DEFAULT_DECODE_BUDGET_FRAMES
     signing_secret: str | None = None
     task_lease_seconds: int = DEFAULT_TASK_LEASE_SECONDS
     #: None: one per core (at most 4), the default.
@@ -110,6 +129,8 @@ class Settings:
             upload_rules=_rules(env),
             max_frames=_int(env, "MAX_FRAMES", DEFAULT_MAX_FRAMES),
             max_pixels=_int(env, "MAX_PIXELS", DEFAULT_MAX_PIXELS),
+            max_source_pixels=_int(env, "MAX_SOURCE_PIXELS", DEFAULT_MAX_SOURCE_PIXELS),
+            decode_budget_frames=_int(env, "DECODE_BUDGET_FRAMES", DEFAULT_DECODE_BUDGET_FRAMES),
             signing_secret=_str(env, "SIGNING_SECRET"),
             task_lease_seconds=_int(env, "TASK_LEASE_SECONDS", DEFAULT_TASK_LEASE_SECONDS),
             decoders=_int(env, "DECODERS", 0) or None,
@@ -146,11 +167,17 @@ class Settings:
 
     @property
     def limits(self) -> Limits:
-        """The engine limits (frames per task, output pixels) from this configuration."""
+        """The engine limits (frames per task, output and source pixels, decode budget, decoders)."""
         # The engine imports PyAV: load it only when limits are actually needed.
         from vidsnap.engine import Limits
 
-        return Limits(max_frames=self.max_frames, max_pixels=self.max_pixels, decoders=self.decoders)
+        return Limits(
+            max_frames=self.max_frames,
+            max_pixels=self.max_pixels,
+            max_source_pixels=self.max_source_pixels,
+            decode_budget_frames=self.decode_budget_frames,
+            decoders=self.decoders,
+        )
 
 
 @functools.lru_cache(maxsize=1)
