@@ -391,9 +391,8 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
     for i in range(tasks):
         direct.put_object(Bucket=src, Key=f"videos/clip{i}.mp4", Body=task_env["clip"])
 
-    def worker(output: str, *, table: str | None) -> Worker:
+    def worker(clients: Clients, output: str, *, table: str | None) -> Worker:
         settings = Settings(source_bucket=src, output_bucket=output, task_table=table, max_frames=50)
-        clients = Clients(region="us-east-1")
         policy = RetryPolicy(attempts=attempts, base_s=FAST.base_s, cap_s=FAST.cap_s)
         store = S3Store(clients.s3, src, block_size=BLOCK, cache_blocks=4, retry=policy)
         return Worker(settings, clients, store=store)
@@ -403,7 +402,9 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
         return parse.parse_task(TASK).with_source(source), source
 
     # The reference: the same clip without faults (no proxy, no task table).
-    assert worker(ref, table=None).execute(*task(0), "ref")["Status"] == "Succeeded"
+    assert (
+        worker(Clients(region="us-east-1"), ref, table=None).execute(*task(0), "ref")["Status"] == "Succeeded"
+    )
     reference = {
         key.split("/", 1)[1]: direct.get_object(Bucket=ref, Key=key)["Body"].read()
         for key in _keys(direct, ref)
@@ -414,10 +415,11 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
     retries = 0
     with FaultProxy(task_env["moto"], rate=rate, seed=seed) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)  # every S3 call of the worker via the proxy
+        clients = Clients(region="us-east-1")  # one per test, as a warm Lambda keeps them
         for i in range(tasks):
             for _delivery in range(30):  # SQS redelivers a message whose handling raised
                 try:
-                    message = worker(out, table=task_env["table"]).execute(*task(i), f"req-{i}")
+                    message = worker(clients, out, table=task_env["table"]).execute(*task(i), f"req-{i}")
                 except VidsnapError as exc:
                     failure = exc
                 else:

@@ -50,6 +50,12 @@ CACHE_BLOCKS = 32
 TIMEOUT_S = 20.0
 
 
+#: The Object Lambda reader's retries: more patient than the S3 reader's, because urllib has no
+#: retries of its own underneath (the S3 client retries requests before the reader does). Sleeps
+#: at most 0.1 + 0.2 + 0.4 + 0.8 + 1.0 s per fetch, well inside the function's timeout.
+HTTP_RETRY = RetryPolicy(attempts=6, base_s=0.1, cap_s=1.0)
+
+
 class HTTPRangeReader(BlockReader):
     """A seekable, readable view of an HTTP(S) object through ``Range`` GETs, with an LRU block cache.
 
@@ -60,6 +66,8 @@ class HTTPRangeReader(BlockReader):
     :class:`~vidsnap.errors.SourceUnavailable`, answered 503 through ``WriteGetObjectResponse``. See
     :class:`~vidsnap.blockio.BlockReader` for the cache.
     """
+
+    retry = HTTP_RETRY
 
     def __init__(
         self,
