@@ -43,10 +43,11 @@ from vidsnap.aws import Clients
 from vidsnap.blockio import RetryPolicy
 from vidsnap.errors import SourceUnavailable, Throttled, VidsnapError
 from vidsnap.httpapp import create_app, function_url_error
-from vidsnap.plan import SourceRef
+from vidsnap.plan import SourceRef, task_id
 from vidsnap.s3io import S3RangeReader, SourceChanged, map_client_error
 from vidsnap.settings import Settings
 from vidsnap.storage import S3Store
+from vidsnap.taskstore import TaskStore
 from vidsnap.worker import Worker
 
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -412,6 +413,7 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
     assert len(reference) == 6  # 0, 500, ... 2500 ms
     expected = sorted(f"clip{i}/{name}" for i in range(tasks) for name in reference)
 
+    etag = direct.head_object(Bucket=src, Key="videos/clip0.mp4")["ETag"]  # the same bytes for all
     retries = 0
     with FaultProxy(task_env["moto"], rate=rate, seed=seed) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)  # every S3 call of the worker via the proxy
@@ -427,8 +429,11 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
                 assert failure.transient, failure
                 assert failure.status == 503
                 retries += 1
-                # A failed attempt leaves nothing behind.
+                # A failed attempt leaves nothing behind, and its record waits for the retry.
                 assert _keys(direct, out, f"clip{i}/") == []
+                record = TaskStore(clients, task_env["table"]).get(task_id(task(i)[1], etag, task(i)[0]))
+                assert record is not None
+                assert (record["Status"], record["LastCode"]) == ("Running", failure.code)
             else:
                 pytest.fail(f"task {i} never succeeded")
             assert message["Status"] == "Succeeded", message
