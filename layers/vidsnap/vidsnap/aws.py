@@ -43,6 +43,13 @@ def mapped_errors(what: str) -> Iterator[None]:
 #: adaptive mode adds client-side rate limiting that only pays off for sustained throttling of one
 #: client, and it can stall a Lambda invocation waiting for tokens.
 _RETRIES = {"mode": "standard", "max_attempts": 5}
+#: S3: fewer attempts per call, because botocore retries only the request (status, connection,
+#: timeout before the headers), never the reading of a streamed body: range reads are retried
+#: again, body included, by the reader (:class:`vidsnap.blockio.RetryPolicy`, 4 attempts), and
+#: 3 x 4 attempts with backoff keep a synchronous snapshot within its time budget (botocore waits
+#: up to 1 s, then 2 s, before its retries of a throttled call). 503 SlowDown, 500, resets and
+#: timeouts are retried by both layers.
+_S3_RETRIES = {"mode": "standard", "max_attempts": 3}
 
 #: Range reads are small and many: short connect timeout, moderate read timeout, and a pool large
 #: enough for the engine's threads. Signature v4 is required for KMS-encrypted objects and
@@ -58,10 +65,15 @@ def _config(name: str) -> Config:
         if name == "S3_CONFIG":
             _CONFIGS[name] = Config(
                 signature_version="s3v4",
-                retries=_RETRIES,  # type: ignore[arg-type]
+                retries=_S3_RETRIES,  # type: ignore[arg-type]
                 connect_timeout=5,
                 read_timeout=30,
                 max_pool_connections=16,
+                # Validate the checksum S3 sends when a range covers the whole object (the only
+                # ranged answers that carry one): it catches corrupted bytes. A mismatch (a short or
+                # damaged body) raises FlexibleChecksumError, which the reader retries as a network
+                # fault; it never means the object changed (only If-Match's 412 does).
+                response_checksum_validation="when_supported",
             )
         else:
             _CONFIGS[name] = Config(retries=_RETRIES, connect_timeout=5, read_timeout=20)  # type: ignore[arg-type]

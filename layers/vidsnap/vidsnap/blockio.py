@@ -13,15 +13,87 @@ so clones read from the object concurrently.
 A subclass says how to fetch a byte range (:meth:`BlockReader._fetch`); :class:`vidsnap.s3io.S3RangeReader`
 (S3 ranged GETs) and :class:`vidsnap.objectlambda.HTTPRangeReader` (HTTP ``Range`` GETs of a
 presigned URL) are the two.
+
+Fetches are retried (:class:`RetryPolicy`): a transient failure of the request *or of its body*
+(throttling, 5xx, a reset or timed-out connection, a body shorter than the range asked for, a
+checksum mismatch) is tried again after an exponential backoff with full jitter, a bounded number
+of times; a fetch that still fails raises :class:`~vidsnap.errors.SourceUnavailable` (503,
+transient). Only a subclass's permanent error (404, 403, an ETag that no longer matches) ends the
+read at once. A short body is never kept: a reader that hands PyAV fewer bytes than the object has
+makes the decoder see a truncated file and pick a wrong frame or fail.
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import random
 import threading
+import time
 from abc import abstractmethod
 from collections import OrderedDict
-from typing import Any, BinaryIO, Self
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Self, TypeVar
+
+from vidsnap.errors import SourceUnavailable, VidsnapError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a reader retries a fetch that failed transiently.
+
+    ``attempts`` tries in all (the first included). Before retry ``n`` (0-based) the reader sleeps
+    a uniformly random time in ``[0, min(cap_s, base_s * 2**n)]`` ("full jitter": concurrent
+    readers hit by the same fault do not retry in lockstep). The defaults bound the sleeping of
+    one fetch to 0.7 s, small next to a synchronous request's budget; the S3 client's own retries
+    (:mod:`vidsnap.aws`) come on top for failures before the body. ``sleep`` and ``rng`` are
+    injectable for tests.
+    """
+
+    attempts: int = 4
+    base_s: float = 0.1
+    cap_s: float = 2.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def delay(self, retry: int) -> float:
+        """The sleep before retry number ``retry`` (0-based): full jitter over the capped exponential."""
+        return self.rng.uniform(0.0, min(self.cap_s, self.base_s * (2**retry)))
+
+    def run(self, attempt: Callable[[], T], what: str, on_retry: Callable[[], None] | None = None) -> T:
+        """Call ``attempt`` until it returns; retry transient :class:`VidsnapError` s.
+
+        A permanent error is raised at once. After ``attempts`` transient failures, raises
+        :class:`SourceUnavailable` naming ``what`` and the last failure. ``on_retry`` runs before
+        every retry (the reader counts its requests with it).
+        """
+        failure: VidsnapError | None = None
+        tries = max(1, self.attempts)
+        for n in range(tries):
+            if n:
+                self.sleep(self.delay(n - 1))
+                if on_retry is not None:
+                    on_retry()
+            try:
+                return attempt()
+            except VidsnapError as exc:
+                if not exc.transient:
+                    raise
+                failure = exc
+                log.info("transient failure reading %s (try %d of %d): %s", what, n + 1, tries, exc.message)
+        assert failure is not None
+        raise SourceUnavailable(
+            f"{what}: still failing after {tries} attempt(s), retry later: {failure.message}"
+        ) from failure
+
+
+#: The default policy of every reader (a reader's ``retry`` attribute overrides it).
+DEFAULT_RETRY = RetryPolicy()
 
 
 class _Shared:
@@ -48,10 +120,22 @@ class BlockReader(io.RawIOBase, BinaryIO):
     from one thread; clones (:meth:`clone`) share the cache and counters.
     """
 
+    #: Retries of a failed fetch; a class attribute so that a subclass can fetch (with retries)
+    #: before calling this constructor (``HTTPRangeReader`` learns the size from its first GET).
+    retry: RetryPolicy = DEFAULT_RETRY
+
     def __init__(
-        self, *, size: int, block_size: int = 1 << 20, cache_blocks: int = 32, readahead: bool = True
+        self,
+        *,
+        size: int,
+        block_size: int = 1 << 20,
+        cache_blocks: int = 32,
+        readahead: bool = True,
+        retry: RetryPolicy | None = None,
     ) -> None:
         super().__init__()
+        if retry is not None:
+            self.retry = retry
         if block_size <= 0 or cache_blocks <= 0 or size < 0:
             raise ValueError("block_size and cache_blocks must be positive, size non-negative")
         self.size = size
@@ -114,16 +198,45 @@ class BlockReader(io.RawIOBase, BinaryIO):
     def _fetch(self, start: int, end: int) -> bytes:
         """Bytes ``start..end`` (inclusive) of the object, in one request.
 
-        Errors are raised as :class:`~vidsnap.errors.VidsnapError`. Fewer bytes than asked are
-        passed to :meth:`_length_mismatch`.
+        Errors are raised as :class:`~vidsnap.errors.VidsnapError`: transient ones (``transient``
+        True) are retried by the caller (:attr:`retry`), others end the read. Fewer bytes than
+        asked are passed to :meth:`_length_mismatch`, then retried.
         """
 
     def _length_mismatch(self, start: int, expected: int, got: int) -> None:
         """A fetch at ``start`` returned ``got`` bytes instead of ``expected``.
 
-        By default the reader keeps what it got, and a read that reaches the gap comes back short.
-        A subclass may raise instead.
+        By default nothing: a short body is a transient network fault (a cut connection, a proxy)
+        and the fetch is retried; the short bytes are never kept. A subclass that can tell the
+        object itself changed raises a permanent error here instead.
         """
+
+    @property
+    def _what(self) -> str:
+        """The object, for messages: the subclass's ``name`` (never a presigned URL)."""
+        name = getattr(self, "name", None)
+        return name if isinstance(name, str) and name else f"the {type(self).__name__} source"
+
+    def _fetch_whole(self, start: int, end: int) -> bytes:
+        """Bytes ``start..end`` (inclusive) with retries: exactly ``end - start + 1`` of them.
+
+        Counts one request per attempt and the bytes of every attempt. Raises a permanent error
+        of :meth:`_fetch` at once, :class:`SourceUnavailable` when the retries run out.
+        """
+        expected = end - start + 1
+
+        def attempt() -> bytes:
+            data = self._fetch(start, end)
+            self._count(nbytes=len(data))
+            if len(data) != expected:
+                self._length_mismatch(start, expected, len(data))
+                raise SourceUnavailable(
+                    f"{self._what}: a short body, {len(data)} of the {expected} bytes at {start}"
+                )
+            return data
+
+        self._count(requests=1)
+        return self.retry.run(attempt, self._what, on_retry=lambda: self._count(requests=1))
 
     # -- io.RawIOBase -------------------------------------------------------------------------
 
@@ -261,11 +374,7 @@ class BlockReader(io.RawIOBase, BinaryIO):
         """Fetch blocks first..last in one request, cache them (LRU) and return them."""
         lo = first * self.block_size
         hi = min((last + 1) * self.block_size, self.size) - 1
-        self._count(requests=1)
-        data = self._fetch(lo, hi)  # outside the cache lock: clones fetch concurrently
-        self._count(nbytes=len(data))
-        if len(data) != hi - lo + 1:
-            self._length_mismatch(lo, hi - lo + 1, len(data))
+        data = self._fetch_whole(lo, hi)  # outside the cache lock: clones fetch concurrently
         return self._keep(first, last, data)
 
     def _keep(self, first: int, last: int, data: bytes) -> dict[int, bytes]:

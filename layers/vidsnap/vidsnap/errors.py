@@ -134,6 +134,18 @@ class Throttled(VidsnapError):
     transient = True
 
 
+class SourceUnavailable(Throttled):
+    """The source could not be read right now, even after retries (503, transient).
+
+    Network faults on the way to the source (a reset connection, a timed-out or cut body, a body
+    shorter than the range asked for, a checksum mismatch, 5xx answers): the object itself did not
+    change (that is ``SourceChanged``, 412), so the same request later will very likely succeed.
+    A synchronous request answers 503 with ``Retry-After``; a task is retried by SQS.
+    """
+
+    code = "SourceUnavailable"
+
+
 def as_vidsnap_error(exc: BaseException) -> VidsnapError:
     """Map any exception to a :class:`VidsnapError`; unknown ones become :class:`InternalError`."""
     if isinstance(exc, VidsnapError):

@@ -262,7 +262,20 @@ def error_response(exc: BaseException, request_id: str) -> Response:
         log.exception("internal error (request %s)", request_id, exc_info=exc)
     elif err.status >= 500:
         log.warning("request %s failed: %s %s", request_id, err.code, err.message)
-    return _JSON(err.to_dict(request_id), status_code=err.status, headers={REQUEST_ID_HEADER: request_id})
+    return _JSON(err.to_dict(request_id), status_code=err.status, headers=_error_headers(err, request_id))
+
+
+#: Seconds a client should wait before retrying a transient failure (503): S3 throttling and
+#: network faults clear within seconds, and the reader already retried for about one.
+RETRY_AFTER_S = 1
+
+
+def _error_headers(err: VidsnapError, request_id: str) -> dict[str, str]:
+    """The request id, and ``Retry-After`` on a transient failure (throttled or unreadable source)."""
+    headers = {REQUEST_ID_HEADER: request_id}
+    if err.transient:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    return headers
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -670,7 +683,7 @@ def function_url_error(exc: BaseException, request_id: str) -> dict[str, Any]:
         log.exception("internal error (request %s)", request_id, exc_info=exc)
     return {
         "statusCode": err.status,
-        "headers": {"content-type": "application/json", REQUEST_ID_HEADER: request_id},
+        "headers": {"content-type": "application/json", **_error_headers(err, request_id)},
         "body": json.dumps(err.to_dict(request_id), ensure_ascii=False, separators=(",", ":")),
         "isBase64Encoded": False,
     }

@@ -17,6 +17,7 @@ for its own logs.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import urllib.error
@@ -25,13 +26,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .blockio import BlockReader
+from .blockio import BlockReader, RetryPolicy
 from .engine import Limits, report_ms, snapshot
 from .errors import (
     EC_MALFORMED,
     BadRequest,
     NotAllowed,
     NotFound,
+    SourceUnavailable,
     Throttled,
     UndecodableMedia,
     VidsnapError,
@@ -48,14 +50,24 @@ CACHE_BLOCKS = 32
 TIMEOUT_S = 20.0
 
 
+#: The Object Lambda reader's retries: more patient than the S3 reader's, because urllib has no
+#: retries of its own underneath (the S3 client retries requests before the reader does). Sleeps
+#: at most 0.1 + 0.2 + 0.4 + 0.8 + 1.0 s per fetch, well inside the function's timeout.
+HTTP_RETRY = RetryPolicy(attempts=6, base_s=0.1, cap_s=1.0)
+
+
 class HTTPRangeReader(BlockReader):
     """A seekable, readable view of an HTTP(S) object through ``Range`` GETs, with an LRU block cache.
 
     The size comes from the first response's ``Content-Range`` (a presigned URL is signed for GET
     only, so there is no HEAD): the constructor GETs block 0, which stays cached. ``bytes_read`` and
-    ``requests`` count the traffic, that first GET included. See
+    ``requests`` count the traffic, that first GET included. Failed GETs (5xx, resets, timeouts,
+    short or cut bodies) are retried as ``retry`` says; when they keep failing the reader raises
+    :class:`~vidsnap.errors.SourceUnavailable`, answered 503 through ``WriteGetObjectResponse``. See
     :class:`~vidsnap.blockio.BlockReader` for the cache.
     """
+
+    retry = HTTP_RETRY
 
     def __init__(
         self,
@@ -66,6 +78,7 @@ class HTTPRangeReader(BlockReader):
         timeout: float = TIMEOUT_S,
         headers: Mapping[str, str] | None = None,
         readahead: bool = True,
+        retry: RetryPolicy | None = None,
     ) -> None:
         try:
             scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
@@ -79,10 +92,23 @@ class HTTPRangeReader(BlockReader):
         self.headers = dict(headers or {})
         self.etag: str | None = None
         self.content_type: str | None = None
-        try:
-            first, content_range = self._get(0, block_size - 1)
-        except UndecodableMedia:  # 416 on the first block: an empty object
-            first, content_range = b"", None
+        if retry is not None:
+            self.retry = retry
+        attempts = 0
+
+        def first_block() -> tuple[bytes, str | None]:
+            nonlocal attempts
+            attempts += 1
+            try:
+                data, content_range = self._get(0, block_size - 1)
+            except UndecodableMedia:  # 416 on the first block: an empty object
+                return b"", None
+            total = _total_from_content_range(content_range)
+            if total is not None and len(data) != min(block_size, total):
+                raise SourceUnavailable(f"a short body: {len(data)} bytes of the first block")
+            return data, content_range
+
+        first, content_range = self.retry.run(first_block, "the object")
         size = _total_from_content_range(content_range)
         super().__init__(
             size=len(first) if size is None else size,
@@ -90,7 +116,7 @@ class HTTPRangeReader(BlockReader):
             cache_blocks=cache_blocks,
             readahead=readahead,
         )
-        self.requests, self.bytes_read = 1, len(first)
+        self.requests, self.bytes_read = attempts, len(first)
         if first:
             self._keep(0, 0, first)
 
@@ -112,8 +138,10 @@ class HTTPRangeReader(BlockReader):
                     data = data[start : end + 1]
         except urllib.error.HTTPError as exc:
             raise _http_error(exc) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise Throttled(f"reading the object failed: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            # URLError, resets, timeouts, and a body cut before its Content-Length (IncompleteRead):
+            # network faults, retried by the reader.
+            raise Throttled(f"reading the object failed: {type(exc).__name__}: {exc}") from None
         except ValueError as exc:  # a malformed URL (bad host, bad port)
             raise VidsnapError(f"the input URL is malformed: {exc}") from None
         return data, content_range

@@ -3,7 +3,11 @@
 :class:`S3RangeReader` is a :class:`~vidsnap.blockio.BlockReader` (block cache, read-ahead, one
 ranged GET per run of missing blocks) whose fetches are ``GetObject`` calls with ``Range:
 bytes=a-b``. Every GET carries ``If-Match`` with the ETag seen at open time, so an object replaced
-mid-read fails cleanly with :class:`SourceChanged` instead of mixing bytes of two uploads.
+mid-read fails cleanly with :class:`SourceChanged` instead of mixing bytes of two uploads. That
+412 is the *only* sign of a changed source: a body that is short, cut, times out or fails
+botocore's checksum is a network fault, retried by the reader (:class:`~vidsnap.blockio.RetryPolicy`,
+the body read included, which botocore's own retries do not cover) and, when it persists,
+:class:`~vidsnap.errors.SourceUnavailable` (503, transient).
 
 :func:`map_client_error` is the one place botocore failures become :class:`~vidsnap.errors.VidsnapError`;
 storage, notify and taskstore reuse it.
@@ -11,21 +15,28 @@ storage, notify and taskstore reuse it.
 
 from __future__ import annotations
 
+import builtins
+import http.client
 from typing import Any, ClassVar
 
 from botocore.exceptions import (
     BotoCoreError,
+    ChecksumError,
     ClientError,
     ConnectionClosedError,
+    ConnectionError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    FlexibleChecksumError,
     HTTPClientError,
+    IncompleteReadError,
     ReadTimeoutError,
     ResponseStreamingError,
 )
+from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
 from vidsnap.aws import mapped_errors
-from vidsnap.blockio import BlockReader
+from vidsnap.blockio import BlockReader, RetryPolicy
 from vidsnap.errors import (
     InternalError,
     NotAllowed,
@@ -80,15 +91,26 @@ _THROTTLED = {
     "KMS.ThrottlingException",
     "AWS.SimpleQueueService.RequestThrottled",
 }
-#: Network-level failures that a later retry may not see.
+#: Network-level failures that a later retry may not see: no connection, a reset or timed-out
+#: request, and the faults of a body read (botocore retries requests, never the reading of a
+#: streamed body): cut (``ResponseStreamingError``), shorter than its Content-Length
+#: (``IncompleteReadError``), or not matching the checksum S3 sent with it
+#: (``FlexibleChecksumError``; S3 sends one when a range covers the whole object).
 _TRANSIENT_BOTOCORE = (
+    ConnectionError,  # botocore's: EndpointConnectionError, ConnectTimeoutError, proxy errors
     ConnectTimeoutError,
     ReadTimeoutError,
     EndpointConnectionError,
     ConnectionClosedError,
     ResponseStreamingError,
     HTTPClientError,
+    IncompleteReadError,
+    FlexibleChecksumError,
+    ChecksumError,
 )
+#: The same faults when they escape botocore unwrapped (from urllib3, http.client or the socket).
+#: Not every OSError: a full disk or a permission error does not heal by retrying.
+_TRANSIENT_RAW = (URLLib3HTTPError, http.client.HTTPException, builtins.ConnectionError, TimeoutError)
 
 
 class SourceChanged(VidsnapError):
@@ -114,8 +136,9 @@ def map_client_error(exc: BaseException, what: str = "") -> VidsnapError:
 
     ``what`` names the operation and object for the message, e.g. ``"s3://b/k"``. 404-like codes
     become :class:`NotFound`, 403-like :class:`NotAllowed`, throttling / 5xx / timeouts / connection
-    errors :class:`Throttled` (transient), a failed ``If-Match`` :class:`SourceChanged`, anything
-    else :class:`InternalError`.
+    errors / faults of a body read (cut, short, checksum mismatch) :class:`Throttled` (transient),
+    a failed ``If-Match`` (412) :class:`SourceChanged` (the only sign of a changed object),
+    anything else :class:`InternalError`.
     """
     if isinstance(exc, VidsnapError):
         return exc
@@ -132,7 +155,7 @@ def map_client_error(exc: BaseException, what: str = "") -> VidsnapError:
         if code in _THROTTLED or status in (429, 500, 502, 503, 504):
             return Throttled(f"{where}throttled or unavailable, retry later ({label})")
         return InternalError(f"{where}unexpected AWS error ({label})")
-    if isinstance(exc, _TRANSIENT_BOTOCORE):
+    if isinstance(exc, (*_TRANSIENT_BOTOCORE, *_TRANSIENT_RAW)):
         return Throttled(f"{where}network error, retry later ({type(exc).__name__})")
     if isinstance(exc, BotoCoreError):
         return InternalError(f"{where}AWS client error ({type(exc).__name__})")
@@ -143,6 +166,7 @@ class S3RangeReader(BlockReader):
     """A seekable, read-only file object over one S3 object, read with ranged GETs.
 
     Every GET carries ``If-Match`` with the ETag seen at open time (and ``VersionId`` when pinned).
+    Failed fetches are retried as ``retry`` says (:class:`~vidsnap.blockio.RetryPolicy`).
     ``bytes_read`` counts bytes transferred from S3, ``requests`` counts ranged GETs (the HEAD of
     :func:`open_s3` is not counted). See :class:`~vidsnap.blockio.BlockReader` for the cache.
     """
@@ -160,8 +184,11 @@ class S3RangeReader(BlockReader):
         cache_blocks: int = 32,
         readahead: bool = True,
         metadata: dict[str, str] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        super().__init__(size=size, block_size=block_size, cache_blocks=cache_blocks, readahead=readahead)
+        super().__init__(
+            size=size, block_size=block_size, cache_blocks=cache_blocks, readahead=readahead, retry=retry
+        )
         self.client = client
         self.bucket = bucket
         self.key = key
@@ -176,35 +203,31 @@ class S3RangeReader(BlockReader):
         return f"s3://{self.bucket}/{self.key}"
 
     def _fetch(self, start: int, end: int) -> bytes:
-        """One ranged GET of bytes start..end inclusive; one retry when the body stream breaks."""
+        """One ranged GET of bytes start..end inclusive, its body read whole.
+
+        Raises mapped errors: transient ones (throttling, 5xx, connection and body-read faults)
+        are retried by :meth:`~vidsnap.blockio.BlockReader._fetch_whole`, the 412 of a failed
+        ``If-Match`` (:class:`SourceChanged`), 404 and 403 are not.
+        """
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, "Range": f"bytes={start}-{end}"}
         if self.version_id:
             params["VersionId"] = self.version_id
         if self.etag:
             params["IfMatch"] = _quoted(self.etag)
-        for attempt in range(2):
-            if attempt:
-                self._count(requests=1)  # the base class counted the first attempt
+        try:
+            response = self.client.get_object(**params)
+            body = response["Body"]
             try:
-                response = self.client.get_object(**params)
-                body = response["Body"]
-                try:
-                    data: bytes = body.read()
-                finally:
-                    body.close()
-            except (ResponseStreamingError, ReadTimeoutError, ConnectionClosedError) as exc:
-                # botocore retries the request, not the streaming of its body: retry that once here.
-                if attempt == 0:
-                    continue
-                raise map_client_error(exc, self.name) from exc
-            except (ClientError, BotoCoreError) as exc:
-                raise map_client_error(exc, self.name) from exc
-            return data
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _length_mismatch(self, start: int, expected: int, got: int) -> None:
-        # The object shrank under us without an ETag to catch it, or a proxy cut the body.
-        raise SourceChanged(f"{self.name}: expected {expected} bytes at {start}, got {got}")
+                data: bytes = body.read()
+            finally:
+                body.close()
+        except (ClientError, BotoCoreError, *_TRANSIENT_RAW) as exc:
+            raise map_client_error(exc, self.name) from exc
+        total = _total_from_content_range(response.get("ContentRange"))
+        if not self.etag and total is not None and total != self.size:
+            # Without an ETag to send in If-Match, a new total size is the only sign of a new object.
+            raise SourceChanged(f"{self.name}: the object is now {total} bytes, not {self.size}")
+        return data
 
 
 def open_s3(client: Any, bucket: str, key: str, *, version_id: str | None = None, **kw: Any) -> S3RangeReader:
@@ -212,7 +235,10 @@ def open_s3(client: Any, bucket: str, key: str, *, version_id: str | None = None
 
     Raises :class:`NotFound` (404), :class:`NotAllowed` (403) or :class:`Throttled` (throttling,
     5xx, timeouts). An empty object opens fine (the decoder reports it). ``kw`` goes to the reader
-    (``block_size``, ``cache_blocks``, ``readahead``).
+    (``block_size``, ``cache_blocks``, ``readahead``, ``retry``).
+
+    The HEAD has no body, so the S3 client's own retries (standard mode, :mod:`vidsnap.aws`)
+    cover all its faults: it is not retried again here.
     """
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version_id:
@@ -229,6 +255,14 @@ def open_s3(client: Any, bucket: str, key: str, *, version_id: str | None = None
         metadata=head.get("Metadata") or {},
         **kw,
     )
+
+
+def _total_from_content_range(value: Any) -> int | None:
+    """The total of ``bytes a-b/total``; None when absent or ``*``."""
+    if not isinstance(value, str) or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
 
 
 def _quoted(etag: str) -> str:
