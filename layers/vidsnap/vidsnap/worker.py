@@ -319,12 +319,19 @@ class Worker:
         for job in task.jobs:
             if resolve is not None:
                 resolve(job.output.bucket)
-            if job.selection.num > self.settings.max_frames:
-                raise BadRequest(
-                    f"num {job.selection.num} is above MAX_FRAMES "
-                    f"({self.settings.max_frames} frames per task)",
-                    param="num",
-                )
+        # MAX_FRAMES is per task: the num of all jobs together (engine.check_limits says the same;
+        # the engine is not imported here, it loads PyAV). Jobs without num share what is left.
+        nums = [job.selection.num for job in task.jobs if job.selection.num > 0]
+        if sum(nums) > self.settings.max_frames:
+            asked = (
+                f"num {nums[0]} is"
+                if len(nums) == 1
+                else f"num: the {len(nums)} jobs of the task ask for {sum(nums)} frames in all,"
+            )
+            raise BadRequest(
+                f"{asked} above the limit of {self.settings.max_frames} frames per task (MAX_FRAMES)",
+                param="num",
+            )
 
     def _run(
         self,

