@@ -10,11 +10,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from conftest import MemorySink
+from moto import mock_aws
+
+with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what the project installs
+    warnings.filterwarnings("ignore", message=".*httpx2")
+    from starlette.testclient import TestClient
 
 from vidsnap.engine import FrameBudget, Limits, run_task
 from vidsnap.errors import BadRequest
@@ -111,5 +121,83 @@ def test_the_worker_refuses_a_task_whose_jobs_ask_for_more_than_max_frames(clip:
     )
     message = worker.handle_task_message(imm_task(*[{"Number": 2}] * 3), "rid")
     assert (message["Status"], message["Code"]) == ("Failed", "InvalidArgument")
-    assert "6 frames in all" in message["Message"] and "MAX_FRAMES" in message["Message"]
+    assert "6 frames in all" in message["Message"]
+    assert "MAX_FRAMES" in message["Message"]
     assert sink.objects == {}
+
+
+# -- 6. deeply nested JSON -------------------------------------------------------------------------
+
+#: 200 KB of nesting, as in the attack: a RecursionError in json.loads before the fix.
+DEEP_LIST = "[" * 100_000 + "]" * 100_000
+DEEP_OBJECT = '{"Sources":' + "[" * 50_000 + "]" * 50_000 + "}"
+DEEP_BODIES = [DEEP_LIST, DEEP_OBJECT, '{"UserData": "[[[[", "a":' + "[" * 40 + "]" * 40 + "}"]
+
+
+@pytest.mark.parametrize("body", DEEP_BODIES, ids=["list", "object", "just-over-the-limit"])
+def test_nested_json_is_bad_request_everywhere(body: str) -> None:
+    from vidsnap.events import JSONTooDeep, classify_message, load_json
+
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        parse_task(body)
+    with pytest.raises(JSONTooDeep):
+        load_json(body)
+    assert classify_message(body) == body  # not an upload: left to parse_task, which refuses it
+
+
+def test_brackets_inside_strings_do_not_count() -> None:
+    from vidsnap.events import load_json
+
+    text = json.dumps({"UserData": "[" * 1000 + '\\"{' * 100, "x": [[1]]})
+    assert load_json(text)["x"] == [[1]]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
+@pytest.mark.parametrize("body", DEEP_BODIES[:2], ids=["list", "object"])
+def test_a_posted_nested_task_answers_400(tmp_path: Path, body: str, content_type: str) -> None:
+    from vidsnap.httpapp import create_app
+    from vidsnap.settings import Settings
+    from vidsnap.storage import LocalStore
+
+    submitted: list[str] = []
+
+    def submit(message: str) -> str:
+        submitted.append(message)
+        return "event-id"
+
+    app = create_app(settings=Settings(), store=LocalStore(tmp_path), submit=submit)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post(
+            "/videos/clip.mp4?x-oss-async-process", content=body, headers={"content-type": content_type}
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["Code"] == "InvalidArgument"
+    assert submitted == []
+
+
+@pytest.fixture
+def async_function(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, load_function: Callable[[str], ModuleType]
+) -> Iterator[Any]:
+    """The asynchronous function's handler, cold, on moto (nothing in it: no call should reach it)."""
+    from vidsnap.settings import get_settings
+
+    for name, value in {"SOURCE_BUCKET": "src", "OUTPUT_BUCKET": "out", "TASK_TABLE": "tasks"}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    with mock_aws():
+        yield load_function("async_snapshots").handler
+    get_settings.cache_clear()
+
+
+def test_a_nested_sqs_body_is_ended_as_bad_input_not_retried(
+    async_function: Any, lambda_context: Callable[..., Any]
+) -> None:
+    """Before: a RecursionError, the record listed in batchItemFailures, retried 4x, dead-lettered."""
+    envelope = json.dumps({"Type": "Notification", "Message": DEEP_LIST})
+    records = [
+        {"messageId": f"m{i}", "eventSource": "aws:sqs", "body": body, "receiptHandle": "r"}
+        for i, body in enumerate([DEEP_LIST, DEEP_OBJECT, envelope])
+    ]
+    context = functools.partial(lambda_context, "vidsnap-AsyncSnapshotsFunction", timeout_s=900)
+    assert async_function({"Records": records}, context()) == {"batchItemFailures": []}

@@ -52,8 +52,9 @@ from .errors import (
     VidsnapError,
     as_vidsnap_error,
 )
+from .events import load_json
 from .naming import check_key
-from .parse import parse_sync, parse_task
+from .parse import MAX_BODY_BYTES, parse_sync, parse_task
 from .plan import NotifyTarget, SnapshotRequest, task_id
 from .s3io import map_client_error
 from .settings import DEFAULT_RESULTS_PREFIX
@@ -433,8 +434,12 @@ class _Routes:
         bucket = getattr(self.settings, "source_bucket", None)
         stripped = text.strip()
         if stripped.startswith("{") or "json" in content_type:
+            if len(stripped) > MAX_BODY_BYTES:  # what parse_task refuses anyway: refuse it unparsed
+                raise BadRequest(
+                    f"body: {len(stripped)} characters; valid: at most {MAX_BODY_BYTES}", param="body"
+                )
             try:
-                doc = json.loads(stripped)
+                doc = load_json(stripped)  # bounded nesting: 200 KB of [[[…]]] is a 400, not a 500
             except ValueError as exc:
                 raise BadRequest(f"the JSON task is not valid JSON: {exc}", param="body") from None
             if not isinstance(doc, dict):

@@ -17,7 +17,6 @@ for its own logs.
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.error
 import urllib.request
@@ -38,6 +37,7 @@ from .errors import (
     as_vidsnap_error,
     misconfigured,
 )
+from .events import load_json
 from .parse import parse_sync
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def process_from(user_url: Any, payload: Any) -> str:
     if isinstance(payload, str | bytes) and payload:
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
         try:
-            doc: Any = json.loads(text)
+            doc: Any = load_json(text)
         except ValueError:
             doc = text
         payload = doc
