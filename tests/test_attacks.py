@@ -201,3 +201,146 @@ def test_a_nested_sqs_body_is_ended_as_bad_input_not_retried(
     ]
     context = functools.partial(lambda_context, "vidsnap-AsyncSnapshotsFunction", timeout_s=900)
     assert async_function({"Records": records}, context()) == {"batchItemFailures": []}
+
+
+# -- 8. a signature is bound to one decoded key ----------------------------------------------------
+
+SECRET = "s3cr3t"
+SNAP = "video/snapshot,t_1000,f_jpg,w_80"
+#: Keys whose characters mean something in a URL, or are escaped in one.
+ODD_KEYS = [
+    "v/a?b.mp4",
+    "v/a%3Fb.mp4",  # the same bytes as the URL of the one above, but another key
+    "v/a#b.mp4",
+    "v/a%23b.mp4",
+    "v/a\\b.mp4",
+    "v/a%5Cb.mp4",
+    "v/with space+plus.mp4",
+    "v/100%.mp4",
+    "v/€.mp4",
+    "v/%E2%82%AC.mp4",
+    "v/ünï €.mp4",
+    "v/a?x-oss-process=t_0&b.mp4",
+]
+
+
+@pytest.fixture(scope="module")
+def odd_root(tmp_path_factory: pytest.TempPathFactory, make_media: Callable[[str], Any]) -> Path:
+    root = tmp_path_factory.mktemp("odd-keys")
+    (root / "v").mkdir()
+    data = Path(make_media("mp4_h264").path).read_bytes()
+    for key in ODD_KEYS:
+        (root / key).write_bytes(data)
+    return root
+
+
+class RawClient:
+    """GETs through the ASGI app the way a server does it: the path percent-decoded exactly once.
+
+    (Starlette's TestClient decodes the path twice, so a key with ``%`` in it cannot be asked for.)
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def get(self, url: str) -> tuple[int, dict[str, str], bytes]:
+        import asyncio
+        from urllib.parse import unquote
+
+        raw_path, _, query = url.partition("?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": unquote(raw_path),
+            "raw_path": raw_path.encode("ascii"),
+            "root_path": "",
+            "query_string": query.encode("ascii"),
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(self.app(scope, receive, send))
+        start = sent[0]
+        headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+        body = b"".join(m.get("body", b"") for m in sent[1:])
+        return start["status"], headers, body
+
+
+@pytest.fixture
+def signed_client(odd_root: Path) -> RawClient:
+    from vidsnap.httpapp import create_app
+    from vidsnap.settings import Settings
+    from vidsnap.storage import LocalStore
+
+    return RawClient(create_app(settings=Settings(signing_secret=SECRET), store=LocalStore(odd_root)))
+
+
+def test_the_signed_text_is_the_decoded_key(odd_root: Path) -> None:
+    from vidsnap.httpapp import sign_url, string_to_sign
+
+    assert string_to_sign("/v/a?b.mp4", SNAP, 42) == f"/v/a?b.mp4\n{SNAP}\n42".encode()
+    assert string_to_sign("/v/€.mp4", "", 1) == "/v/€.mp4\n\n1".encode()
+    url = sign_url(SECRET, "/v/a?b #€\\%.mp4", SNAP, 42)
+    assert url.startswith("/v/a%3Fb%20%23%E2%82%AC%5C%25.mp4?x-oss-process=")
+
+
+@pytest.mark.parametrize("key", ODD_KEYS)
+def test_keys_with_url_characters_can_be_signed(signed_client: RawClient, key: str) -> None:
+    import time
+
+    from vidsnap.httpapp import sign_url
+
+    url = sign_url(SECRET, "/" + key, SNAP, int(time.time()) + 300)
+    status, headers, body = signed_client.get(url)
+    assert status == 200, body
+    assert headers["content-type"] == "image/jpeg"
+
+
+@pytest.mark.parametrize(
+    ("signed", "used"),
+    [
+        ("v/a?b.mp4", "v/a%3Fb.mp4"),
+        ("v/a%3Fb.mp4", "v/a?b.mp4"),
+        ("v/a#b.mp4", "v/a%23b.mp4"),
+        ("v/a\\b.mp4", "v/a%5Cb.mp4"),
+        ("v/a%5Cb.mp4", "v/a\\b.mp4"),
+        ("v/€.mp4", "v/%E2%82%AC.mp4"),
+        ("v/a?x-oss-process=t_0&b.mp4", "v/a%3Fb.mp4"),
+    ],
+)
+def test_a_signature_serves_one_key_only(signed_client: RawClient, signed: str, used: str) -> None:
+    import time
+    from urllib.parse import quote
+
+    from vidsnap.httpapp import sign_url
+
+    url = sign_url(SECRET, "/" + signed, SNAP, int(time.time()) + 300)
+    query = url.split("?", 1)[1]
+    assert signed_client.get(url)[0] == 200
+    status, _, body = signed_client.get(f"/{quote(used, safe='/')}?{query}")
+    assert status == 403, body
+    assert json.loads(body)["Code"] == "AccessDenied"
+
+
+def test_a_task_id_with_a_line_break_cannot_borrow_a_signature() -> None:
+    """``/tasks/a`` + process ``b\\n`` and ``/tasks/a\\nb`` + no process would be the same text."""
+    from vidsnap.errors import NotAllowed
+    from vidsnap.httpapp import check_signature, sign
+
+    expires = 2**40
+    signature = sign(SECRET, "/tasks/a", "b\n", expires)
+    query = {"x-vidsnap-expires": str(expires), "x-vidsnap-signature": signature}
+    check_signature(SECRET, "/tasks/a", "b\n", query)
+    with pytest.raises(NotAllowed, match="line break"):
+        check_signature(SECRET, "/tasks/a\nb", "", query)
