@@ -344,3 +344,176 @@ def test_a_task_id_with_a_line_break_cannot_borrow_a_signature() -> None:
     check_signature(SECRET, "/tasks/a", "b\n", query)
     with pytest.raises(NotAllowed, match="line break"):
         check_signature(SECRET, "/tasks/a\nb", "", query)
+
+
+# -- 9. a lease never outlives its invocation ------------------------------------------------------
+
+
+class Killed(BaseException):
+    """The invocation dies mid-task (a Lambda timeout): no handler of the worker runs."""
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def lease_env(aws_env: None, clip: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A worker's collaborators on moto DynamoDB, with a fake clock; sources from a folder."""
+    import shutil
+
+    from vidsnap.aws import Clients
+    from vidsnap.settings import Settings, UploadRule
+    from vidsnap.storage import LocalStore
+
+    (tmp_path / "videos").mkdir()
+    shutil.copy(clip, tmp_path / "videos" / "clip.mp4")
+    with mock_aws():
+        clients = Clients(region="us-east-1")
+        clients.dynamodb_client.create_table(
+            TableName="tasks",
+            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        settings = Settings(
+            source_bucket="src",
+            output_bucket="out",
+            task_table="tasks",
+            upload_rules=(UploadRule("videos/", ".mp4", "video/snapshots,f_jpg,num_2,w_32"),),
+        )
+        yield {"clients": clients, "settings": settings, "store": LocalStore(tmp_path), "clock": Clock(1e9)}
+
+
+def lease_worker(env: dict[str, Any], sink: MemorySink, time_left: float) -> Any:
+    from vidsnap.taskstore import TaskStore
+    from vidsnap.worker import Worker
+
+    tasks = TaskStore(env["clients"], "tasks", lease_seconds=900, clock=env["clock"])
+    return Worker(
+        env["settings"],
+        env["clients"],
+        sink=sink,
+        store=env["store"],
+        tasks=tasks,
+        time_left=lambda: time_left,
+    )
+
+
+def test_a_retry_after_a_timeout_takes_the_task_over(
+    lease_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Direct S3 -> Lambda: the first invocation times out; Lambda retries ~1 minute later."""
+    from vidsnap import engine
+    from vidsnap.events import UploadEvent
+    from vidsnap.worker import LEASE_MARGIN_S
+
+    upload = UploadEvent("src", "videos/clip.mp4", etag="e1")
+    clock = lease_env["clock"]
+    start = clock.now
+    real_run_task = engine.run_task
+
+    def dies(*args: Any, **kwargs: Any) -> Any:
+        raise Killed
+
+    monkeypatch.setattr(engine, "run_task", dies)
+    first = lease_worker(lease_env, MemorySink(), time_left=30.0)
+    with pytest.raises(Killed):
+        first.handle_upload(upload, "invocation-1")
+    (record,) = lease_env["clients"].dynamodb_client.scan(TableName="tasks")["Items"]
+    assert record["Status"]["S"] == "Running"
+    assert int(record["LeaseExpiresAt"]["N"]) == start + 30 + LEASE_MARGIN_S  # not start + 900
+
+    monkeypatch.setattr(engine, "run_task", real_run_task)
+    clock.now = start + 30 + 60  # Lambda's first retry, a minute after the timeout
+    sink = MemorySink()
+    message = lease_worker(lease_env, sink, time_left=900.0).handle_upload(upload, "invocation-2")
+    assert message is not None
+    assert message["Status"] == "Succeeded"
+    assert len(sink.objects) == 2
+    (record,) = lease_env["clients"].dynamodb_client.scan(TableName="tasks")["Items"]
+    assert (record["Status"]["S"], record["Attempts"]["N"]) == ("Succeeded", "2")
+
+
+def test_a_live_invocation_keeps_its_task(lease_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within the lease (the invocation may still be running) a second delivery backs off."""
+    from vidsnap import engine
+    from vidsnap.events import UploadEvent
+    from vidsnap.worker import TaskRunning
+
+    def dies(*args: Any, **kwargs: Any) -> Any:
+        raise Killed
+
+    upload = UploadEvent("src", "videos/clip.mp4", etag="e1")
+    monkeypatch.setattr(engine, "run_task", dies)
+    with pytest.raises(Killed):
+        lease_worker(lease_env, MemorySink(), time_left=300.0).handle_upload(upload, "one")
+    lease_env["clock"].now += 299
+    with pytest.raises(TaskRunning):
+        lease_worker(lease_env, MemorySink(), time_left=900.0).handle_upload(upload, "two")
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics")
+def test_the_handler_leases_for_the_invocation_s_remaining_time(
+    aws_env: None,
+    clip: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    load_function: Callable[[str], ModuleType],
+    lambda_context: Callable[..., Any],
+) -> None:
+    import time
+
+    from vidsnap import engine
+    from vidsnap.settings import get_settings
+    from vidsnap.worker import LEASE_MARGIN_S
+
+    rules = json.dumps([{"prefix": "videos/", "suffix": ".mp4", "process": "video/snapshots,f_jpg,num_1"}])
+    for name, value in {
+        "SOURCE_BUCKET": "src",
+        "OUTPUT_BUCKET": "out",
+        "TASK_TABLE": "tasks",
+        "UPLOAD_RULES": rules,
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+    def dies(*args: Any, **kwargs: Any) -> Any:
+        raise Killed
+
+    monkeypatch.setattr(engine, "run_task", dies)
+    try:
+        with mock_aws():
+            import boto3
+
+            s3 = boto3.client("s3", region_name="us-east-1")
+            s3.create_bucket(Bucket="src")
+            s3.put_object(Bucket="src", Key="videos/clip.mp4", Body=clip.read_bytes())
+            dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+            dynamodb.create_table(
+                TableName="tasks",
+                KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            event = {
+                "Records": [
+                    {
+                        "eventSource": "aws:s3",
+                        "eventName": "ObjectCreated:Put",
+                        "s3": {"bucket": {"name": "src"}, "object": {"key": "videos/clip.mp4"}},
+                    }
+                ]
+            }
+            handler = load_function("async_snapshots").handler
+            before = time.time()
+            with pytest.raises(Killed):
+                handler(event, lambda_context("vidsnap-AsyncSnapshotsFunction", timeout_s=42))
+            (record,) = dynamodb.scan(TableName="tasks")["Items"]
+            lease = int(record["LeaseExpiresAt"]["N"])
+            assert before + 30 < lease <= time.time() + 42 + LEASE_MARGIN_S + 1
+    finally:
+        get_settings.cache_clear()
