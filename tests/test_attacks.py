@@ -517,3 +517,314 @@ def test_the_handler_leases_for_the_invocation_s_remaining_time(
             assert before + 30 < lease <= time.time() + 42 + LEASE_MARGIN_S + 1
     finally:
         get_settings.cache_clear()
+
+
+# -- 4. the worker's IAM policy, as template.yaml grants it ---------------------------------------
+
+ACCOUNT, REGION, PARTITION = "123456789012", "us-east-1", "aws"
+TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
+#: Parameters given to the stack in this test (the others keep their defaults).
+STACK_PARAMETERS = {"ExtraOutputBucket": "vidsnap-extra"}
+#: Physical names of the stack's resources: what Ref and Fn::GetAtt give.
+PHYSICAL: dict[str, dict[str, str]] = {
+    "OutputBucket": {"Ref": "vidsnap-output"},
+    "TaskQueue": {
+        "Ref": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/vidsnap-tasks",
+        "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:vidsnap-tasks",
+        "QueueName": "vidsnap-tasks",
+    },
+    "TaskDLQ": {
+        "Ref": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/vidsnap-dlq",
+        "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:vidsnap-dlq",
+        "QueueName": "vidsnap-dlq",
+    },
+    "NotifyQueue": {
+        "Ref": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/vidsnap-notify",
+        "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:vidsnap-notify",
+        "QueueName": "vidsnap-notify",
+    },
+    "TaskTopic": {"Ref": f"arn:aws:sns:{REGION}:{ACCOUNT}:vidsnap-done", "TopicName": "vidsnap-done"},
+    "TaskTable": {"Ref": "vidsnap-tasks"},
+    "AsyncSnapshotsFunctionRole": {"Ref": "vidsnap-worker-role"},
+}
+_S3_OBJECTS = ["arn:${AWS::Partition}:s3:::${BucketName}", "arn:${AWS::Partition}:s3:::${BucketName}/*"]
+_TABLE = [
+    "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TableName}",
+    "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TableName}/index/*",
+]
+#: The SAM policy templates template.yaml uses, expanded as SAM does (samtranslator's
+#: policy_templates_data/policy_templates.json): (actions, resources with the parameter in ${}).
+SAM_POLICY_TEMPLATES: dict[str, tuple[list[str], list[str]]] = {
+    "S3ReadPolicy": (
+        ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion",
+         "s3:GetLifecycleConfiguration"],
+        _S3_OBJECTS,
+    ),
+    "S3CrudPolicy": (
+        ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion", "s3:PutObject",
+         "s3:PutObjectAcl", "s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration",
+         "s3:DeleteObject"],
+        _S3_OBJECTS,
+    ),
+    "SQSSendMessagePolicy": (
+        ["sqs:SendMessage*"], ["arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueName}"]
+    ),
+    "SNSPublishMessagePolicy": (
+        ["sns:Publish"], ["arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:${TopicName}"]
+    ),
+    "DynamoDBCrudPolicy": (
+        ["dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:Query",
+         "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:DescribeTable",
+         "dynamodb:ConditionCheckItem"],
+        _TABLE,
+    ),
+    "DynamoDBReadPolicy": (
+        ["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchGetItem",
+         "dynamodb:DescribeTable"],
+        _TABLE,
+    ),
+}  # fmt: skip
+#: Services whose calls moto authorises against Resource "*" (it does not work out the resource),
+#: so an ARN-scoped Allow can never match there. Their statements get Resource "*" in this test;
+#: S3 and SQS SendMessage are checked against the exact resources the template names.
+MOTO_RESOURCE_BLIND = ("sns:", "dynamodb:")
+
+
+class Stack:
+    """template.yaml resolved for one set of parameters: intrinsic functions, conditions, policies."""
+
+    def __init__(self, template: dict[str, Any], parameters: dict[str, str]) -> None:
+        self.template = template
+        self.values = {
+            name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()
+        }
+        self.values.update(parameters)
+        self.values.update({"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": PARTITION})
+        self.values["AWS::StackName"] = "vidsnap"
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.template["Conditions"][name]))
+
+    def resolve(self, node: Any, local: dict[str, str] | None = None) -> Any:
+        import re
+
+        if isinstance(node, list):
+            return [self.resolve(item, local) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) != 1 or not next(iter(node)).startswith(("Fn::", "Ref", "Condition")):
+            return {key: self.resolve(value, local) for key, value in node.items()}
+        ((fn, arg),) = node.items()
+        if fn == "Ref":
+            if local and arg in local:
+                return local[arg]
+            return self.values[arg] if arg in self.values else PHYSICAL[arg]["Ref"]
+        if fn == "Fn::GetAtt":
+            resource, attribute = arg.split(".", 1) if isinstance(arg, str) else arg
+            return PHYSICAL[resource][attribute]
+        if fn == "Fn::Sub":
+            text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1], local))
+            names = {**(local or {}), **extra}
+
+            def one(match: re.Match[str]) -> str:
+                name = match.group(1)
+                if name in names:
+                    return str(names[name])
+                if "." in name:
+                    return str(self.resolve({"Fn::GetAtt": name}))
+                return str(self.resolve({"Ref": name}, local))
+
+            return re.sub(r"\$\{([^}!]+)\}", one, text)
+        if fn == "Fn::If":
+            name, yes, no = arg
+            return self.resolve(yes if self.condition(name) else no, local)
+        if fn == "Fn::Join":
+            return str(arg[0]).join(str(v) for v in self.resolve(arg[1], local))
+        if fn == "Fn::Equals":
+            return self.resolve(arg[0], local) == self.resolve(arg[1], local)
+        if fn == "Fn::Not":
+            return not self.resolve(arg[0], local)
+        if fn == "Condition":
+            return self.condition(arg)
+        raise AssertionError(f"intrinsic function {fn} is not handled by this test")
+
+    def environment(self, function: str) -> dict[str, str]:
+        """The environment variables ``function`` gets (Globals, then its own)."""
+        env = dict(
+            self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        )
+        own = self.template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+        env.update(own)
+        return {name: str(self.resolve(value)) for name, value in env.items()}
+
+    def statements(self, function: str, role: str) -> list[dict[str, Any]]:
+        """Every IAM statement the function's role gets: its Policies (SAM templates expanded) and
+        the stack's AWS::IAM::RolePolicy resources attached to ``role`` whose condition holds."""
+        out: list[dict[str, Any]] = []
+        for policy in self.template["Resources"][function]["Properties"]["Policies"]:
+            ((kind, spec),) = policy.items()
+            if kind == "Statement":
+                out.extend(self.resolve(spec))
+                continue
+            actions, resources = SAM_POLICY_TEMPLATES[kind]  # KeyError: add the template's expansion
+            params = {name: str(self.resolve(value)) for name, value in spec.items()}
+            out.append(
+                {
+                    "Effect": "Allow",
+                    "Action": actions,
+                    "Resource": [self.resolve({"Fn::Sub": r}, params) for r in resources],
+                }
+            )
+        for resource in self.template["Resources"].values():
+            if resource["Type"] != "AWS::IAM::RolePolicy":
+                continue
+            if "Condition" in resource and not self.condition(resource["Condition"]):
+                continue
+            if resource["Properties"]["RoleName"] != {"Ref": role}:
+                continue
+            out.extend(self.resolve(resource["Properties"]["PolicyDocument"]["Statement"]))
+        return out
+
+
+def _for_moto(statement: dict[str, Any]) -> dict[str, Any]:
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    if all(a.startswith(MOTO_RESOURCE_BLIND) for a in actions):
+        return {**statement, "Resource": "*"}
+    return statement
+
+
+@pytest.fixture
+def stack() -> Stack:
+    from cfnlint.decode import decode
+
+    decoded, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    assert decoded is not None
+    return Stack(dict(decoded), STACK_PARAMETERS)
+
+
+@pytest.fixture
+def granted_aws(aws_env: None, stack: Stack, clip: Path) -> Iterator[dict[str, Any]]:
+    """The stack's resources on moto, and access keys of a user holding exactly the worker's grants."""
+    import boto3
+
+    env = stack.environment("AsyncSnapshotsFunction")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in (env["SOURCE_BUCKET"], env["OUTPUT_BUCKET"], "vidsnap-extra", "vidsnap-elsewhere"):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=env["SOURCE_BUCKET"], Key="videos/clip.mp4", Body=clip.read_bytes())
+        sqs = boto3.client("sqs", region_name=REGION)
+        for name in ("vidsnap-tasks", "vidsnap-notify", "vidsnap-elsewhere"):
+            sqs.create_queue(QueueName=name)
+        boto3.client("sns", region_name=REGION).create_topic(Name="vidsnap-done")
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=env["TASK_TABLE"],
+            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        iam = boto3.client("iam", region_name=REGION)
+        iam.create_user(UserName="worker")
+        statements = stack.statements("AsyncSnapshotsFunction", "AsyncSnapshotsFunctionRole")
+        for i, statement in enumerate(statements):
+            document = {"Version": "2012-10-17", "Statement": [_for_moto(statement)]}
+            iam.put_user_policy(UserName="worker", PolicyName=f"p{i}", PolicyDocument=json.dumps(document))
+        key = iam.create_access_key(UserName="worker")["AccessKey"]
+        session = boto3.Session(
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+            region_name=REGION,
+        )
+        yield {"env": env, "session": session, "s3": s3, "sqs": sqs, "statements": statements}
+
+
+def _oss_task(env: dict[str, str], process: str) -> str:
+    return json.dumps({"Bucket": env["SOURCE_BUCKET"], "Key": "videos/clip.mp4", "Process": process})
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_the_template_grants_what_the_worker_does(granted_aws: dict[str, Any]) -> None:
+    """Notifications to the queue by name and by ARN, and the undo of a failed task's outputs in
+    the extra output bucket, with nothing but the worker's grants (moto enforcing IAM)."""
+    from botocore.exceptions import ClientError
+    from moto.core import enable_iam_authentication
+
+    from vidsnap.aws import Clients
+    from vidsnap.settings import Settings
+    from vidsnap.worker import Worker
+
+    env = granted_aws["env"]
+    settings = Settings.from_env(env)
+    queue_arn = PHYSICAL["NotifyQueue"]["Arn"]
+    by_name = f"video/snapshots,f_jpg,w_32,num_1|notify,queue_{_b64(env['ALLOWED_QUEUES'])}"
+    by_arn = f"video/snapshots,f_jpg,w_32,num_2|notify,queue_{_b64(queue_arn)}"
+    # Keys 1..9 fit S3's 1024 bytes, key 10 does not: the task fails after nine frames in "extra".
+    long_template = "p" * (1024 - len("/.jpg") - 1) + "/{index}.jpg"
+    failing = (
+        f"video/snapshots,f_jpg,w_32,num_12,inter_100|sys/saveas,b_{_b64('vidsnap-extra')},"
+        f"o_{_b64(long_template)}"
+    )
+    session = granted_aws["session"]
+    with enable_iam_authentication():
+        worker = Worker(settings, Clients(session, region=REGION, account_id=ACCOUNT))
+        named = worker.handle_task_message(_oss_task(env, by_name), "by-name")
+        arned = worker.handle_task_message(_oss_task(env, by_arn), "by-arn")
+        failed = worker.handle_task_message(_oss_task(env, failing), "undo")
+        # And what the template does not grant is refused (the enforcement is real).
+        denied = []
+        for call in (
+            lambda: session.client("s3").put_object(Bucket=env["SOURCE_BUCKET"], Key="x", Body=b"x"),
+            lambda: session.client("s3").put_object(Bucket="vidsnap-elsewhere", Key="x", Body=b"x"),
+            lambda: session.client("s3").delete_object(Bucket=env["SOURCE_BUCKET"], Key="videos/clip.mp4"),
+            lambda: session.client("sqs").send_message(QueueUrl=env["TASK_QUEUE_URL"], MessageBody="x"),
+            lambda: session.client("sqs").get_queue_url(QueueName="vidsnap-elsewhere"),
+        ):
+            with pytest.raises(ClientError) as info:
+                call()
+            denied.append(info.value.response["ResponseMetadata"]["HTTPStatusCode"])
+    assert denied == [403] * 5
+
+    for message in (named, arned):
+        assert (message["Status"], message["Warnings"]) == ("Succeeded", []), message
+    assert failed["Status"] == "Failed"
+    assert "could not be deleted" not in failed["Message"], failed["Message"]
+    assert granted_aws["s3"].list_objects_v2(Bucket="vidsnap-extra").get("KeyCount") == 0
+    notify_url = PHYSICAL["NotifyQueue"]["Ref"]
+    got = granted_aws["sqs"].receive_message(QueueUrl=notify_url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(json.loads(m["Body"])["RequestId"] for m in got) == ["by-arn", "by-name"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "base"),
+    [(None, f"https://sqs.{REGION}.amazonaws.com"), ("http://127.0.0.1:5000", "http://127.0.0.1:5000")],
+    ids=["aws", "custom-endpoint"],
+)
+def test_the_notification_queue_url_needs_no_lookup(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, endpoint: str | None, base: str
+) -> None:
+    """A queue named by name or ARN in the function's region: the URL is built from the client's
+    SQS endpoint (no request, no sqs:GetQueueUrl), for AWS, moto and a moto server alike."""
+    import boto3
+
+    from vidsnap.aws import Clients
+    from vidsnap.notify import Notifier
+    from vidsnap.plan import NotifyTarget
+    from vidsnap.settings import Settings
+
+    if endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
+    other = f"arn:aws:sqs:{REGION}:999999999999:other"
+    settings = Settings(allowed_queues=frozenset({"q", other}))
+    clients = Clients(boto3.Session(region_name=REGION), region=REGION, account_id=ACCOUNT)
+    calls: list[str] = []
+    clients.sqs.meta.events.register("before-call.sqs.*", lambda model, **_: calls.append(model.name))
+    notifier = Notifier(clients, settings)
+    assert notifier.resolve(NotifyTarget("sqs", "q")) == ("sqs", f"{base}/{ACCOUNT}/q")
+    assert notifier.resolve(NotifyTarget("sqs", other)) == ("sqs", f"{base}/999999999999/other")
+    assert calls == []
