@@ -145,6 +145,20 @@ def test_nested_json_is_bad_request_everywhere(body: str) -> None:
     assert classify_message(body) == body  # not an upload: left to parse_task, which refuses it
 
 
+@pytest.mark.parametrize(
+    "text",
+    ['"' + '\\"' * 100_000, '"' + '\\"' * 100_000 + "\\", 'a"' * 100_000, "[" + '"' * 100_001],
+    ids=["escaped-quotes", "trailing-backslash", "stray-quotes", "odd-quotes"],
+)
+def test_the_depth_scan_is_linear_on_quote_and_backslash_soup(text: str) -> None:
+    """Regression: an unterminated string of escaped quotes made the scan quadratic (minutes)."""
+    from vidsnap.events import json_depth, load_json
+
+    assert json_depth(text) <= 1
+    with pytest.raises(ValueError, match=r"Unterminated|Expecting|Extra data"):
+        load_json(text)
+
+
 def test_brackets_inside_strings_do_not_count() -> None:
     from vidsnap.events import load_json
 
