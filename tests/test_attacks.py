@@ -72,7 +72,9 @@ def test_jobs_without_num_share_what_is_left(clip: Path) -> None:
     outcome = run_task(task, clip, sink, limits=Limits(max_frames=5))
     assert len(outcome.outputs) == len(sink.objects) == 5
     assert all(key.startswith("t0/") for _, key in sink.objects)  # the first job took the lot
-    assert any("MAX_FRAMES" in w and "shared by all jobs" in w for w in outcome.warnings)
+    assert "job 1 of 10 stopped at the frame limit of 5 frames per task" in outcome.warnings[0]
+    assert all("was skipped" in w for w in outcome.warnings[1:])
+    assert len(outcome.warnings) == 10
 
 
 def test_counted_jobs_keep_their_frames_from_earlier_uncounted_ones(clip: Path) -> None:

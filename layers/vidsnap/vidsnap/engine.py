@@ -304,12 +304,14 @@ class FrameBudget:
         """Count ``frames`` written."""
         self.used += frames
 
-    def exhausted_warning(self, part: str) -> str:
-        """The warning of a part cut short (or skipped) because the task's frames ran out."""
-        return (
-            f"{part} stopped at the frame limit of {self.limit} frames per task (MAX_FRAMES, shared by "
-            "all jobs of the task); the selection has more frames"
+    def exhausted_warning(self, part: str, *, skipped: bool = False) -> str:
+        """The warning of a part cut short (or ``skipped``) because the task's frames ran out."""
+        limit = (
+            f"the frame limit of {self.limit} frames per task (MAX_FRAMES, shared by all jobs of the task)"
         )
+        if skipped:
+            return f"{part} was skipped: earlier jobs used up {limit}"
+        return f"{part} stopped at {limit}; the selection has more frames"
 
 
 def run_task(
@@ -385,7 +387,7 @@ def _run_job(
     allowed = budget.start(asked)
     name = f"job {part[0] + 1} of {part[1]}" if part[1] > 1 else "the job"
     if allowed <= 0:
-        outcome.warnings.append(budget.exhausted_warning(name))
+        outcome.warnings.append(budget.exhausted_warning(name, skipped=True))
         return
     geometries: dict[tuple[int, int], Geometry] = {}
     duration = video.duration_ms or Fraction(1)
@@ -411,11 +413,12 @@ def _run_job(
     from .select import select_frames  # bulk path only
 
     # A job without num may see one frame past its allowance: that frame is what tells "cut short"
-    # (warned here) from "ended exactly at the limit" (no warning). Jobs with num stop at num.
+    # (warned here, the one warning about the limit) from "ended exactly at the limit" (no
+    # warning). Jobs with num stop at num (select caps them; num fits the budget).
     frames = select_frames(
         video,
         job.selection,
-        max_frames=limits.max_frames if asked > 0 else min(limits.max_frames, allowed + 1),
+        max_frames=limits.max_frames if asked > 0 else allowed + 1,
         warnings=outcome.warnings,
         decoders=limits.decoders,
     )
