@@ -30,6 +30,9 @@ def _get_worker(context: Any) -> Worker:
     if _worker is None:
         account = account_from_arn(getattr(context, "invoked_function_arn", None))
         _worker = Worker(get_settings(), Clients(account_id=account))
+    # Task leases end with this invocation, so a retry after a timeout can take the task over.
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    _worker.time_left = (lambda: remaining() / 1000) if callable(remaining) else None
     return _worker
 
 

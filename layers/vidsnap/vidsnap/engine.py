@@ -255,14 +255,78 @@ def _bytes_read(source: Source) -> int:
     return int(getattr(source, "bytes_read", 0) or 0)
 
 
+def frames_asked(task: Task) -> int:
+    """The frames a task asks for by count: the sum of its jobs' ``num`` (``num`` 0 asks for none)."""
+    return sum(max(0, job.selection.num) for job in task.jobs)
+
+
 def check_limits(task: Task, limits: Limits) -> None:
-    """Reject a task that asks for more frames than allowed, before any byte of media is read."""
-    for job in task.jobs:
-        if job.selection.num > limits.max_frames:
-            raise BadRequest(
-                f"num {job.selection.num} is above the limit of {limits.max_frames} frames per task",
-                param="num",
-            )
+    """Reject a task that asks for more frames than allowed, before any byte of media is read.
+
+    ``MAX_FRAMES`` is per task: the ``num`` of all its jobs together must fit (20 targets of 5 with
+    a limit of 5 are refused, not run as 100 frames).
+    """
+    nums = [job.selection.num for job in task.jobs if job.selection.num > 0]
+    total = sum(nums)
+    if total <= limits.max_frames:
+        return
+    if len(nums) == 1:
+        raise BadRequest(
+            f"num {total} is above the limit of {limits.max_frames} frames per task (MAX_FRAMES)",
+            param="num",
+        )
+    raise BadRequest(
+        f"num: the {len(nums)} jobs of the task ask for {total} frames in all, above the limit of "
+        f"{limits.max_frames} frames per task (MAX_FRAMES)",
+        param="num",
+    )
+
+
+class FrameBudget:
+    """The frames a task may still write: ``MAX_FRAMES`` is shared by all the parts of a task.
+
+    A part is a job (and, when they land, a sprite sheet or an animation). A part that asks for a
+    count (``num`` > 0) has it set aside when the budget is made (:meth:`for_task`), so a part that
+    runs earlier cannot take it; parts without a count (``num`` 0: every frame the selection has)
+    share what is left, in order, and stop with a warning when it runs out.
+    """
+
+    def __init__(self, limit: int, *, reserved: int = 0) -> None:
+        self.limit = limit
+        self.used = 0
+        self.reserved = reserved
+
+    @classmethod
+    def for_task(cls, task: Task, limits: Limits) -> FrameBudget:
+        """The budget of ``task`` with every job's ``num`` set aside (:func:`check_limits` first)."""
+        check_limits(task, limits)
+        return cls(limits.max_frames, reserved=frames_asked(task))
+
+    @property
+    def remaining(self) -> int:
+        """Frames that a part without a count of its own may still write."""
+        return max(0, self.limit - self.used - self.reserved)
+
+    def start(self, asked: int) -> int:
+        """Begin a part asking for ``asked`` frames (0: as many as there are); the most it may write."""
+        if asked > 0:
+            mine = min(asked, self.reserved)
+            self.reserved -= mine
+            return min(asked, self.remaining)
+        return self.remaining
+
+    def spend(self, frames: int = 1) -> None:
+        """Count ``frames`` written."""
+        self.used += frames
+
+    def exhausted_warning(self, part: str, *, skipped: bool = False) -> str:
+        """The warning of a part cut short (or ``skipped``) because the task's frames ran out."""
+        limit = (
+            f"the frame limit of {self.limit} frames per task (MAX_FRAMES, shared by all jobs of the task)"
+        )
+        if skipped:
+            return f"{part} was skipped: earlier jobs used up {limit}"
+        return f"{part} stopped at {limit}; the selection has more frames"
 
 
 def run_task(
@@ -273,22 +337,37 @@ def run_task(
     limits: Limits | None = None,
     progress: Progress | None = None,
     source_ref: SourceRef | None = None,
+    budget: FrameBudget | None = None,
 ) -> Outcome:
     """Run every job of ``task`` on ``source`` and write the frames to ``sink``.
 
     ``source_ref`` names the source for output key templates (``{barename}`` …); it defaults to the
     task's own source, then to the path. Raises :class:`TaskFailed` when a job fails after some
-    outputs were written, so that no partial result is mistaken for success.
+    outputs were written, so that no partial result is mistaken for success. ``budget`` counts the
+    task's frames across its jobs (default: :meth:`FrameBudget.for_task`, ``MAX_FRAMES`` per task).
     """
     limits = limits or Limits()
-    check_limits(task, limits)
+    if budget is None:
+        budget = FrameBudget.for_task(task, limits)
+    else:
+        check_limits(task, limits)
     ref = source_ref or task.source or SourceRef(key=_source_name(source))
     outcome = Outcome()
     try:
         with limits.open(source, bulk=True) as video:
             for number, job in enumerate(task.jobs):
                 part = (number, len(task.jobs))
-                _run_job(video, job, ref, sink, limits=limits, outcome=outcome, progress=progress, part=part)
+                _run_job(
+                    video,
+                    job,
+                    ref,
+                    sink,
+                    limits=limits,
+                    outcome=outcome,
+                    progress=progress,
+                    part=part,
+                    budget=budget,
+                )
     except VidsnapError as exc:
         if outcome.outputs:
             raise TaskFailed(exc, outcome.outputs) from exc
@@ -311,9 +390,20 @@ def _run_job(
     outcome: Outcome,
     progress: Progress | None,
     part: tuple[int, int],
+    budget: FrameBudget,
 ) -> None:
-    """Run one job, appending its outputs and warnings to ``outcome``; ``part`` is (job, of jobs)."""
+    """Run one job, appending its outputs and warnings to ``outcome``; ``part`` is (job, of jobs).
+
+    The job writes at most what ``budget`` allows it; a job without ``num`` that finds the task's
+    frames used up by earlier jobs is skipped (or cut short) with a warning, not failed.
+    """
     template = job.output.key_template
+    asked = job.selection.num
+    allowed = budget.start(asked)
+    name = f"job {part[0] + 1} of {part[1]}" if part[1] > 1 else "the job"
+    if allowed <= 0:
+        outcome.warnings.append(budget.exhausted_warning(name, skipped=True))
+        return
     geometries: dict[tuple[int, int], Geometry] = {}
     duration = video.duration_ms or Fraction(1)
     count = 0
@@ -337,10 +427,13 @@ def _run_job(
 
     from .select import select_frames  # bulk path only
 
+    # A job without num may see one frame past its allowance: that frame is what tells "cut short"
+    # (warned here, the one warning about the limit) from "ended exactly at the limit" (no
+    # warning). Jobs with num stop at num (select caps them; num fits the budget).
     frames = select_frames(
         video,
         job.selection,
-        max_frames=limits.max_frames,
+        max_frames=limits.max_frames if asked > 0 else allowed + 1,
         warnings=outcome.warnings,
         decoders=limits.decoders,
     )
@@ -355,6 +448,9 @@ def _run_job(
                 picked = next(frames, None)
                 if picked is None:
                     break
+                if count >= allowed:
+                    outcome.warnings.append(budget.exhausted_warning(name))
+                    break
                 shape = (picked.frame.width, picked.frame.height)
                 if shape not in geometries:  # the size may change mid-stream; plan once per shape
                     geometries[shape] = _geometry(video, picked, job.image, limits)
@@ -365,6 +461,7 @@ def _run_job(
                     write_oldest()
                 raise
             count += 1
+            budget.spend()
             geometry = geometries[shape]
             future = pool.submit(render, picked.frame, geometry, job.image.format)
             pending.append((future, picked, geometry, count))

@@ -52,8 +52,9 @@ from .errors import (
     VidsnapError,
     as_vidsnap_error,
 )
+from .events import load_json
 from .naming import check_key
-from .parse import parse_sync, parse_task
+from .parse import MAX_BODY_BYTES, parse_sync, parse_task
 from .plan import NotifyTarget, SnapshotRequest, task_id
 from .s3io import map_client_error
 from .settings import DEFAULT_RESULTS_PREFIX
@@ -132,34 +133,49 @@ class NotConfigured(VidsnapError):
 
 
 def string_to_sign(path: str, process: str, expires: int) -> bytes:
-    """The signed text: the decoded URL path, the process string and the expiry, one per line."""
+    """The signed text (UTF-8): the resource path, the process string and the expiry, one per line.
+
+    ``path`` is the *decoded* resource: ``"/" + key`` with the object key exactly as stored (no
+    percent-encoding, no normalisation: ``/videos/a?b.mp4`` and ``/videos/a%3Fb.mp4`` are two keys
+    and two different texts), ``/tasks/{TaskId}`` for a task lookup. ``process`` is the decoded
+    ``x-oss-process`` value (empty when there is none; for a POST, the request body text).
+    ``expires`` is a Unix time in seconds, in decimal. A path with a line break cannot be signed
+    (it would make the text ambiguous): :func:`check_signature` refuses it.
+    """
     return f"{path}\n{process}\n{expires}".encode()
 
 
 def sign(secret: str, path: str, process: str, expires: int) -> str:
-    """The hex HMAC-SHA256 signature of a request."""
+    """The hex HMAC-SHA256 signature of a request (see :func:`string_to_sign`)."""
     return hmac.new(secret.encode(), string_to_sign(path, process, expires), hashlib.sha256).hexdigest()
 
 
 def sign_url(secret: str, path: str, process: str, expires: int) -> str:
     """A signed relative URL: ``path?x-oss-process=...&x-vidsnap-expires=...&x-vidsnap-signature=...``.
 
-    ``path`` is the decoded object path with its leading ``/`` (``/videos/clip.mp4``); ``expires``
-    is a Unix time in seconds. An empty ``process`` signs a URL without ``x-oss-process`` (task
-    lookups). For a POST, sign the request body text as ``process`` and append the query yourself.
+    ``path`` is the decoded object path with its leading ``/`` (``/videos/clip.mp4``, or
+    ``/videos/a?b #1.mp4`` for a key with those characters); the URL carries it percent-encoded
+    (UTF-8; every byte but letters, digits, ``-._~`` and ``/`` escaped, so ``?``, ``#``, ``%``,
+    ``\\`` and spaces are part of the key, not URL syntax). ``expires`` is a Unix time in
+    seconds. An empty ``process`` signs a URL without ``x-oss-process`` (task lookups). For a
+    POST, sign the request body text as ``process`` and append the query yourself.
     """
     query: dict[str, str] = {}
     if process:
         query[PROCESS_PARAM] = process
     query[EXPIRES_PARAM] = str(expires)
     query[SIGNATURE_PARAM] = sign(secret, path, process, expires)
-    return f"{quote(path)}?{urlencode(query, safe='/,')}"
+    return f"{quote(path, safe='/')}?{urlencode(query, safe='/,')}"
 
 
 def check_signature(
     secret: str, path: str, process: str, query: Mapping[str, str], *, now: float | None = None
 ) -> None:
-    """Raise :class:`NotAllowed` unless ``query`` carries a valid, unexpired signature."""
+    """Raise :class:`NotAllowed` unless ``query`` carries a valid, unexpired signature of ``path``.
+
+    ``path`` is the decoded resource the request is answered from (``"/" + key``), never the URL's
+    own spelling of it: one signature serves exactly one object key.
+    """
     expires_text = query.get(EXPIRES_PARAM)
     signature = query.get(SIGNATURE_PARAM)
     if not expires_text or not signature:
@@ -170,6 +186,8 @@ def check_signature(
         raise NotAllowed(f"{EXPIRES_PARAM} {expires_text[:40]!r} is not a Unix time") from None
     if expires < (time.time() if now is None else now):
         raise NotAllowed("the signed URL has expired")
+    if "\n" in path or "\r" in path:
+        raise NotAllowed("a path with a line break cannot be signed")
     # compare_digest refuses non-ASCII text (TypeError): compare bytes, so junk is a mismatch.
     expected = sign(secret, path, process, expires).encode()
     if not hmac.compare_digest(expected, signature.lower().encode("utf-8", "replace")):
@@ -334,16 +352,21 @@ class _Routes:
 
     # -- security --------------------------------------------------------------------------------
 
-    def authorise(self, request: Request, process: str) -> None:
+    def authorise(self, request: Request, process: str, path: str) -> None:
+        """Check the signature of ``path``, the decoded resource (``"/" + key``) this request reads.
+
+        Not ``request.url.path``: Starlette re-escapes ``?``, ``#`` and ``\\`` there, so keys with
+        them could not be signed as documented and ``a?b`` and the key ``a%3Fb`` shared one text.
+        """
         if self.secret and not _iam_authenticated(request):
-            check_signature(self.secret, request.url.path, process, request.query_params)
+            check_signature(self.secret, path, process, request.query_params)
 
     # -- GET /{key} --------------------------------------------------------------------------------
 
     async def get_object(self, request: Request) -> Response:
         key = check_key(request.path_params["key"])
         process = _single(request.query_params.getlist(PROCESS_PARAM), PROCESS_PARAM, ec=EC_MALFORMED)
-        self.authorise(request, process or "")
+        self.authorise(request, process or "", "/" + key)
         if process is None:
             raise BadRequest(f"{PROCESS_PARAM} is required: ?{PROCESS_PARAM}=video/snapshot,t_<ms>,...")
         req = parse_sync(process)
@@ -408,7 +431,7 @@ class _Routes:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("the request body is not UTF-8 text") from None
-        self.authorise(request, text)
+        self.authorise(request, text, "/" + key)
         if ASYNC_PARAM not in request.query_params:
             raise BadRequest(
                 f"POST needs ?{ASYNC_PARAM} (a form body {ASYNC_PARAM}=<process> or a JSON task)"
@@ -446,8 +469,12 @@ class _Routes:
         bucket = getattr(self.settings, "source_bucket", None)
         stripped = text.strip()
         if stripped.startswith("{") or "json" in content_type:
+            if len(stripped) > MAX_BODY_BYTES:  # what parse_task refuses anyway: refuse it unparsed
+                raise BadRequest(
+                    f"body: {len(stripped)} characters; valid: at most {MAX_BODY_BYTES}", param="body"
+                )
             try:
-                doc = json.loads(stripped)
+                doc = load_json(stripped)  # bounded nesting: 200 KB of [[[…]]] is a 400, not a 500
             except ValueError as exc:
                 raise BadRequest(f"the JSON task is not valid JSON: {exc}", param="body") from None
             if not isinstance(doc, dict):
@@ -476,8 +503,8 @@ class _Routes:
         if PROCESS_PARAM in request.query_params:  # an object that happens to live under tasks/
             request.path_params["key"] = "tasks/" + request.path_params["task_id"]
             return await self.get_object(request)
-        self.authorise(request, "")
         tid = request.path_params["task_id"]
+        self.authorise(request, "", "/tasks/" + tid)
         if self.tasks is None:
             raise NotConfigured("task records are not configured here (no TASK_TABLE)")
         if len(tid.encode("utf-8", "replace")) > MAX_TASK_ID_BYTES:  # DynamoDB would refuse the key
@@ -493,7 +520,7 @@ class _Routes:
         list_videos = getattr(self.store, "list_videos", None)
         if not callable(list_videos):
             raise NotFound("no index here: this store cannot list videos")
-        self.authorise(request, "")
+        self.authorise(request, "", "/")
         keys: list[str] = await run_in_threadpool(list_videos)
         page = resources.files("vidsnap").joinpath("static/index.html").read_text("utf-8")
         data = (
@@ -504,7 +531,7 @@ class _Routes:
 
     async def info(self, request: Request) -> Response:
         key = check_key(request.path_params["key"])
-        self.authorise(request, "")
+        self.authorise(request, "", "/_info/" + key)
         return _JSON(await run_in_threadpool(self._info, key))
 
     def _info(self, key: str) -> dict[str, Any]:

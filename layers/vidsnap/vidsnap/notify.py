@@ -192,13 +192,28 @@ class Notifier:
         account, name = self._queue_key(target.target)
         url = self._queue_urls.get((account, name))
         if url is None:
-            params: dict[str, Any] = {"QueueName": name}
-            if account != self.account_id:
-                params["QueueOwnerAWSAccountId"] = account
-            with mapped_errors(f"sqs queue {name}"):
-                url = str(self.clients.sqs.get_queue_url(**params)["QueueUrl"])
+            url = self._queue_url(target.target, account, name)
             self._queue_urls[(account, name)] = url
         return "sqs", url
+
+    def _queue_url(self, target: str, account: str, name: str) -> str:
+        """The URL of queue ``name`` of ``account``, built without asking SQS where possible.
+
+        A queue URL is the SQS endpoint, the owner's account id and the queue name. Built from the
+        endpoint the SQS client itself talks to (``https://sqs.{region}.amazonaws.com``, the right
+        DNS suffix in every partition, or a moto/LocalStack endpoint), it needs no request and no
+        ``sqs:GetQueueUrl`` permission, which the worker's policy grants only on its own
+        notification queue. Only a queue ARN in another region is looked up with GetQueueUrl.
+        """
+        region = target.split(":")[3] if target.startswith("arn:") else ""
+        endpoint = getattr(getattr(self.clients.sqs, "meta", None), "endpoint_url", None)
+        if isinstance(endpoint, str) and endpoint and region in ("", self.clients.region):
+            return f"{endpoint.rstrip('/')}/{account}/{name}"
+        params: dict[str, Any] = {"QueueName": name}
+        if account != self.account_id:
+            params["QueueOwnerAWSAccountId"] = account
+        with mapped_errors(f"sqs queue {name}"):
+            return str(self.clients.sqs.get_queue_url(**params)["QueueUrl"])
 
     def send(self, target: NotifyTarget, message: dict[str, Any]) -> str:
         """Publish ``message`` (JSON) to ``target``; return the SNS/SQS message id.

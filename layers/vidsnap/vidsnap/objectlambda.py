@@ -40,6 +40,7 @@ from .errors import (
     as_vidsnap_error,
     misconfigured,
 )
+from .events import load_json
 from .parse import parse_sync
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def process_from(user_url: Any, payload: Any) -> str:
     if isinstance(payload, str | bytes) and payload:
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
         try:
-            doc: Any = json.loads(text)
+            doc: Any = load_json(text)
         except ValueError:
             doc = text
         payload = doc

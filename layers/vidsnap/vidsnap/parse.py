@@ -82,7 +82,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -101,6 +100,7 @@ from .errors import (
     BadRequest,
     NotSupportedYet,
 )
+from .events import MAX_JSON_DEPTH, JSONTooDeep, load_json
 from .naming import check_key, validate_template
 from .plan import (
     Format,
@@ -497,11 +497,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _load_json(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        return load_json(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
     except BadRequest:
         raise
-    except RecursionError:
-        raise BadRequest("body: the JSON is nested too deeply", param="body") from None
+    except (JSONTooDeep, RecursionError):
+        raise BadRequest(
+            f"body: the JSON is nested too deeply; valid: at most {MAX_JSON_DEPTH} levels", param="body"
+        ) from None
     except ValueError as exc:  # JSONDecodeError, and int() of a number with too many digits
         raise BadRequest(f"body: not valid JSON ({_snip(str(exc), 120)})", param="body") from None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -61,8 +62,10 @@ def _iso(epoch: float) -> str:
 class TaskStore:
     """Task records in the DynamoDB table ``table_name`` (hash key ``TaskId``, TTL on ``ExpiresAt``).
 
-    ``lease_seconds`` is how long a Running record belongs to the invocation that began it (the
-    worker's maximum run time); ``clock`` returns epoch seconds (tests pass a fake).
+    ``lease_seconds`` is how long a Running record belongs to the invocation that began it when the
+    caller does not say (the worker's maximum run time). A caller that knows how long it has left
+    passes ``lease_seconds`` to :meth:`begin` / :meth:`retry` instead, so a lease never outlives
+    the invocation holding it; ``clock`` returns epoch seconds (tests pass a fake).
     """
 
     def __init__(
@@ -107,14 +110,24 @@ class TaskStore:
             raise map_client_error(exc, f"dynamodb {self.table_name} {what}") from exc
         return True
 
-    def begin(self, task_id: str, request: Mapping[str, Any], sources: Sequence[str], **fields: Any) -> Begin:
+    def begin(
+        self,
+        task_id: str,
+        request: Mapping[str, Any],
+        sources: Sequence[str],
+        *,
+        lease_seconds: float | None = None,
+        **fields: Any,
+    ) -> Begin:
         """Claim ``task_id``: ``"new"`` when this caller now owns a Running record.
 
         Otherwise the state of the existing record: ``"running"`` (owned by another invocation whose
-        lease has not expired), ``"succeeded"`` or ``"failed"``. Extra ``fields`` (``RequestId``,
-        ``UserData``) are stored on a new record.
+        lease has not expired), ``"succeeded"`` or ``"failed"``. A Running record whose lease has
+        expired is taken over (``"new"``). The claim lasts ``lease_seconds`` (default: the store's).
+        Extra ``fields`` (``RequestId``, ``UserData``) are stored on a new record.
         """
         now = self.clock()
+        lease_until = self._lease_until(now, lease_seconds)
         item = {
             "TaskId": task_id,
             "Status": "Running",
@@ -123,7 +136,7 @@ class TaskStore:
             "Request": to_dynamo(dict(request)),
             "Sources": list(sources),
             "UpdatedAt": int(now),
-            "LeaseExpiresAt": int(now + self.lease_seconds),
+            "LeaseExpiresAt": lease_until,
             "ExpiresAt": int(now + self.ttl_seconds),
             "Attempts": 1,
             **to_dynamo(fields),
@@ -142,7 +155,12 @@ class TaskStore:
         lease = existing.get("LeaseExpiresAt", 0)
         if lease >= now:
             return "running"
-        return "new" if self._take_over(task_id, lease, now) else "running"
+        return "new" if self._take_over(task_id, lease, now, lease_until) else "running"
+
+    def _lease_until(self, now: float, lease_seconds: float | None) -> int:
+        """The epoch second a claim made at ``now`` for ``lease_seconds`` ends (rounded up)."""
+        seconds = self.lease_seconds if lease_seconds is None else lease_seconds
+        return math.ceil(now + max(0.0, seconds))
 
     def _claim(self, item: Mapping[str, Any]) -> bool:
         """Put a new record unless one exists; False when one does."""
@@ -150,7 +168,7 @@ class TaskStore:
             "put", self.table.put_item, Item=item, ConditionExpression="attribute_not_exists(TaskId)"
         )
 
-    def _take_over(self, task_id: str, lease: Any, now: float) -> bool:
+    def _take_over(self, task_id: str, lease: Any, now: float, lease_until: int) -> bool:
         """Conditionally move an expired lease to this caller; False when someone else won."""
         took = self._conditional(
             "update",
@@ -163,7 +181,7 @@ class TaskStore:
             ConditionExpression="#s = :running AND LeaseExpiresAt = :old",
             ExpressionAttributeNames={"#s": "Status"},
             ExpressionAttributeValues={
-                ":lease": int(now + self.lease_seconds),
+                ":lease": lease_until,
                 ":now": int(now),
                 ":zero": 0,
                 ":one": 1,
@@ -175,9 +193,10 @@ class TaskStore:
             log.info("took over task %s (lease expired)", task_id)
         return took
 
-    def retry(self, task_id: str) -> bool:
+    def retry(self, task_id: str, *, lease_seconds: float | None = None) -> bool:
         """Take a Failed record back to Running for a new attempt; False when another caller won."""
         now = self.clock()
+        lease_until = self._lease_until(now, lease_seconds)
         return self._conditional(
             "update",
             self.table.update_item,
@@ -194,7 +213,7 @@ class TaskStore:
                 ":failed": "Failed",
                 ":zero": 0,
                 ":one": 1,
-                ":lease": int(now + self.lease_seconds),
+                ":lease": lease_until,
                 ":now": int(now),
                 ":expires": int(now + self.ttl_seconds),
             },

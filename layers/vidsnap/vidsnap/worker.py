@@ -45,7 +45,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Protocol
@@ -63,6 +63,10 @@ from vidsnap.taskstore import TaskStore, message_from_record
 
 #: Extensions of images vidsnap writes: never sources, so never worth an upload trigger.
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
+#: A task's lease lasts the invocation's remaining time plus this (seconds): enough for the last
+#: record writes after the deadline is read, far below Lambda's first retry of an asynchronous
+#: event (~1 minute after a failure), which must be able to take the task over.
+LEASE_MARGIN_S = 10.0
 
 
 class TaskRunning(Throttled):
@@ -128,7 +132,9 @@ class Worker:
     Defaults: an :class:`~vidsnap.storage.S3Sink` on ``OUTPUT_BUCKET`` and the allow-list, sources
     opened with :func:`~vidsnap.s3io.open_s3`, a :class:`~vidsnap.notify.Notifier`, and a
     :class:`~vidsnap.taskstore.TaskStore` when ``TASK_TABLE`` is set (without one there are no
-    records, no idempotency and no progress).
+    records, no idempotency and no progress). ``time_left`` returns the seconds the running
+    invocation has left; a task's lease ends then (plus :data:`LEASE_MARGIN_S`), so when the
+    invocation dies (a timeout) the retry Lambda sends a minute later can take the task over.
     """
 
     def __init__(
@@ -140,8 +146,12 @@ class Worker:
         store: Store | None = None,
         notifier: Notifier | None = None,
         tasks: TaskStore | None = None,
+        time_left: Callable[[], float] | None = None,
     ) -> None:
         self.settings = settings
+        #: Seconds the current invocation has left (set per invocation by the handler, from
+        #: ``context.get_remaining_time_in_millis``); None: unknown, leases last TASK_LEASE_SECONDS.
+        self.time_left = time_left
         self.clients = clients
         self.sink: Sink = sink or S3Sink(clients.s3, settings.output_bucket, settings.allowed_output_buckets)
         self.store = store
@@ -297,7 +307,10 @@ class Worker:
         if self.tasks is None:
             return None
         request = {"Source": source.uri, "Plan": json.loads(task.canonical()), "Style": task.style}
-        state = self.tasks.begin(tid, request, sources, RequestId=request_id, UserData=task.user_data)
+        lease = self._lease_seconds()
+        state = self.tasks.begin(
+            tid, request, sources, lease_seconds=lease, RequestId=request_id, UserData=task.user_data
+        )
         if state == "new":
             return None
         if state == "running":
@@ -307,9 +320,22 @@ class Worker:
             logger.info("task already succeeded: returning the stored result, not re-notifying")
             return message_from_record(record)
         # Failed before: run it again (see the module docstring); take the record over.
-        if not self.tasks.retry(tid):
+        if not self.tasks.retry(tid, lease_seconds=lease):
             raise TaskRunning(f"task {tid} was claimed by another invocation; retry later")
         return None
+
+    def _lease_seconds(self) -> float:
+        """How long a claim lasts: never past the end of this invocation (plus a margin).
+
+        A fixed 15-minute lease outlived an invocation that timed out, so both of Lambda's retries
+        of a direct S3 event (~1 and ~3 minutes later) found the task Running and gave up, and the
+        record stayed Running for good.
+        """
+        lease = float(self.settings.task_lease_seconds)
+        if self.time_left is not None:
+            with contextlib.suppress(Exception):  # a broken context must not stop the task
+                lease = min(lease, max(0.0, float(self.time_left())) + LEASE_MARGIN_S)
+        return lease
 
     def _preflight(self, task: Task) -> None:
         """Allow-lists and limits, before any byte of media is decoded."""
@@ -319,12 +345,19 @@ class Worker:
         for job in task.jobs:
             if resolve is not None:
                 resolve(job.output.bucket)
-            if job.selection.num > self.settings.max_frames:
-                raise BadRequest(
-                    f"num {job.selection.num} is above MAX_FRAMES "
-                    f"({self.settings.max_frames} frames per task)",
-                    param="num",
-                )
+        # MAX_FRAMES is per task: the num of all jobs together (engine.check_limits says the same;
+        # the engine is not imported here, it loads PyAV). Jobs without num share what is left.
+        nums = [job.selection.num for job in task.jobs if job.selection.num > 0]
+        if sum(nums) > self.settings.max_frames:
+            asked = (
+                f"num {nums[0]} is"
+                if len(nums) == 1
+                else f"num: the {len(nums)} jobs of the task ask for {sum(nums)} frames in all,"
+            )
+            raise BadRequest(
+                f"{asked} above the limit of {self.settings.max_frames} frames per task (MAX_FRAMES)",
+                param="num",
+            )
 
     def _run(
         self,
