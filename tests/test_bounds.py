@@ -22,7 +22,7 @@ from PIL import Image
 
 from vidsnap import synth
 from vidsnap.decode import Video
-from vidsnap.engine import Limits, run_task, snapshot
+from vidsnap.engine import Limits, TaskFailed, run_task, snapshot
 from vidsnap.errors import (
     BadRequest,
     DecodeBudgetExceeded,
@@ -216,15 +216,17 @@ def test_a_single_frame_past_the_real_end_is_still_an_error(huge_mkv: Path) -> N
     assert issubclass(SourceEndsEarly, UndecodableMedia)  # 422 MediaDecodeFailed, as before
 
 
-def test_a_truncated_file_keeps_the_frames_before_the_cut(
-    tmp_path: Path, make_media: Callable[[str], Any]
-) -> None:
+def test_a_truncated_file_fails_the_task(tmp_path: Path, make_media: Callable[[str], Any]) -> None:
+    """A cut MP4 still has its whole index: the frames it lists past the cut are missing, so the
+    task fails (422) instead of reporting the frames before the cut as its result."""
     data = Path(make_media("mp4_4s").path).read_bytes()
     half = tmp_path / "half.mp4"
     half.write_bytes(data[: len(data) // 2])
-    outcome = run_task(parse_process("video/snapshots,f_jpg,inter_500"), half, MemorySink())
-    assert 0 < len(outcome.outputs) < 8
-    assert any("header claims" in w for w in outcome.warnings)
+    sink = MemorySink()
+    with pytest.raises(TaskFailed) as info:
+        run_task(parse_process("video/snapshots,f_jpg,inter_500"), half, sink)
+    assert isinstance(info.value.cause, SourceEndsEarly)
+    assert info.value.status == 422
 
 
 def test_a_huge_claimed_mp4_duration_is_bounded(tmp_path: Path) -> None:

@@ -1120,10 +1120,28 @@ class Video:
             # packet up to min(target, end) was read, so no keyframe before the target is missing.
             reached = max(reached, self._read_end - dur)
         if reached + 2 * dur < needed:
-            raise SourceEndsEarly(
+            error = SourceEndsEarly(
                 "the video ends early (truncated or corrupt): no frame decodes near "
                 f"{float((needed - self.start_pts) * self.time_base):.3f} s"
             )
+            indexed = self._indexed_end()
+            error.truncated = indexed is not None and indexed > reached + max(
+                4 * dur, round(Fraction(1, 5) / self.time_base)
+            )
+            raise error
+
+    def _indexed_end(self) -> int | None:
+        """The timestamp of the last packet the container's index lists (None without an index).
+
+        Tells a cut file (the index names frames the data no longer holds) from a header that only
+        claims a longer duration. Index timestamps are decode times, a few frames early at most.
+        """
+        if not self._index_entries:
+            return None
+        try:
+            return max(int(e.timestamp) for e in self._stream.index_entries)
+        except _AvError:
+            return None
 
     def _target(self, time_ms: Fraction | int) -> int:
         if time_ms < 0:

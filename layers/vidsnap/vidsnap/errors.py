@@ -107,9 +107,13 @@ class SourceEndsEarly(UndecodableMedia):
     """The video stream ends before the time asked for, although its header claims it lasts longer
     (a truncated file, or a header that lies about the duration) (422).
 
-    A single frame request fails with it; a multi-frame selection stops there with a warning and
-    keeps the frames that exist.
+    A single frame request fails with it. A multi-frame selection stops there with a warning and
+    keeps the frames that exist, unless ``truncated``: the container's index lists frames past the
+    end of the data, so the file was cut and the task fails as a whole.
     """
+
+    #: The container's index lists packets well past the last frame that decodes.
+    truncated: bool = False
 
 
 class DecodeBudgetExceeded(UndecodableMedia):

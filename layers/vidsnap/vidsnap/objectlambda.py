@@ -18,7 +18,6 @@ for its own logs.
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import urllib.error
 import urllib.request

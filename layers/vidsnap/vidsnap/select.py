@@ -198,7 +198,8 @@ def _planned(
     (``num``, ``MAX_FRAMES``) stops the generator, which stops the decoders. When the stream really
     ends before a planned time (:class:`SourceEndsEarly`: the decoder reached the end of the data
     well before the claimed duration), the frames before it are kept, a warning says why the
-    selection stopped early, and nothing more is planned.
+    selection stopped early, and nothing more is planned; unless the container's index lists
+    frames past that point (``SourceEndsEarly.truncated``: a cut file): then the error stands.
 
     Evenly spaced times (:class:`_Steps`) also skip what the file does not hold: when a chunk ends
     with ``_SKIP_RUN`` times or more all showing one frame (a still picture, a gap in the
@@ -207,7 +208,9 @@ def _planned(
     """
     last: Picked | None = None
 
-    def ended() -> None:
+    def ended(cut: SourceEndsEarly) -> None:
+        if cut.truncated:
+            raise cut  # the index lists frames past the cut: a damaged file, not a long claim
         end = f"at {_ms(last.time_ms)} ms" if last is not None else "before its first planned time"
         warnings.append(
             f"the video stream ends {end}, long before the {_ms(video.duration_ms)} ms its header "
@@ -225,8 +228,8 @@ def _planned(
                 run = run + 1 if last is not None and p.pts == last.pts else 0
                 last = p
                 yield t, p
-        except SourceEndsEarly:
-            ended()
+        except SourceEndsEarly as cut:
+            ended(cut)
             return
         finally:
             # Before the video is used again below: the decoders of the chunk stop here.
@@ -243,8 +246,8 @@ def _planned(
                     if final is not None:
                         video.frame_at(final, exact=exact)
                     return
-            except SourceEndsEarly:
-                ended()
+            except SourceEndsEarly as cut:
+                ended(cut)
                 return
             times.skip_to(following)
 
