@@ -414,12 +414,13 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
     expected = sorted(f"clip{i}/{name}" for i in range(tasks) for name in reference)
 
     etag = direct.head_object(Bucket=src, Key="videos/clip0.mp4")["ETag"]  # the same bytes for all
-    retries = 0
+    retries = undone = 0
     with FaultProxy(task_env["moto"], rate=rate, seed=seed) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", proxy.url)  # every S3 call of the worker via the proxy
         clients = Clients(region="us-east-1")  # one per test, as a warm Lambda keeps them
         for i in range(tasks):
             for _delivery in range(30):  # SQS redelivers a message whose handling raised
+                puts, deletes = proxy.methods["PUT"], proxy.methods["DELETE"]
                 try:
                     message = worker(clients, out, table=task_env["table"]).execute(*task(i), f"req-{i}")
                 except VidsnapError as exc:
@@ -429,8 +430,11 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
                 assert failure.transient, failure
                 assert failure.status == 503
                 retries += 1
-                # A failed attempt leaves nothing behind, and its record waits for the retry.
+                # A failed attempt leaves nothing behind (what it wrote, it deleted), and its
+                # record waits for the retry.
                 assert _keys(direct, out, f"clip{i}/") == []
+                assert proxy.methods["DELETE"] - deletes >= proxy.methods["PUT"] - puts
+                undone += proxy.methods["PUT"] - puts
                 record = TaskStore(clients, task_env["table"]).get(task_id(task(i)[1], etag, task(i)[0]))
                 assert record is not None
                 assert (record["Status"], record["LastCode"]) == ("Running", failure.code)
@@ -440,10 +444,11 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
             assert len(message["Outputs"]) == 6
     print(
         f"rate {rate}: {tasks} tasks, {retries} redeliveries; injected {dict(proxy.injected)}; "
-        f"requests {dict(proxy.methods)}"
+        f"requests {dict(proxy.methods)}; outputs of failed attempts undone: {undone}"
     )
-    assert retries > 0  # the transient path ran
-    assert proxy.methods["DELETE"] > 0  # and undid outputs of a failed attempt
+    assert retries > 0  # the transient path ran (whether a fault hit before or after a write
+    # depends on the seed and the read pattern; the undo itself is pinned by
+    # test_worker::test_transient_failure_is_retried_and_then_succeeds)
     assert _keys(direct, out) == expected  # no stray output, none missing
     for key in expected:
         got = direct.get_object(Bucket=out, Key=key)["Body"].read()
