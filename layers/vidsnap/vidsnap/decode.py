@@ -87,6 +87,13 @@ _SKIP_WINDOW = 64
 # The thread type must be fixed before the decoder opens, so it is chosen per Video.
 _THREAD_TYPE_SINGLE = "SLICE"
 _THREAD_TYPE_BULK = "SLICE"
+# Threads of one decoder, at most. FFmpeg's automatic count (thread_count 0) is cores + 1, up to 16,
+# and every open decoder keeps its threads until it is freed: a local server on a 16-core machine
+# with 40 requests decoding at once ran 17 × 40 threads (issue 9). The one-frame and skipping bulk
+# paths gain little past a few threads (the table above: one reference chain; x264 writes one
+# slice per picture), and several decoders at once (vidsnap.parallel, a busy server) share the
+# cores anyway, so a decoder gets one thread per core up to this cap unless told fewer.
+MAX_DECODER_THREADS = 4
 
 _AvError: tuple[type[BaseException], ...] = (av.error.FFmpegError, OSError, EOFError, ValueError)
 _REOPEN_ERRORS: tuple[type[BaseException], ...] = (VidsnapError, *_AvError)
@@ -122,6 +129,20 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"ID3", "MP3"),
     (0, b"FLV", "FLV"),
 )
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a Lambda sandbox or container sets)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def decoder_threads(sharing: int = 1) -> int:
+    """Threads for one decoder when ``sharing`` decoders run at once: the cores split between
+    them, at least 1, at most :data:`MAX_DECODER_THREADS`."""
+    return max(1, min(cpu_cores(), MAX_DECODER_THREADS) // max(1, sharing))
 
 
 def _entry_ts(entry: Any) -> int:
@@ -182,8 +203,12 @@ class Video:
     display_height: int
     is_cover_art: bool
 
-    def __init__(self, source: str | os.PathLike[str] | BinaryIO, *, bulk: bool = False) -> None:
+    def __init__(
+        self, source: str | os.PathLike[str] | BinaryIO, *, bulk: bool = False, threads: int | None = None
+    ) -> None:
         self._source = source
+        # The decoder's own threads (None: decoder_threads()); fixed before the decoder opens.
+        self._threads = max(1, threads) if threads is not None else decoder_threads()
         self._container = _open(source)
         try:
             self._setup(bulk)
@@ -193,6 +218,9 @@ class Video:
         except _AvError as exc:
             self.close()
             raise UndecodableMedia(f"cannot decode the video: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ setup
 
@@ -364,7 +392,7 @@ class Video:
             if other is not self._stream:
                 other.discard = av.stream.Discard.all
         self._codec.thread_type = _THREAD_TYPE_BULK if self._bulk else _THREAD_TYPE_SINGLE
-        self._codec.thread_count = 0  # one per core
+        self._codec.thread_count = self._threads  # never 0 (FFmpeg's cores + 1): see MAX_DECODER_THREADS
 
     def _reopen(self) -> bool:
         """Open the source again and position at its start; False when that is impossible.
@@ -871,7 +899,7 @@ class Video:
         learnt (start time, rotation, duration, keyframe table, seek behaviour) is copied instead
         of being found again, so a clone costs one container open and no decoding. The clone is
         positioned nowhere: its first request seeks. ``threads`` caps its decoder's own threads
-        (default: one per core), for when several decoders share the cores.
+        (default: this video's), for when several decoders share the cores.
         """
         if not self.can_clone:
             return None
@@ -886,6 +914,14 @@ class Video:
             raise
         other = object.__new__(Video)
         other.__dict__.update(self.__dict__)
+        # Nothing of this video's decoding state may be shared: a clone that fails below is closed,
+        # and closing ends its decode run and drops its frames (see close).
+        other._it = None
+        other._pending = collections.deque()
+        other._prev = None
+        other._cover = None
+        if threads is not None:
+            other._threads = max(1, threads)
         other._source = copy_source
         other._owns_source = owns
         other._container = container
@@ -896,14 +932,10 @@ class Video:
             return None
         other._codec = other._stream.codec_context
         other._configure_decoder()
-        if threads is not None:
-            other._codec.thread_count = max(1, threads)
         other._skip_state = "DEFAULT"
         other._keyonly = False
         other._skip_target = None
-        other._pending = collections.deque()
         other._forget_position()
-        other._it = None
         return other
 
     def every_frame(self, start_ms: Fraction = Fraction(0)) -> Iterator[Picked]:
@@ -988,7 +1020,26 @@ class Video:
                     yield self._picked(frame)
 
     def close(self) -> None:
-        """Release the container (idempotent)."""
+        """Release the container, the decoder and its threads now (idempotent).
+
+        A decoder's threads and picture pool live as long as PyAV's codec context object, and that
+        is freed only when nothing refers to it. A Video refers to itself through its live decode
+        run (a generator running one of its methods), so without this a closed Video, its codec
+        context and the decoder's threads waited for the cyclic garbage collector: a busy server
+        held hundreds of idle FFmpeg threads and gigabytes of pictures (issue 9). Closing ends the
+        run, drops the frames held and every reference to the stream and codec context, then closes
+        the container (which drops its streams): the decoder is freed on the spot. Frames already
+        handed out stay valid (they hold their own picture buffers).
+        """
+        run, self._it = getattr(self, "_it", None), None
+        if run is not None:
+            with contextlib.suppress(Exception):
+                run.close()  # type: ignore[attr-defined]
+        self._pending = collections.deque()
+        self._prev = None
+        self._cover = None
+        self._codec = None
+        self._stream = None
         container = getattr(self, "_container", None)
         if container is not None:
             self._container = None

@@ -1,0 +1,194 @@
+"""The local server under load (issue 9, item 10).
+
+- A closed Video frees its decoder and the decoder's threads at once, not at the next garbage
+  collection (a busy server held hundreds of idle FFmpeg threads and gigabytes of pictures).
+- ``vidsnap serve``'s app, served by uvicorn, answers a few hundred concurrent snapshot requests
+  and is back to a few threads and no open decoder but the one it keeps warm.
+
+No timing is asserted; ``bench/load.py`` measures RSS and threads on a longer run.
+"""
+
+from __future__ import annotations
+
+import gc
+import http.client
+import queue
+import random
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from vidsnap.decode import Video, decoder_threads
+from vidsnap.parallel import frames_at
+from vidsnap.serve import build_app, worker_threads
+from vidsnap.synth import make_video, read_counter
+
+FPS = 25
+
+
+@pytest.fixture(scope="module")
+def media_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("load")
+    make_video(root / "clip.mp4", duration_s=4, fps=FPS, width=320, height=180, gop=25, bframes=2)
+    return root
+
+
+def native_threads() -> int:
+    """This process's native threads (Python's and FFmpeg's), from /proc."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise AssertionError("no Threads line in /proc/self/status")
+
+
+def settle(limit: int, timeout: float = 5.0) -> int:
+    """The native thread count once it is at most ``limit`` (threads may take a moment to exit),
+    or the count when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    count = native_threads()
+    while count > limit and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = native_threads()
+    return count
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off: what is freed must be freed by reference counting."""
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def live(type_name: str) -> int:
+    """Objects of the named type that are still alive."""
+    return sum(1 for o in gc.get_objects() if type(o).__name__ == type_name)
+
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="counts threads in /proc")
+
+
+# -- closing frees the decoder --------------------------------------------------------------------
+
+
+def test_closing_a_video_frees_its_decoder_threads_at_once(media_root: Path) -> None:
+    with no_gc():
+        before = native_threads()
+        for t in (500, 1500, 3000):
+            # Two threads per decoder asked for even on one core, so that there are threads to free.
+            with Video(media_root / "clip.mp4", threads=2) as video:
+                assert read_counter(video.frame_at(Fraction(t)).frame) == t * FPS // 1000
+                assert native_threads() > before  # the decoder's own thread is running
+        # Before: each closed Video kept its codec context (and its threads) until a collection.
+        assert settle(before) == before
+        del video
+        assert live("Video") == 0
+        assert live("VideoCodecContext") == 0
+        assert live("InputContainer") == 0
+
+
+def test_clones_of_a_parallel_job_are_closed_with_their_decoders(media_root: Path) -> None:
+    times = [Fraction(t) for t in range(0, 4000, 500)]
+    with no_gc():
+        before = native_threads()
+        with Video(media_root / "clip.mp4", bulk=True, threads=2) as video:
+            got = [read_counter(p.frame) for p in frames_at(video, times, decoders=2)]
+        assert got == [int(t) * FPS // 1000 for t in times]
+        assert settle(before) == before
+        assert live("VideoCodecContext") == 0
+
+
+# -- the server under load ------------------------------------------------------------------------
+
+
+@contextmanager
+def running_server(root: Path) -> Iterator[tuple[int, uvicorn.Server]]:
+    """``vidsnap serve``'s app (build_app) served by uvicorn on a thread, on a free port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    config = uvicorn.Config(build_app(root), log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        yield int(sock.getsockname()[1]), server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def fire(port: int, count: int, concurrency: int) -> list[int]:
+    """``count`` snapshot requests (a fifth in keyframe mode) from ``concurrency`` threads with
+    keep-alive connections; the statuses."""
+    todo: queue.Queue[int] = queue.Queue()
+    for i in range(count):
+        todo.put(i)
+    statuses: list[int] = []
+    rng = random.Random(9)
+    modes = ["", "", "", "", ",m_fast"]
+    paths = [
+        f"/clip.mp4?x-oss-process=video/snapshot,t_{rng.randrange(4000)}{modes[i % 5]},f_jpg"
+        for i in range(count)
+    ]
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            while True:
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                conn.request("GET", paths[i])
+                response = conn.getresponse()
+                response.read()
+                statuses.append(response.status)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+def test_the_server_under_load_is_back_to_a_few_threads_and_one_open_decoder(media_root: Path) -> None:
+    with no_gc():
+        baseline = native_threads()
+        with running_server(media_root) as (port, _server):
+            statuses = fire(port, count=240, concurrency=16)
+            assert statuses == [200] * 240
+            # Idle: the event loop's thread, its worker threads (each with its swscale context's
+            # threads) and the one video kept warm with its decoder's threads. Before: 16 worker
+            # threads and the threads of every decoder not yet collected (hundreds).
+            per_thread = decoder_threads()
+            limit = baseline + 1 + worker_threads() * per_thread + per_thread + 2
+            idle = settle(limit)
+            assert idle <= limit, (idle, baseline)
+            # Every decoder but the warm one is freed (before: one per request until collected).
+            assert live("Video") <= 1
+            assert live("VideoCodecContext") <= 1
+            assert live("InputContainer") <= 1
+        assert settle(baseline + 1) <= baseline + 1  # the server is gone: its threads too
