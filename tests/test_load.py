@@ -1,9 +1,10 @@
-"""The local server under load (issue 9, item 10).
+"""The local server under load, and its noise (issue 9, items 10 and 11).
 
 - A closed Video frees its decoder and the decoder's threads at once, not at the next garbage
   collection (a busy server held hundreds of idle FFmpeg threads and gigabytes of pictures).
 - ``vidsnap serve``'s app, served by uvicorn, answers a few hundred concurrent snapshot requests
   and is back to a few threads and no open decoder but the one it keeps warm.
+- Ctrl+C stops ``vidsnap serve`` with one line and status 130, no traceback.
 
 No timing is asserted; ``bench/load.py`` measures RSS and threads on a longer run.
 """
@@ -14,7 +15,10 @@ import gc
 import http.client
 import queue
 import random
+import re
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -192,3 +196,33 @@ def test_the_server_under_load_is_back_to_a_few_threads_and_one_open_decoder(med
             assert live("VideoCodecContext") <= 1
             assert live("InputContainer") <= 1
         assert settle(baseline + 1) <= baseline + 1  # the server is gone: its threads too
+
+
+# -- Ctrl+C ---------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_vidsnap_serve_without_a_traceback(media_root: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidsnap", "serve", "--root", str(media_root), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert re.search(r"serving .* at http://127\.0\.0\.1:\d+/", line), line
+        # Let uvicorn get going, so the signal arrives in the running server (either way it must
+        # end the same).
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "KeyboardInterrupt" not in err
+    assert err.strip().splitlines()[-1] == "vidsnap serve: stopped"

@@ -12,7 +12,8 @@ Under load (issue 9) the server keeps to a few threads and little memory: reques
 :func:`worker_threads` threads of the event loop's pool (anyio's default is 40), snapshots decode at
 most one per core at once (:class:`vidsnap.engine.OpenVideos`), a finished snapshot's decoder is
 freed with its threads on the spot (:meth:`vidsnap.decode.Video.close`), and freed heap memory is
-given back to the system every :data:`TRIM_EVERY` requests.
+given back to the system every :data:`TRIM_EVERY` requests. Ctrl+C stops the server with one line
+and exit status 130, no traceback.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = ["build_app", "is_loopback", "serve", "worker_threads"]
 
 #: The request the printed example URL (and the README) uses.
 EXAMPLE_PROCESS = "video/snapshot,t_1000,f_jpg"
+#: Exit status after Ctrl+C (128 + SIGINT, as a shell reports an interrupted command).
+EXIT_INTERRUPTED = 130
 #: Requests between two returns of freed heap memory to the system (see _heap_trimmer).
 TRIM_EVERY = 100
 
@@ -169,7 +172,8 @@ def serve(
     Prints the index URL and an example snapshot URL on ``out`` (stdout) as soon as the socket is
     bound, so a script (or a test) can read where to connect; ``port=0`` picks a free port. A
     non-loopback ``host`` is served with a warning on stderr, since nothing authenticates requests.
-    Returns 2 when ``root`` is not a folder, uvicorn is missing or the address cannot be bound.
+    Returns 2 when ``root`` is not a folder, uvicorn is missing or the address cannot be bound,
+    130 after Ctrl+C (SIGINT). (After SIGTERM uvicorn stops, then ends the process by the signal.)
     """
     out = out or sys.stdout
     root = Path(root).expanduser().resolve()
@@ -210,6 +214,11 @@ def serve(
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on the first SIGINT, then raises it again for the caller to
+        # see: that is this KeyboardInterrupt, not an error worth a traceback.
+        print("vidsnap serve: stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         sock.close()
     return 0
