@@ -5,6 +5,7 @@
 - ``vidsnap serve``'s app, served by uvicorn, answers a few hundred concurrent snapshot requests
   and is back to a few threads and no open decoder but the one it keeps warm.
 - Ctrl+C stops ``vidsnap serve`` with one line and status 130, no traceback.
+- A source whose reads fail gives the read's own error, and PyAV prints nothing on stderr.
 
 No timing is asserted; ``bench/load.py`` measures RSS and threads on a longer run.
 """
@@ -29,8 +30,10 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from conftest import MemoryBlockReader
 
 from vidsnap.decode import Video, decoder_threads
+from vidsnap.errors import Throttled, UndecodableMedia
 from vidsnap.parallel import frames_at
 from vidsnap.serve import build_app, worker_threads
 from vidsnap.synth import make_video, read_counter
@@ -226,3 +229,73 @@ def test_ctrl_c_stops_vidsnap_serve_without_a_traceback(media_root: Path) -> Non
     assert "Traceback" not in err
     assert "KeyboardInterrupt" not in err
     assert err.strip().splitlines()[-1] == "vidsnap serve: stopped"
+
+
+# -- failing reads --------------------------------------------------------------------------------
+
+
+class FailingReader(MemoryBlockReader):
+    """Fails every read after the first ``good`` ones, as an S3 object that stops answering.
+
+    Reads return at most 512 bytes (a short read is allowed), so that a small clip takes many.
+    """
+
+    def __init__(self, data: bytes, good: int | None = None, error: type[Exception] = Throttled) -> None:
+        super().__init__(data, block_size=4096, cache_blocks=4)
+        self.good = good
+        self.error = error
+        self.reads = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        if self.good is not None and self.reads > self.good:
+            raise self.error(f"read {self.reads} failed")
+        return super().read(512 if size is None or size < 0 else min(size, 512))
+
+
+def read_all(reader: FailingReader) -> None:
+    """Open the video and take frames here and there (in an order that seeks back)."""
+    with Video(reader) as video:
+        for t in (3900, 100, 2000, 3000):
+            video.frame_at(t)
+
+
+#: (the error a read raises, what Video raises for it, its message)
+FAILURES = {
+    "range reader error": (Throttled, Throttled, r"^read \d+ failed$"),  # as it is
+    "I/O error": (ConnectionError, UndecodableMedia, r"^the source could not be read: read \d+ failed$"),
+}
+
+
+@pytest.mark.parametrize("share", [0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95])
+@pytest.mark.parametrize("failure", FAILURES)
+def test_a_failing_source_read_raises_its_own_error_and_prints_nothing(
+    media_root: Path, share: float, failure: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    error, raised, message = FAILURES[failure]
+    data = (media_root / "clip.mp4").read_bytes()
+    whole = FailingReader(data)
+    read_all(whole)
+    assert whole.reads > 40  # enough to fail at many different places
+    reader = FailingReader(data, good=int(whole.reads * share), error=error)
+    # Before: a failed read was "not a media file vidsnap can read" while opening, "truncated or
+    # corrupt" later, or went unnoticed, and PyAV printed "PyAV library exception being dropped"
+    # tracebacks on stderr for the failures FFmpeg passed over.
+    with pytest.raises(raised, match=message):
+        read_all(reader)
+    # The next video on this thread is not handed a failure left over from that one.
+    with Video(media_root / "clip.mp4") as video:
+        assert read_counter(video.frame_at(Fraction(2000)).frame) == 50
+    err = capfd.readouterr().err
+    assert "exception being dropped" not in err
+    assert "Traceback" not in err
+
+
+def test_a_truncated_source_prints_nothing(media_root: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    data = (media_root / "clip.mp4").read_bytes()
+    reader = MemoryBlockReader(data[: len(data) * 2 // 3], block_size=2048, cache_blocks=4)
+    with Video(reader) as video:
+        video.frame_at(500)  # early frames are there
+    err = capfd.readouterr().err
+    assert "exception being dropped" not in err
+    assert "Traceback" not in err

@@ -42,6 +42,7 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import errno
 import itertools
 import math
 import os
@@ -149,7 +150,7 @@ def _entry_ts(entry: Any) -> int:
     return int(entry.timestamp)
 
 
-def _sniff(source: str | os.PathLike[str] | BinaryIO) -> str | None:
+def _sniff(source: str | os.PathLike[str] | BinaryIO | _ReadGuard) -> str | None:
     """The container kind the first bytes announce, or None (never raises)."""
     try:
         if isinstance(source, str | os.PathLike):
@@ -167,7 +168,79 @@ def _sniff(source: str | os.PathLike[str] | BinaryIO) -> str | None:
     return None
 
 
-def _open(source: str | os.PathLike[str] | BinaryIO) -> Any:
+class _ReadGuard:
+    """The file object PyAV reads a Python source through: a failed read is recorded, not raised.
+
+    PyAV calls ``read``/``seek`` inside FFmpeg's I/O callbacks. An exception there is stashed for
+    the next PyAV call that checks an FFmpeg result, but FFmpeg often takes a failed read as the end
+    of the data and carries on: the stashed exception is then printed to stderr as a multi-line
+    "PyAV library exception being dropped" traceback when the next one is stashed (noise in Lambda
+    logs, issue 9), or raised later by an unrelated call on the same thread (the next request
+    served by that thread), while this one fails as "truncated or corrupt" instead of with the
+    read error. Here a failed read records its exception and returns ``b""`` (the end of the
+    data for FFmpeg, and every later read too); :meth:`Video._check_read` raises the recorded error
+    where the Video hands out a frame or meets the end of the data.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        """Always True (PyAV asks)."""
+        return True
+
+    def seekable(self) -> bool:
+        """Whether the source can seek (PyAV asks once, when opening)."""
+        seekable = getattr(self.raw, "seekable", None)
+        try:
+            return bool(seekable()) if callable(seekable) else True
+        except Exception:
+            return False
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes; ``b""`` at the end of the data and after a failed read."""
+        if self.error is not None:
+            return b""
+        try:
+            data = self.raw.read(size)
+        except Exception as exc:
+            self.error = exc
+            return b""
+        # PyAV copies from a bytes object only (anything else would be a TypeError in its callback).
+        return data if isinstance(data, bytes) else bytes(data or b"")
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """The new position, or a negative errno that FFmpeg takes as a failed seek."""
+        try:
+            return int(self.raw.seek(offset, whence))
+        except OSError as exc:  # a position the source refuses (negative): FFmpeg copes
+            return -(exc.errno or errno.EIO)
+        except Exception as exc:
+            self.error = self.error or exc
+            return -errno.EIO
+
+    def tell(self) -> int:
+        """The current position (or a negative errno)."""
+        try:
+            return int(self.raw.tell())
+        except Exception as exc:
+            self.error = self.error or exc
+            return -errno.EIO
+
+
+def _raise_read_error(guard: _ReadGuard | None) -> None:
+    """Raise the error a read through ``guard`` met, if any: the source's own error (a
+    VidsnapError from a range reader), or UndecodableMedia for an I/O error of a file object."""
+    if guard is None or guard.error is None:
+        return
+    error = guard.error
+    if isinstance(error, OSError):  # I/O failures are media errors at this boundary (module doc)
+        raise UndecodableMedia(f"the source could not be read: {error}") from error
+    raise error
+
+
+def _open(source: str | os.PathLike[str] | BinaryIO | _ReadGuard) -> Any:
     """Open an input container; map every failure to a vidsnap error."""
     target: Any = os.fspath(source) if isinstance(source, str | os.PathLike) else source
     try:
@@ -209,18 +282,35 @@ class Video:
         self._source = source
         # The decoder's own threads (None: decoder_threads()); fixed before the decoder opens.
         self._threads = max(1, threads) if threads is not None else decoder_threads()
-        self._container = _open(source)
+        # PyAV reads a file object through a guard that records read failures (see _ReadGuard).
+        self._guard = None if isinstance(source, str | os.PathLike) else _ReadGuard(source)
+        try:
+            self._container = _open(source if self._guard is None else self._guard)
+        except VidsnapError:
+            self._check_read()  # a read failed: that, not "unrecognised", is why it cannot open
+            raise
         try:
             self._setup(bulk)
+            self._check_read()  # what opening learnt must not rest on data cut short by a failure
         except VidsnapError:
             self.close()
+            self._check_read()
             raise
         except _AvError as exc:
             self.close()
+            self._check_read()
             raise UndecodableMedia(f"cannot decode the video: {exc}") from exc
         except BaseException:
             self.close()
             raise
+
+    def _check_read(self) -> None:
+        """Raise the error a read of the source met, if any (see :class:`_ReadGuard`).
+
+        Called where a frame is handed out or the data ends: after a failed read FFmpeg sees the
+        end of the data, so the last frames decoded (or their absence) are not the answer.
+        """
+        _raise_read_error(getattr(self, "_guard", None))
 
     # ------------------------------------------------------------------ setup
 
@@ -405,7 +495,7 @@ class Video:
         try:
             if not isinstance(source, str | os.PathLike):
                 source.seek(0)
-            container = _open(source)
+            container = _open(source if self._guard is None else self._guard)
         except _REOPEN_ERRORS:
             return False
         try:
@@ -575,6 +665,7 @@ class Video:
                 frame = next(self._it)
             except StopIteration:
                 self._eof = True
+                self._check_read()  # the data ended because a read failed
                 return None
             if self._pts_from_dts:
                 frame.pts = self._dts_pts(frame, self._last_pulled_pts)
@@ -810,6 +901,7 @@ class Video:
         return math.floor(exact)  # pts are integers: pts ≤ exact ⇔ pts ≤ floor(exact)
 
     def _picked(self, frame: av.VideoFrame) -> Picked:
+        self._check_read()  # never hand out a frame decoded after a failed read
         pts = _pts(frame) if frame.pts is not None else self.start_pts
         time_ms = max(Fraction(0), (pts - self.start_pts) * self.time_base * 1000)
         return Picked(frame=frame, pts=pts, time_ms=time_ms, key_frame=bool(frame.key_frame))
@@ -833,8 +925,10 @@ class Video:
                 frame = self._frame_for(target, keyonly=False)
             return self._picked(frame)
         except VidsnapError:
+            self._check_read()
             raise
         except _AvError as exc:
+            self._check_read()
             raise UndecodableMedia(f"cannot decode the video at {float(time_ms):.0f} ms: {exc}") from exc
 
     def frames_at(self, times_ms: Sequence[Fraction], *, exact: bool = True) -> Iterator[Picked]:
@@ -906,11 +1000,13 @@ class Video:
         source = self._source
         copy_source = source if isinstance(source, str | os.PathLike) else source.clone()  # type: ignore[attr-defined]
         owns = copy_source is not source
+        guard = None if isinstance(copy_source, str | os.PathLike) else _ReadGuard(copy_source)
         try:
-            container = _open(copy_source)
+            container = _open(copy_source if guard is None else guard)
         except BaseException:
             if owns:
                 copy_source.close()  # type: ignore[union-attr]
+            _raise_read_error(guard)
             raise
         other = object.__new__(Video)
         other.__dict__.update(self.__dict__)
@@ -923,6 +1019,7 @@ class Video:
         if threads is not None:
             other._threads = max(1, threads)
         other._source = copy_source
+        other._guard = guard
         other._owns_source = owns
         other._container = container
         try:
@@ -968,6 +1065,7 @@ class Video:
                 and not self._numbered_in_order
             ):
                 yield from self._hop_keyframes(target)
+                self._check_read()  # a failed read ends the hops early
                 return
             self._set_keyonly(True)
             self._seek_and_anchor(target)
