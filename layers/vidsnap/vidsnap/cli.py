@@ -180,9 +180,13 @@ def _manifest(
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import serve
+    try:
+        from .serve import serve
 
-    return serve(args.root, host=args.host, port=args.port)
+        return serve(args.root, host=args.host, port=args.port)
+    except KeyboardInterrupt:  # Ctrl+C outside the server loop: while starting, or stopping again
+        print("vidsnap serve: stopped", file=sys.stderr)
+        return 130  # 128 + SIGINT, as serve() returns after Ctrl+C
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import bisect
 import collections
 import contextlib
+import errno
 import itertools
 import math
 import os
@@ -107,6 +108,13 @@ _BUDGET_REFERENCE_PIXELS = 1920 * 1080
 # The thread type must be fixed before the decoder opens, so it is chosen per Video.
 _THREAD_TYPE_SINGLE = "SLICE"
 _THREAD_TYPE_BULK = "SLICE"
+# Threads of one decoder, at most. FFmpeg's automatic count (thread_count 0) is cores + 1, up to 16,
+# and every open decoder keeps its threads until it is freed: a local server on a 16-core machine
+# with 40 requests decoding at once ran 17 × 40 threads (issue 9). The one-frame and skipping bulk
+# paths gain little past a few threads (the table above: one reference chain; x264 writes one
+# slice per picture), and several decoders at once (vidsnap.parallel, a busy server) share the
+# cores anyway, so a decoder gets one thread per core up to this cap unless told fewer.
+MAX_DECODER_THREADS = 4
 
 _AvError: tuple[type[BaseException], ...] = (av.error.FFmpegError, OSError, EOFError, ValueError)
 _REOPEN_ERRORS: tuple[type[BaseException], ...] = (VidsnapError, *_AvError)
@@ -144,11 +152,25 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 )
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a Lambda sandbox or container sets)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def decoder_threads(sharing: int = 1) -> int:
+    """Threads for one decoder when ``sharing`` decoders run at once: the cores split between
+    them, at least 1, at most :data:`MAX_DECODER_THREADS`."""
+    return max(1, min(cpu_cores(), MAX_DECODER_THREADS) // max(1, sharing))
+
+
 def _entry_ts(entry: Any) -> int:
     return int(entry.timestamp)
 
 
-def _sniff(source: str | os.PathLike[str] | BinaryIO) -> str | None:
+def _sniff(source: str | os.PathLike[str] | BinaryIO | _ReadGuard) -> str | None:
     """The container kind the first bytes announce, or None (never raises)."""
     try:
         if isinstance(source, str | os.PathLike):
@@ -166,7 +188,81 @@ def _sniff(source: str | os.PathLike[str] | BinaryIO) -> str | None:
     return None
 
 
-def _open(source: str | os.PathLike[str] | BinaryIO, *, max_pixels: int | None = None) -> Any:
+class _ReadGuard:
+    """The file object PyAV reads a Python source through: a failed read is recorded, not raised.
+
+    PyAV calls ``read``/``seek`` inside FFmpeg's I/O callbacks. An exception there is stashed for
+    the next PyAV call that checks an FFmpeg result, but FFmpeg often takes a failed read as the end
+    of the data and carries on: the stashed exception is then printed to stderr as a multi-line
+    "PyAV library exception being dropped" traceback when the next one is stashed (noise in Lambda
+    logs, issue 9), or raised later by an unrelated call on the same thread (the next request
+    served by that thread), while this one fails as "truncated or corrupt" instead of with the
+    read error. Here a failed read records its exception and returns ``b""`` (the end of the
+    data for FFmpeg, and every later read too); :meth:`Video._check_read` raises the recorded error
+    where the Video hands out a frame or meets the end of the data.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        """Always True (PyAV asks)."""
+        return True
+
+    def seekable(self) -> bool:
+        """Whether the source can seek (PyAV asks once, when opening)."""
+        seekable = getattr(self.raw, "seekable", None)
+        try:
+            return bool(seekable()) if callable(seekable) else True
+        except Exception:
+            return False
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes; ``b""`` at the end of the data and after a failed read."""
+        if self.error is not None:
+            return b""
+        try:
+            data = self.raw.read(size)
+        except Exception as exc:
+            self.error = exc
+            return b""
+        # PyAV copies from a bytes object only (anything else would be a TypeError in its callback).
+        return data if isinstance(data, bytes) else bytes(data or b"")
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """The new position, or a negative errno that FFmpeg takes as a failed seek."""
+        try:
+            return int(self.raw.seek(offset, whence))
+        except OSError as exc:  # a position the source refuses (negative): FFmpeg copes
+            return -(exc.errno or errno.EIO)
+        except Exception as exc:
+            self.error = self.error or exc
+            return -errno.EIO
+
+    def tell(self) -> int:
+        """The current position (or a negative errno)."""
+        try:
+            return int(self.raw.tell())
+        except Exception as exc:
+            self.error = self.error or exc
+            return -errno.EIO
+
+
+def _raise_read_error(guard: _ReadGuard | None) -> None:
+    """Raise the error a read through ``guard`` met, if any: the source's own error (a
+    VidsnapError from a range reader), or UndecodableMedia for an I/O error of a file object."""
+    if guard is None or guard.error is None:
+        return
+    error = guard.error
+    if isinstance(error, OSError):  # I/O failures are media errors at this boundary (module doc)
+        raise UndecodableMedia(f"the source could not be read: {error}") from error
+    raise error
+
+
+def _open(
+    source: str | os.PathLike[str] | BinaryIO | _ReadGuard, *, max_pixels: int | None = None
+) -> Any:
     """Open an input container; map every failure to a vidsnap error.
 
     ``max_pixels`` is handed to the decoders that probing opens: FFmpeg decodes a still picture
@@ -311,11 +407,13 @@ class Video:
         bulk: bool = False,
         max_source_pixels: int | None = DEFAULT_MAX_SOURCE_PIXELS,
         decode_budget_frames: int | None = None,
+        threads: int | None = None,
     ) -> None:
         """Open ``source``; refuse it (:class:`SourceTooLarge`) when its picture is larger than
         ``max_source_pixels`` (None: no limit), before any frame is decoded. A request whose frame
         needs more than ``decode_budget_frames`` frames decoded from the nearest keyframe fails with
-        :class:`DecodeBudgetExceeded` (None: no budget); see :meth:`_check_budget`."""
+        :class:`DecodeBudgetExceeded` (None: no budget); see :meth:`_check_budget`. ``threads``:
+        the decoder's own threads (None: :func:`decoder_threads`)."""
         self._source = source
         self._max_source_pixels = max_source_pixels
         self._decode_budget = decode_budget_frames
@@ -325,15 +423,37 @@ class Video:
             declared = _picture_header(_read_head(source, 64))
             if declared is not None:
                 _check_picture_size(*declared, max_source_pixels)
-        self._container = _open(source, max_pixels=max_source_pixels)
+        # The decoder's own threads (None: decoder_threads()); fixed before the decoder opens.
+        self._threads = max(1, threads) if threads is not None else decoder_threads()
+        # PyAV reads a file object through a guard that records read failures (see _ReadGuard).
+        self._guard = None if isinstance(source, str | os.PathLike) else _ReadGuard(source)
+        try:
+            self._container = _open(source if self._guard is None else self._guard, max_pixels=max_source_pixels)
+        except VidsnapError:
+            self._check_read()  # a read failed: that, not "unrecognised", is why it cannot open
+            raise
         try:
             self._setup(bulk)
+            self._check_read()  # what opening learnt must not rest on data cut short by a failure
         except VidsnapError:
             self.close()
+            self._check_read()
             raise
         except _AvError as exc:
             self.close()
+            self._check_read()
             raise UndecodableMedia(f"cannot decode the video: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_read(self) -> None:
+        """Raise the error a read of the source met, if any (see :class:`_ReadGuard`).
+
+        Called where a frame is handed out or the data ends: after a failed read FFmpeg sees the
+        end of the data, so the last frames decoded (or their absence) are not the answer.
+        """
+        _raise_read_error(getattr(self, "_guard", None))
 
     # ------------------------------------------------------------------ setup
 
@@ -579,7 +699,7 @@ class Video:
             if other is not self._stream:
                 other.discard = av.stream.Discard.all
         self._codec.thread_type = _THREAD_TYPE_BULK if self._bulk else _THREAD_TYPE_SINGLE
-        self._codec.thread_count = 0  # one per core
+        self._codec.thread_count = self._threads  # never 0 (FFmpeg's cores + 1): see MAX_DECODER_THREADS
         if self._max_source_pixels is not None:
             # The decoder refuses pictures over the limit too: a stream whose picture grows
             # mid-stream (a new sequence header) cannot make it allocate a bomb.
@@ -597,7 +717,7 @@ class Video:
         try:
             if not isinstance(source, str | os.PathLike):
                 source.seek(0)
-            container = _open(source, max_pixels=self._max_source_pixels)
+            container = _open(source if self._guard is None else self._guard, max_pixels=self._max_source_pixels)
         except _REOPEN_ERRORS:
             return False
         try:
@@ -779,6 +899,7 @@ class Video:
                 frame = next(self._it)
             except StopIteration:
                 self._eof = True
+                self._check_read()  # the data ended because a read failed
                 return None
             self._pulled += 1
             if self._pts_from_dts:
@@ -1150,6 +1271,7 @@ class Video:
         return math.floor(exact)  # pts are integers: pts ≤ exact ⇔ pts ≤ floor(exact)
 
     def _picked(self, frame: av.VideoFrame) -> Picked:
+        self._check_read()  # never hand out a frame decoded after a failed read
         pts = _pts(frame) if frame.pts is not None else self.start_pts
         time_ms = max(Fraction(0), (pts - self.start_pts) * self.time_base * 1000)
         return Picked(frame=frame, pts=pts, time_ms=time_ms, key_frame=bool(frame.key_frame))
@@ -1173,8 +1295,10 @@ class Video:
                 frame = self._frame_for(target, keyonly=False)
             return self._picked(frame)
         except VidsnapError:
+            self._check_read()
             raise
         except _AvError as exc:
+            self._check_read()
             raise UndecodableMedia(f"cannot decode the video at {float(time_ms):.0f} ms: {exc}") from exc
 
     def frames_at(self, times_ms: Sequence[Fraction], *, exact: bool = True) -> Iterator[Picked]:
@@ -1262,22 +1386,33 @@ class Video:
         learnt (start time, rotation, duration, keyframe table, seek behaviour) is copied instead
         of being found again, so a clone costs one container open and no decoding. The clone is
         positioned nowhere: its first request seeks. ``threads`` caps its decoder's own threads
-        (default: one per core), for when several decoders share the cores.
+        (default: this video's), for when several decoders share the cores.
         """
         if not self.can_clone:
             return None
         source = self._source
         copy_source = source if isinstance(source, str | os.PathLike) else source.clone()  # type: ignore[attr-defined]
         owns = copy_source is not source
+        guard = None if isinstance(copy_source, str | os.PathLike) else _ReadGuard(copy_source)
         try:
-            container = _open(copy_source, max_pixels=self._max_source_pixels)
+            container = _open(copy_source if guard is None else guard, max_pixels=self._max_source_pixels)
         except BaseException:
             if owns:
                 copy_source.close()  # type: ignore[union-attr]
+            _raise_read_error(guard)
             raise
         other = object.__new__(Video)
         other.__dict__.update(self.__dict__)
+        # Nothing of this video's decoding state may be shared: a clone that fails below is closed,
+        # and closing ends its decode run and drops its frames (see close).
+        other._it = None
+        other._pending = collections.deque()
+        other._prev = None
+        other._cover = None
+        if threads is not None:
+            other._threads = max(1, threads)
         other._source = copy_source
+        other._guard = guard
         other._owns_source = owns
         other._container = container
         try:
@@ -1287,14 +1422,10 @@ class Video:
             return None
         other._codec = other._stream.codec_context
         other._configure_decoder()
-        if threads is not None:
-            other._codec.thread_count = max(1, threads)
         other._skip_state = "DEFAULT"
         other._keyonly = False
         other._skip_target = None
-        other._pending = collections.deque()
         other._forget_position()
-        other._it = None
         return other
 
     def every_frame(self, start_ms: Fraction = Fraction(0)) -> Iterator[Picked]:
@@ -1327,6 +1458,7 @@ class Video:
                 and not self._numbered_in_order
             ):
                 yield from self._hop_keyframes(target)
+                self._check_read()  # a failed read ends the hops early
                 return
             self._set_keyonly(True)
             self._seek_and_anchor(target)
@@ -1379,7 +1511,26 @@ class Video:
                     yield self._picked(frame)
 
     def close(self) -> None:
-        """Release the container (idempotent)."""
+        """Release the container, the decoder and its threads now (idempotent).
+
+        A decoder's threads and picture pool live as long as PyAV's codec context object, and that
+        is freed only when nothing refers to it. A Video refers to itself through its live decode
+        run (a generator running one of its methods), so without this a closed Video, its codec
+        context and the decoder's threads waited for the cyclic garbage collector: a busy server
+        held hundreds of idle FFmpeg threads and gigabytes of pictures (issue 9). Closing ends the
+        run, drops the frames held and every reference to the stream and codec context, then closes
+        the container (which drops its streams): the decoder is freed on the spot. Frames already
+        handed out stay valid (they hold their own picture buffers).
+        """
+        run, self._it = getattr(self, "_it", None), None
+        if run is not None:
+            with contextlib.suppress(Exception):
+                run.close()  # type: ignore[attr-defined]
+        self._pending = collections.deque()
+        self._prev = None
+        self._cover = None
+        self._codec = None
+        self._stream = None
         container = getattr(self, "_container", None)
         if container is not None:
             self._container = None

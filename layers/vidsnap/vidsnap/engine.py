@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import av
 
-from .decode import Picked, Video
+from .decode import Picked, Video, cpu_cores, decoder_threads
 from .errors import BadRequest, UndecodableMedia, VidsnapError
 from .imaging import Geometry, plan_geometry, render
 from .naming import frames_overwrite, output_key
@@ -55,13 +55,14 @@ class Limits:
     decode_budget_frames: int | None = DEFAULT_DECODE_BUDGET_FRAMES
     decoders: int | None = None
 
-    def open(self, source: Source, *, bulk: bool = False) -> Video:
-        """A :class:`Video` on ``source`` held to these limits."""
+    def open(self, source: Source, *, bulk: bool = False, threads: int | None = None) -> Video:
+        """A :class:`Video` on ``source`` held to these limits (``threads``: its decoder's own)."""
         return Video(
             source,
             bulk=bulk,
             max_source_pixels=self.max_source_pixels,
             decode_budget_frames=self.decode_budget_frames,
+            threads=threads,
         )
 
 
@@ -155,12 +156,22 @@ class OpenVideos:
     key, ETag, version id); the caller gets it from a cheap HEAD. At most ``capacity`` videos stay
     open (least recently used closed first). A video in use by another thread is not shared: that
     request opens its own, closed afterwards. Decoding errors drop the entry.
+
+    Under concurrent requests (the local server runs each in a thread), at most ``max_decodes``
+    snapshots decode at once (default: one per core); the others wait for a slot. Decoding is
+    CPU-bound, so more at once only multiplies open decoders, their threads and their pictures: 50
+    concurrent requests held 50 decoders of FFmpeg's cores + 1 threads each (issue 9). A video
+    opened while others decode gets a share of the cores for its decoder's threads
+    (:func:`~vidsnap.decode.decoder_threads`), so the threads in use stay about one per core.
     """
 
-    def __init__(self, capacity: int = 1) -> None:
+    def __init__(self, capacity: int = 1, *, max_decodes: int | None = None) -> None:
         self.capacity = max(1, capacity)
+        self.max_decodes = max(1, max_decodes if max_decodes is not None else cpu_cores())
         self._lock = threading.Lock()
         self._entries: collections.OrderedDict[Hashable, _OpenVideo] = collections.OrderedDict()
+        self._slots = threading.BoundedSemaphore(self.max_decodes)
+        self._decoding = 0  # snapshots holding a slot (guarded by _lock)
 
     def snapshot(
         self,
@@ -173,9 +184,21 @@ class OpenVideos:
         """:func:`snapshot` on the object ``version``; also returns the source bytes read for it.
 
         ``open_source`` opens the source when no open video of that version is free. The byte count
-        is read from the source's ``bytes_read`` counter (0 for sources without one).
+        is read from the source's ``bytes_read`` counter (0 for sources without one). Waits while
+        ``max_decodes`` snapshots are decoding.
         """
-        limits = limits or Limits()
+        with self._slots:
+            with self._lock:
+                self._decoding += 1
+            try:
+                return self._snapshot(version, open_source, req, limits or Limits())
+            finally:
+                with self._lock:
+                    self._decoding -= 1
+
+    def _snapshot(
+        self, version: Hashable, open_source: Callable[[], Source], req: SnapshotRequest, limits: Limits
+    ) -> tuple[Rendered, int]:
         with self._lock:
             entry = self._entries.get(version)
             if entry is not None and entry.lock.acquire(blocking=False):
@@ -198,8 +221,10 @@ class OpenVideos:
         self, version: Hashable, open_source: Callable[[], Source], req: SnapshotRequest, limits: Limits
     ) -> tuple[Rendered, int]:
         source = open_source()
+        with self._lock:
+            sharing = self._decoding
         try:
-            video = limits.open(source)
+            video = limits.open(source, threads=decoder_threads(sharing))
         except BaseException:
             _close_source(source)
             raise

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from PIL import Image
 if TYPE_CHECKING:
     from PIL import ImageFont
 
+from .decode import decoder_threads
 from .errors import EC_FORMAT, EC_HEIGHT, EC_WIDTH, BadRequest, TooLarge, UndecodableMedia
 from .plan import FORMATS, Format, ImageSpec
 
@@ -288,9 +288,11 @@ _TRANSPOSE = {
 _local = threading.local()
 #: swscale output format for each Pillow mode that to_image produces.
 _SWS_FORMATS = {"RGB": "rgb24", "RGBX": "rgb0", "RGBA": "rgba"}
-#: swscale threads: one per core. (Its automatic choice measured slower here: 1080p POINT flags
-#: 4.9-5.2 ms against 3.6 ms with 2 threads; SCALE_FLAGS 10.5 against 8.7 ms.)
-_SWS_THREADS = os.cpu_count() or 0
+#: swscale threads: one per core, at most decode.MAX_DECODER_THREADS. (Its automatic choice measured
+#: slower here: 1080p POINT flags 4.9-5.2 ms against 3.6 ms with 2 threads; SCALE_FLAGS 10.5 against
+#: 8.7 ms.) Bounded: each thread that converts keeps its context and its threads (see _reformatter);
+#: one per core of a 64-core machine in each of a server's worker threads was thousands (issue 9).
+_SWS_THREADS = decoder_threads()
 
 
 def _reformatter() -> VideoReformatter:
