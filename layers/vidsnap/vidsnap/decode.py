@@ -428,7 +428,7 @@ class Video:
         # PyAV reads a file object through a guard that records read failures (see _ReadGuard).
         self._guard = None if isinstance(source, str | os.PathLike) else _ReadGuard(source)
         try:
-            self._container = _open(source if self._guard is None else self._guard, max_pixels=max_source_pixels)
+            self._container = _open(self._guard or source, max_pixels=max_source_pixels)
         except VidsnapError:
             self._check_read()  # a read failed: that, not "unrecognised", is why it cannot open
             raise
@@ -717,7 +717,7 @@ class Video:
         try:
             if not isinstance(source, str | os.PathLike):
                 source.seek(0)
-            container = _open(source if self._guard is None else self._guard, max_pixels=self._max_source_pixels)
+            container = _open(self._guard or source, max_pixels=self._max_source_pixels)
         except _REOPEN_ERRORS:
             return False
         try:
@@ -1395,7 +1395,7 @@ class Video:
         owns = copy_source is not source
         guard = None if isinstance(copy_source, str | os.PathLike) else _ReadGuard(copy_source)
         try:
-            container = _open(copy_source if guard is None else guard, max_pixels=self._max_source_pixels)
+            container = _open(guard or copy_source, max_pixels=self._max_source_pixels)
         except BaseException:
             if owns:
                 copy_source.close()  # type: ignore[union-attr]
