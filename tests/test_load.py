@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -199,6 +200,31 @@ def test_the_server_under_load_is_back_to_a_few_threads_and_one_open_decoder(med
             assert live("VideoCodecContext") <= 1
             assert live("InputContainer") <= 1
         assert settle(baseline + 1) <= baseline + 1  # the server is gone: its threads too
+
+
+def test_the_server_caps_its_worker_threads_and_trims_the_heap_every_n_requests() -> None:
+    from anyio import to_thread
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    with warnings.catch_warnings():  # starlette's note about httpx2, as in test_httpapp
+        warnings.filterwarnings("ignore", message=".*httpx2")
+        from starlette.testclient import TestClient
+
+    from vidsnap.serve import _ServerUpkeep
+
+    async def tokens(request: Request) -> JSONResponse:
+        return JSONResponse(to_thread.current_default_thread_limiter().total_tokens)
+
+    upkeep = _ServerUpkeep(Starlette(routes=[Route("/", tokens)]), threads=3, trim_every=5)
+    trims: list[int] = []
+    upkeep._trim = lambda: trims.append(1)
+    with TestClient(upkeep) as client:
+        answers = [client.get("/").json() for _ in range(12)]
+    assert answers == [3] * 12  # anyio's default is 40
+    assert len(trims) == 2  # after the 5th and the 10th
 
 
 # -- Ctrl+C ---------------------------------------------------------------------------------------

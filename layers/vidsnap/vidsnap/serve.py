@@ -100,13 +100,12 @@ class _ServerUpkeep:
         if loop is not self._loop:
             to_thread.current_default_thread_limiter().total_tokens = self.threads
             self._loop = loop
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            if scope["type"] == "http" and self._trim is not None:
-                self._served += 1  # one event loop thread: no lock needed
-                if self._served % self.trim_every == 0:
-                    await to_thread.run_sync(self._trim)
+        await self.app(scope, receive, send)
+        # After the answer, not in a finally: nothing is awaited while a failure propagates.
+        if scope["type"] == "http" and self._trim is not None:
+            self._served += 1  # one event loop thread: no lock needed
+            if self._served % self.trim_every == 0:
+                await to_thread.run_sync(self._trim)
 
 
 def is_loopback(host: str) -> bool:
