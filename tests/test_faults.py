@@ -41,10 +41,10 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what 
 from vidsnap import aws, objectlambda, parse, synth
 from vidsnap.aws import Clients
 from vidsnap.blockio import RetryPolicy
-from vidsnap.errors import SourceUnavailable, Throttled, VidsnapError
+from vidsnap.errors import SourceChanged, SourceUnavailable, Throttled, VidsnapError
 from vidsnap.httpapp import create_app, function_url_error
 from vidsnap.plan import SourceRef, task_id
-from vidsnap.s3io import S3RangeReader, SourceChanged, map_client_error
+from vidsnap.s3io import S3RangeReader, map_client_error
 from vidsnap.settings import Settings
 from vidsnap.storage import S3Store
 from vidsnap.taskstore import TaskStore

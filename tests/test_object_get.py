@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 import pytest
@@ -24,8 +25,10 @@ from moto import mock_aws
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from vidsnap.errors import SourceChanged
 from vidsnap.objectlambda import HTTPRangeReader, process_from
 from vidsnap.settings import get_settings
+from vidsnap.storage import S3Store
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -125,6 +128,36 @@ def test_function_url_get_returns_base64_image(
     image = Image.open(io.BytesIO(base64.b64decode(response["body"])))
     assert image.format == "JPEG"
     assert image.size == (320, 180)
+
+
+@pytest.mark.parametrize(
+    "key", ["videos/my clip+1.mp4", "videos/a?b#c.mp4", "videos/100%.mp4", "videos/é.mp4", "videos/a%20b.mp4"]
+)
+def test_function_url_paths_arrive_percent_encoded(
+    aws: dict[str, Any],
+    load_handler: Loader,
+    context: Context,
+    key: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Function URLs deliver the path still percent-encoded; the key is its form decoded once
+    (mangum decodes it: a key with a literal ``%20`` must not be decoded twice)."""
+    source = {"Bucket": "vidsnap-source", "Key": CLIP}
+    aws["s3"].copy_object(Bucket="vidsnap-source", Key=key, CopySource=source)
+    asked: list[str] = []
+    real_info = S3Store.info
+
+    def info(self: S3Store, name: str, **kw: Any) -> Any:
+        asked.append(name)  # what the app asks S3 for (moto would forgive an encoded key)
+        return real_info(self, name, **kw)
+
+    monkeypatch.setattr(S3Store, "info", info)
+    event = copy.deepcopy(load_event("function-url-get.json"))
+    encoded = "/" + quote(key, safe="/")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = encoded
+    response = load_handler().handler(event, context())
+    assert response["statusCode"] == 200, response
+    assert asked == [key]
 
 
 def test_function_url_errors_are_json_with_the_lambda_request_id(
@@ -375,6 +408,23 @@ def test_http_range_reader_reads_ranges_through_a_block_cache(
     reader.read(7)  # cached
     assert reader.requests == requests
     assert reader.bytes_read <= len(clip_bytes) + 4 * 1024
+    reader.close()
+
+
+def test_http_range_reader_refuses_an_object_replaced_mid_read(
+    olap: dict[str, Any], clip_bytes: bytes
+) -> None:
+    """Every read after the first is of the object the first one saw (If-Match on its ETag): a
+    replaced object is a 412 SourceChanged, never bytes of two uploads mixed."""
+    key = "videos/replaced.mp4"
+    olap["s3"].put_object(Bucket=olap["bucket"], Key=key, Body=clip_bytes)
+    reader = HTTPRangeReader(olap["presigned"](key), block_size=1024, cache_blocks=4, readahead=False)
+    assert reader.etag
+    olap["s3"].put_object(Bucket=olap["bucket"], Key=key, Body=bytes(reversed(clip_bytes)))
+    reader.seek(4096)
+    with pytest.raises(SourceChanged) as info:
+        reader.read(10)
+    assert info.value.status == 412
     reader.close()
 
 

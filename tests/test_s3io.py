@@ -13,8 +13,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from moto.server import ThreadedMotoServer
 
-from vidsnap.errors import InternalError, NotAllowed, NotFound, Throttled
-from vidsnap.s3io import S3RangeReader, SourceChanged, map_client_error, open_s3
+from vidsnap.errors import InternalError, NotAllowed, NotFound, SourceChanged, Throttled
+from vidsnap.s3io import S3RangeReader, map_client_error, open_s3
 
 BLOCK = 64 * 1024
 BUCKET = "media"

@@ -249,6 +249,13 @@ class _ReadGuard:
             return -errno.EIO
 
 
+def _raise_if_transient(exc: BaseException) -> None:
+    """Re-raise a transient vidsnap error (throttling, a source read to retry) caught by a handler
+    that gives up gracefully on damaged media: only a permanent failure may end in a fallback."""
+    if isinstance(exc, VidsnapError) and exc.transient:
+        raise exc
+
+
 def _raise_read_error(guard: _ReadGuard | None) -> None:
     """Raise the error a read through ``guard`` met, if any: the source's own error (a
     VidsnapError from a range reader), or UndecodableMedia for an I/O error of a file object."""
@@ -684,7 +691,8 @@ class Video:
                 self._seek_and_anchor(_pts(last) - back)
                 last = self._advance_to(beyond)
                 back *= 2
-        except _REOPEN_ERRORS:
+        except _REOPEN_ERRORS as exc:
+            _raise_if_transient(exc)  # a read to retry later is not a reason to keep an estimate
             last = None
         self._forget_position()  # the next request seeks
         if last is None or last.pts is None:
@@ -718,7 +726,8 @@ class Video:
             if not isinstance(source, str | os.PathLike):
                 source.seek(0)
             container = _open(self._guard or source, max_pixels=self._max_source_pixels)
-        except _REOPEN_ERRORS:
+        except _REOPEN_ERRORS as exc:
+            _raise_if_transient(exc)  # throttled S3 is a 503 to retry, not an undecodable file
             return False
         try:
             stream = container.streams[self._stream.index]

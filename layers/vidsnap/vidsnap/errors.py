@@ -123,6 +123,16 @@ class DecodeBudgetExceeded(UndecodableMedia):
     code = "DecodeBudgetExceeded"
 
 
+class SourceChanged(VidsnapError):
+    """The source object was replaced while it was being read (its ETag no longer matches): 412.
+
+    Permanent for the task that saw it: the new upload has its own event and its own task.
+    """
+
+    status = 412
+    code = "SourceChanged"
+
+
 class InternalError(VidsnapError):
     """A bug or an unexpected failure (500)."""
 

@@ -41,7 +41,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .decode import Video
 from .engine import Limits, OpenVideos, check_limits, report_ms, snapshot
 from .errors import (
     EC_MALFORMED,
@@ -538,7 +537,7 @@ class _Routes:
         obj = self.store.info(key)
         source = self.store.open(key)
         try:
-            with Video(source) as video:
+            with self.limits.open(source) as video:
                 return {
                     "Key": key,
                     "Size": getattr(obj, "size", None),

@@ -32,6 +32,7 @@ from .errors import (
     BadRequest,
     NotAllowed,
     NotFound,
+    SourceChanged,
     SourceUnavailable,
     Throttled,
     UndecodableMedia,
@@ -125,14 +126,21 @@ class HTTPRangeReader(BlockReader):
 
     def _get(self, start: int, end: int) -> tuple[bytes, str | None]:
         """One ``Range: bytes=start-end`` GET: the body and the ``Content-Range`` header."""
-        request = urllib.request.Request(self.url, headers={**self.headers, "Range": f"bytes={start}-{end}"})
+        headers = {**self.headers, "Range": f"bytes={start}-{end}"}
+        if self.etag:
+            # As the S3 reader does: every read after the first is of the object the first one saw.
+            headers["If-Match"] = self.etag
+        request = urllib.request.Request(self.url, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 data: bytes = response.read()
                 content_range = response.headers.get("Content-Range")
+                etag = response.headers.get("ETag")
                 if self.etag is None:
-                    self.etag = response.headers.get("ETag")
+                    self.etag = etag
                     self.content_type = response.headers.get("Content-Type")
+                elif etag and etag != self.etag:  # a server that ignores If-Match
+                    raise SourceChanged("the object was replaced while it was being read")
                 if response.status == 200:  # server ignored the Range: keep only the slice we asked for
                     content_range = f"bytes 0-{len(data) - 1}/{len(data)}" if data else "bytes */0"
                     data = data[start : end + 1]
@@ -160,6 +168,8 @@ def _http_error(exc: urllib.error.HTTPError) -> VidsnapError:
         return NotFound("the object does not exist")
     if status == 403:
         return NotAllowed("access to the object was denied (the presigned input URL may have expired)")
+    if status == 412:
+        return SourceChanged("the object was replaced while it was being read")
     if status == 416:
         return UndecodableMedia("the object is empty")
     if status in (429, 500, 502, 503, 504):

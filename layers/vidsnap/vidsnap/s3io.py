@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import builtins
 import http.client
-from typing import Any, ClassVar
+from typing import Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -41,6 +41,7 @@ from vidsnap.errors import (
     InternalError,
     NotAllowed,
     NotFound,
+    SourceChanged,
     Throttled,
     VidsnapError,
     as_vidsnap_error,
@@ -111,16 +112,6 @@ _TRANSIENT_BOTOCORE = (
 #: The same faults when they escape botocore unwrapped (from urllib3, http.client or the socket).
 #: Not every OSError: a full disk or a permission error does not heal by retrying.
 _TRANSIENT_RAW = (URLLib3HTTPError, http.client.HTTPException, builtins.ConnectionError, TimeoutError)
-
-
-class SourceChanged(VidsnapError):
-    """The source object was replaced while it was being read (ETag no longer matches): 412.
-
-    Permanent for the task that saw it: the new upload has its own event and its own task.
-    """
-
-    status: ClassVar[int] = 412
-    code: ClassVar[str] = "SourceChanged"
 
 
 def error_code(exc: ClientError) -> tuple[str, int]:

@@ -51,12 +51,12 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, Protocol
 
 from vidsnap.aws import Clients
-from vidsnap.errors import BadRequest, NotAllowed, Throttled, VidsnapError
+from vidsnap.errors import BadRequest, NotAllowed, SourceChanged, Throttled, VidsnapError
 from vidsnap.events import UploadEvent, classify_message
 from vidsnap.notify import Notifier, build_message
 from vidsnap.observe import MetricUnit, emit, logger
 from vidsnap.plan import SourceRef, Task, task_id
-from vidsnap.s3io import SourceChanged, map_client_error, open_s3
+from vidsnap.s3io import map_client_error, open_s3
 from vidsnap.settings import Settings
 from vidsnap.storage import OUTPUT_MARKER, S3Sink
 from vidsnap.taskstore import TaskStore, message_from_record
