@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 
-from .decode import Picked, Video
+from .decode import Picked, Video, decoder_threads
 from .errors import UndecodableMedia
 
 __all__ = ["available_cores", "frames_at"]
@@ -132,7 +132,7 @@ class _Pool:
         try:
             if video is None:
                 # The decoders share the cores: a clone's own decoder threads would only compete.
-                video = self.video.clone(threads=max(1, available_cores() // len(self.shares)))
+                video = self.video.clone(threads=decoder_threads(len(self.shares)))
                 if video is None:
                     raise UndecodableMedia("the source could not be opened a second time")
             for run in self.shares[w]:
