@@ -242,3 +242,16 @@ def test_sample_events_are_json() -> None:
     }
     for name in names:
         json.loads((ROOT / "events" / name).read_text())
+
+
+def test_each_function_gets_a_decode_budget_that_fits_its_timeout(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    """The object-GET function (60 s) and the worker (900 s) each get their own decode budget."""
+    globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert globals_env["DECODE_BUDGET_FRAMES"] == {"Ref": "DecodeBudgetFrames"}
+    worker = resources["AsyncSnapshotsFunction"]["Properties"]
+    assert worker["Environment"]["Variables"]["DECODE_BUDGET_FRAMES"] == {"Ref": "WorkerDecodeBudgetFrames"}
+    params = template["Parameters"]
+    ratio = params["WorkerDecodeBudgetFrames"]["Default"] / params["DecodeBudgetFrames"]["Default"]
+    assert ratio <= worker["Timeout"] / resources["ObjectGetFunction"]["Properties"]["Timeout"]
