@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -166,3 +166,18 @@ class MemoryBlockReader(BlockReader):
     def _fetch(self, start: int, end: int) -> bytes:
         self.threads.add(threading.current_thread().name)
         return self.data[start : end + 1]
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    """moto's server on 127.0.0.1 (a free port), for tests that need real HTTP (range requests,
+    presigned URLs, a proxy in front); one per test module."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ from moto import mock_aws
 import vidsnap.worker
 from vidsnap.errors import Throttled
 from vidsnap.settings import get_settings
+from vidsnap.taskstore import create_table
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -77,12 +78,7 @@ def aws(
             key: s3.put_object(Bucket="vidsnap-source", Key=key, Body=data)["ETag"].strip('"')
             for key in (CLIP, UPLOAD)
         }
-        boto3.client("dynamodb", region_name="us-east-1").create_table(
-            TableName="vidsnap-tasks",
-            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(boto3.client("dynamodb", region_name="us-east-1"), "vidsnap-tasks")
         topic = sns.create_topic(Name="vidsnap-notify")["TopicArn"]
         inbox = sqs.create_queue(QueueName="notify-inbox")["QueueUrl"]
         inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][

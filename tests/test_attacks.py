@@ -30,6 +30,7 @@ from vidsnap.engine import FrameBudget, Limits, run_task
 from vidsnap.errors import BadRequest
 from vidsnap.parse import parse_task
 from vidsnap.synth import make_video
+from vidsnap.taskstore import create_table
 
 # -- 3. MAX_FRAMES per task, across jobs ----------------------------------------------------------
 
@@ -390,12 +391,7 @@ def lease_env(aws_env: None, clip: Path, tmp_path: Path) -> Iterator[dict[str, A
     shutil.copy(clip, tmp_path / "videos" / "clip.mp4")
     with mock_aws():
         clients = Clients(region="us-east-1")
-        clients.dynamodb_client.create_table(
-            TableName="tasks",
-            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(clients.dynamodb_client, "tasks")
         settings = Settings(
             source_bucket="src",
             output_bucket="out",
@@ -509,12 +505,7 @@ def test_the_handler_leases_for_the_invocation_s_remaining_time(
             s3.create_bucket(Bucket="src")
             s3.put_object(Bucket="src", Key="videos/clip.mp4", Body=clip.read_bytes())
             dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-            dynamodb.create_table(
-                TableName="tasks",
-                KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_table(dynamodb, "tasks")
             event = {
                 "Records": [
                     {
@@ -734,12 +725,7 @@ def granted_aws(aws_env: None, stack: Stack, clip: Path) -> Iterator[dict[str, A
         for name in ("vidsnap-tasks", "vidsnap-notify", "vidsnap-elsewhere"):
             sqs.create_queue(QueueName=name)
         boto3.client("sns", region_name=REGION).create_topic(Name="vidsnap-done")
-        boto3.client("dynamodb", region_name=REGION).create_table(
-            TableName=env["TASK_TABLE"],
-            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(boto3.client("dynamodb", region_name=REGION), env["TASK_TABLE"])
         iam = boto3.client("iam", region_name=REGION)
         iam.create_user(UserName="worker")
         statements = stack.statements("AsyncSnapshotsFunction", "AsyncSnapshotsFunctionRole")

@@ -16,7 +16,6 @@ import base64
 import http.client
 import io
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,6 @@ from botocore.exceptions import (
 )
 from botocore.retries.standard import ExponentialBackoff
 from faultproxy import KINDS, FaultProxy
-from moto.server import ThreadedMotoServer
 from PIL import Image
 from urllib3.exceptions import ProtocolError
 
@@ -47,7 +45,7 @@ from vidsnap.plan import SourceRef, task_id
 from vidsnap.s3io import S3RangeReader, map_client_error
 from vidsnap.settings import Settings
 from vidsnap.storage import S3Store
-from vidsnap.taskstore import TaskStore
+from vidsnap.taskstore import TaskStore, create_table
 from vidsnap.worker import Worker
 
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -201,15 +199,6 @@ def test_transient_errors_answer_503_with_retry_after() -> None:
 # -- end to end through the fault proxy ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def fast_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
     """botocore's own backoff (1 s base for throttling) scaled down to milliseconds."""
@@ -244,9 +233,9 @@ def _s3(endpoint: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def bucket(moto_url: str, clip: bytes) -> str:
+def bucket(moto_server: str, clip: bytes) -> str:
     name = "faults-src"  # fixed: the proxy's choice of faults depends on the path
-    direct = _s3(moto_url)
+    direct = _s3(moto_server)
     direct.create_bucket(Bucket=name)
     for i in range(2):  # two keys: the warm app keeps one video open, alternating reopens it
         direct.put_object(Bucket=name, Key=f"videos/clip{i}.mp4", Body=clip)
@@ -262,13 +251,13 @@ def _snapshot_urls(n: int) -> list[str]:
 
 @pytest.mark.parametrize(("rate", "seed"), [(0.15, 1), (0.5, 2)])
 @pytest.mark.usefixtures("fast_botocore")
-def test_sync_snapshots_are_right_or_503(moto_url: str, bucket: str, rate: float, seed: int) -> None:
+def test_sync_snapshots_are_right_or_503(moto_server: str, bucket: str, rate: float, seed: int) -> None:
     def app(endpoint: str) -> TestClient:
         store = S3Store(_s3(endpoint), bucket, block_size=BLOCK, retry=FAST)
         return TestClient(create_app(settings=Settings(), store=store))
 
     urls = _snapshot_urls(40)
-    reference = app(moto_url)
+    reference = app(moto_server)
     expected = {}
     for url in urls[: 2 * len(TIMES)]:
         r = reference.get(url)
@@ -276,7 +265,7 @@ def test_sync_snapshots_are_right_or_503(moto_url: str, bucket: str, rate: float
         expected[url] = _pixels(r.content)
 
     statuses: list[int] = []
-    with FaultProxy(moto_url, rate=rate, seed=seed) as proxy:
+    with FaultProxy(moto_server, rate=rate, seed=seed) as proxy:
         client = app(proxy.url)
         for url in urls:
             r = client.get(url)
@@ -298,7 +287,7 @@ def test_sync_snapshots_are_right_or_503(moto_url: str, bucket: str, rate: float
 @pytest.mark.parametrize(("rate", "seed"), [(0.15, 3), (0.5, 4)])
 @pytest.mark.usefixtures("fast_botocore")
 def test_object_lambda_answers_right_or_503(
-    moto_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch, rate: float, seed: int
+    moto_server: str, bucket: str, monkeypatch: pytest.MonkeyPatch, rate: float, seed: int
 ) -> None:
     monkeypatch.setattr(objectlambda.HTTPRangeReader, "retry", FAST)
 
@@ -327,9 +316,9 @@ def test_object_lambda_answers_right_or_503(
         return call
 
     cases = [(f"videos/clip{i % 2}.mp4", TIMES[i % len(TIMES)]) for i in range(20)]
-    expected = {case: _pixels(answer(moto_url, *case)["Body"]) for case in set(cases)}
+    expected = {case: _pixels(answer(moto_server, *case)["Body"]) for case in set(cases)}
     statuses = []
-    with FaultProxy(moto_url, rate=rate, seed=seed) as proxy:
+    with FaultProxy(moto_server, rate=rate, seed=seed) as proxy:
         for case in cases:
             call = answer(proxy.url, *case)
             statuses.append(call["StatusCode"])
@@ -349,23 +338,18 @@ def test_object_lambda_answers_right_or_503(
 def task_env(
     request: pytest.FixtureRequest,
     aws_env: None,
-    moto_url: str,
+    moto_server: str,
     monkeypatch: pytest.MonkeyPatch,
     big_clip: bytes,
 ) -> dict[str, Any]:
     tag = request.node.callspec.id.replace(".", "")  # fixed per case: the faults depend on the path
     names = {"src": f"src-{tag}", "out": f"out-{tag}", "ref": f"ref-{tag}", "table": f"tasks-{tag}"}
-    direct = _s3(moto_url)
+    direct = _s3(moto_server)
     for key in ("src", "out", "ref"):
         direct.create_bucket(Bucket=names[key])
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)  # DynamoDB straight to moto
-    boto3.client("dynamodb", **CREDS).create_table(
-        TableName=names["table"],
-        KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return {"direct": direct, "clip": big_clip, "moto": moto_url, **names}
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # DynamoDB straight to moto
+    create_table(boto3.client("dynamodb", **CREDS), names["table"])
+    return {"direct": direct, "clip": big_clip, "moto": moto_server, **names}
 
 
 def _keys(client: Any, bucket: str, prefix: str = "") -> list[str]:
@@ -456,11 +440,11 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
 
 
 def test_proxy_faults_reproduce_the_issue_without_retries(
-    moto_url: str, bucket: str, fast_botocore: None
+    moto_server: str, bucket: str, fast_botocore: None
 ) -> None:
     """The proxy's short body on a whole-object range trips botocore's checksum (the 500s of the
     issue) and a short body on a partial range comes back short (the 412s): both are now retried."""
-    with FaultProxy(moto_url, rate=1.0, kinds=["short"]) as proxy:
+    with FaultProxy(moto_server, rate=1.0, kinds=["short"]) as proxy:
         client = _s3(proxy.url)
         whole = client.head_object(Bucket=bucket, Key="videos/clip0.mp4")["ContentLength"]
         with pytest.raises(FlexibleChecksumError):

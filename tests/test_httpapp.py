@@ -35,7 +35,7 @@ from vidsnap.httpapp import (
 from vidsnap.settings import Settings
 from vidsnap.storage import LocalStore, S3Store
 from vidsnap.synth import make_video
-from vidsnap.taskstore import TaskStore
+from vidsnap.taskstore import TaskStore, create_table
 
 CLIP = "videos/clip.mp4"
 SNAP = "video/snapshot,t_1000,f_jpg,w_80"
@@ -408,12 +408,7 @@ def aws(aws_env: None) -> Iterator[dict[str, Any]]:
         s3.create_bucket(Bucket="vidsnap-output")
         queue_url = sqs.create_queue(QueueName="vidsnap-tasks")["QueueUrl"]
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName="vidsnap-tasks",
-            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, "vidsnap-tasks")
         yield {"s3": s3, "sqs": sqs, "queue_url": queue_url, "dynamodb": dynamodb}
 
 

@@ -22,13 +22,13 @@ from urllib.parse import quote
 import boto3
 import pytest
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from vidsnap.errors import SourceChanged
 from vidsnap.objectlambda import HTTPRangeReader, process_from
 from vidsnap.settings import get_settings
 from vidsnap.storage import S3Store
+from vidsnap.taskstore import create_table
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -93,12 +93,7 @@ def aws(env: None, monkeypatch: pytest.MonkeyPatch, clip_bytes: bytes) -> Iterat
         s3.put_object(Bucket="vidsnap-source", Key=CLIP, Body=clip_bytes)
         queue_url = sqs.create_queue(QueueName="vidsnap-tasks")["QueueUrl"]
         monkeypatch.setenv("TASK_QUEUE_URL", queue_url)
-        boto3.client("dynamodb", region_name="us-east-1").create_table(
-            TableName="vidsnap-tasks",
-            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(boto3.client("dynamodb", region_name="us-east-1"), "vidsnap-tasks")
         yield {"s3": s3, "sqs": sqs, "queue_url": queue_url}
 
 
@@ -275,15 +270,6 @@ class FakeS3:
 class FakeClients:
     def __init__(self) -> None:
         self.s3 = FakeS3()
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from vidsnap.events import uploads_from_event
 from vidsnap.httpapp import check_signature, sign_url
 from vidsnap.objectlambda import HTTPRangeReader, answer_object_lambda_event
 from vidsnap.settings import Settings, get_settings
+from vidsnap.taskstore import create_table
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -57,12 +58,7 @@ def clip_bytes(make_media: Callable[[str], Any]) -> bytes:
 
 
 def _table(name: str) -> None:
-    boto3.client("dynamodb", region_name="us-east-1").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_table(boto3.client("dynamodb", region_name="us-east-1"), name)
 
 
 # ==================================================================================================

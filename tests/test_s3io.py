@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import io
 import random
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
-from moto.server import ThreadedMotoServer
 
 from vidsnap.errors import InternalError, NotAllowed, NotFound, SourceChanged, Throttled
 from vidsnap.s3io import S3RangeReader, map_client_error, open_s3
@@ -20,29 +17,12 @@ BLOCK = 64 * 1024
 BUCKET = "media"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def s3(endpoint: str) -> Any:
+def s3(moto_server: str) -> Any:
     # Explicit fake credentials: never the machine's own, never a real endpoint.
     client = boto3.client(
         "s3",
-        endpoint_url=endpoint,
+        endpoint_url=moto_server,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",

@@ -11,7 +11,14 @@ from moto import mock_aws
 
 from vidsnap.aws import Clients
 from vidsnap.plan import ImageSpec, NotifyTarget, Selection, SnapshotJob, SourceRef, Task, task_id
-from vidsnap.taskstore import TTL_SECONDS, TaskStore, from_dynamo, message_from_record, to_dynamo
+from vidsnap.taskstore import (
+    TTL_SECONDS,
+    TaskStore,
+    create_table,
+    from_dynamo,
+    message_from_record,
+    to_dynamo,
+)
 
 TABLE = "tasks"
 
@@ -62,12 +69,7 @@ class Clock:
 def clients(aws_env: None) -> Iterator[Clients]:
     with mock_aws():
         c = Clients(region="us-east-1")
-        c.dynamodb_client.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(c.dynamodb_client, TABLE)
         yield c
 
 

@@ -20,7 +20,7 @@ from vidsnap.observe import metrics_enabled
 from vidsnap.plan import SourceRef, task_id
 from vidsnap.settings import Settings, UploadRule
 from vidsnap.storage import OUTPUT_MARKER
-from vidsnap.taskstore import TaskStore
+from vidsnap.taskstore import TaskStore, create_table
 from vidsnap.worker import TaskRunning, Worker, resolve_source
 
 engine = pytest.importorskip("vidsnap.engine", reason="vidsnap.engine (the real engine) is not available yet")
@@ -104,12 +104,7 @@ def env(aws_env: None, video: bytes) -> Iterator[Env]:
         ]
         clients.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
         results = clients.sqs.create_queue(QueueName="results")["QueueUrl"]
-        clients.dynamodb_client.create_table(
-            TableName="tasks",
-            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(clients.dynamodb_client, "tasks")
         settings = Settings(
             source_bucket="src",
             output_bucket="out",

@@ -46,6 +46,7 @@ import boto3
 
 from . import imaging, settings
 from .synth import make_video
+from .taskstore import create_table
 
 __all__ = ["DemoError", "find_repo_root", "run_demo"]
 
@@ -412,15 +413,7 @@ def _create_resources() -> Aws:
     subscriber_url = sqs.create_queue(QueueName=SUBSCRIBER_QUEUE)["QueueUrl"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=_queue_arn(sqs, subscriber_url))
     results_url = sqs.create_queue(QueueName=NOTIFY_QUEUE)["QueueUrl"]
-    dynamodb.create_table(
-        TableName=TASK_TABLE,
-        AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.update_time_to_live(
-        TableName=TASK_TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ExpiresAt"}
-    )
+    create_table(dynamodb, TASK_TABLE)
     return Aws(s3, sqs, sns, dynamodb, task_queue_url, task_queue_arn, subscriber_url, results_url, topic_arn)
 
 

@@ -346,6 +346,20 @@ class TaskStore:
         return self._get_raw(task_id)
 
 
+def create_table(client: Any, name: str) -> None:
+    """Create the task table as template.yaml declares it (hash key ``TaskId``, on-demand billing,
+    TTL on ``ExpiresAt``), for the demo, local use and tests; ``client`` is a DynamoDB client."""
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ExpiresAt"}
+    )
+
+
 def message_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """Rebuild the SPEC 4.2 notification of a finished task from its record."""
     return {
