@@ -71,15 +71,7 @@ def _make(tmp_path: Path, kind: str) -> synth.SynthInfo:
         return synth.make_video(tmp_path / kind, gop=300, duration_s=5, **small)
     if kind == "h264_gop150.ts":  # an MPEG-TS remux of sparse keyframes (every 6 s; 5 s after the last)
         src = synth.make_video(tmp_path / "src.mp4", gop=150, duration_s=17, bframes=2, **small)
-        dst = tmp_path / kind
-        with av.open(src.path) as inp, av.open(str(dst), "w", format="mpegts") as out:
-            s_in = inp.streams.video[0]
-            s_out = out.add_stream_from_template(s_in)
-            for packet in inp.demux(s_in):
-                if packet.size:
-                    packet.stream = s_out
-                    out.mux(packet)
-        src.path = str(dst)
+        src.path = synth.remux(src.path, tmp_path / kind, format="mpegts")
         return src
     if kind == "cinepak.avi":  # Cinepak's decoder flags only the file's first picture as a keyframe
         return synth.make_video(

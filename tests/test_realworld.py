@@ -102,13 +102,7 @@ def _raw_annexb(tmp_path: Path, codec: str) -> tuple[Path, synth.SynthInfo]:
         tmp_path / "src.mkv", codec=codec, gop=12, bframes=2, duration_s=2, width=160, height=90
     )
     raw = tmp_path / f"clip.{'h264' if codec == 'libx264' else 'hevc'}"
-    with av.open(info.path) as src, av.open(str(raw), "w", format=raw.suffix[1:]) as dst:
-        s_in = src.streams.video[0]
-        s_out = dst.add_stream_from_template(s_in)
-        for packet in src.demux(s_in):
-            if packet.size:
-                packet.stream = s_out
-                dst.mux(packet)
+    synth.remux(info.path, raw, format=raw.suffix[1:])
     return raw, info
 
 

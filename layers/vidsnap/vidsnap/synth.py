@@ -393,6 +393,22 @@ def make_video(
     )
 
 
+def remux(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, format: str | None = None
+) -> str:
+    """Copy the first video stream of ``src`` into another container (``format``, or guessed from
+    ``dst``'s extension) without re-encoding, as ``ffmpeg -c copy`` does: an MPEG-TS or a raw
+    elementary stream of the same pictures, as recorders and remuxers write them. Returns ``dst``."""
+    with av.open(os.fspath(src)) as inp, av.open(os.fspath(dst), "w", format=format) as out:
+        s_in = inp.streams.video[0]
+        s_out = out.add_stream_from_template(s_in)
+        for packet in inp.demux(s_in):
+            if packet.size:
+                packet.stream = s_out
+                out.mux(packet)
+    return os.fspath(dst)
+
+
 def _write_tone(out: av.container.OutputContainer, codec: str, seconds: float, stream: Any = None) -> None:
     if stream is None:
         stream = out.add_stream(codec, rate=44100)
