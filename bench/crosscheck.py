@@ -658,14 +658,18 @@ def reference(path: Path) -> Ref:
             ref.rgb.append(_display(fr))
         if ref.pts:
             ref.start = ref.pts[0]
-        if stream.duration:
+        # Program streams and raw elementary streams only estimate their duration (from PES
+        # timestamps near the end, or the bit rate): vidsnap finds the real one, like this.
+        fmt = container.format
+        estimated = fmt.name in ("mpeg", "vob", "mpegvideo") or bool(fmt.flags & 0x80)  # NOTIMESTAMPS
+        if stream.duration and not estimated:
             ref.duration_ms = Fraction(stream.duration) * ref.time_base * 1000
-        elif container.duration:
+        elif container.duration and not estimated:
             c_start = Fraction(container.start_time or 0, 1_000_000)
             end_s = c_start + Fraction(container.duration, 1_000_000)
             ref.duration_ms = max(Fraction(0), (end_s - ref.start * ref.time_base) * 1000)
         if not ref.duration_ms and ref.pts:
-            # no declared duration (raw streams, stills): up to the end of the last frame
+            # no declared duration (raw streams, stills) or an estimate: up to the last frame's end
             last_dur = frames[-1].duration or round(1 / Fraction(stream.guessed_rate or 25) / ref.time_base)
             ref.duration_ms = (ref.pts[-1] - ref.start + int(last_dur)) * ref.time_base * 1000
     return ref
