@@ -543,7 +543,7 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 STACK_PARAMETERS = {"ExtraOutputBucket": "vidsnap-extra"}
 #: Physical names of the stack's resources: what Ref and Fn::GetAtt give.
 PHYSICAL: dict[str, dict[str, str]] = {
-    "OutputBucket": {"Ref": "vidsnap-output"},
+    "OutputBucket": {"Ref": "vidsnap-output", "Arn": "arn:aws:s3:::vidsnap-output"},
     "TaskQueue": {
         "Ref": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/vidsnap-tasks",
         "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:vidsnap-tasks",
@@ -560,46 +560,13 @@ PHYSICAL: dict[str, dict[str, str]] = {
         "QueueName": "vidsnap-notify",
     },
     "TaskTopic": {"Ref": f"arn:aws:sns:{REGION}:{ACCOUNT}:vidsnap-done", "TopicName": "vidsnap-done"},
-    "TaskTable": {"Ref": "vidsnap-tasks"},
+    "TaskTable": {"Ref": "vidsnap-tasks", "Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/vidsnap-tasks"},
     "AsyncSnapshotsFunctionRole": {"Ref": "vidsnap-worker-role"},
 }
-_S3_OBJECTS = ["arn:${AWS::Partition}:s3:::${BucketName}", "arn:${AWS::Partition}:s3:::${BucketName}/*"]
-_TABLE = [
-    "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TableName}",
-    "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TableName}/index/*",
-]
-#: The SAM policy templates template.yaml uses, expanded as SAM does (samtranslator's
+#: SAM policy templates a function's Policies may use, expanded as SAM does (samtranslator's
 #: policy_templates_data/policy_templates.json): (actions, resources with the parameter in ${}).
-SAM_POLICY_TEMPLATES: dict[str, tuple[list[str], list[str]]] = {
-    "S3ReadPolicy": (
-        ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion",
-         "s3:GetLifecycleConfiguration"],
-        _S3_OBJECTS,
-    ),
-    "S3CrudPolicy": (
-        ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion", "s3:PutObject",
-         "s3:PutObjectAcl", "s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration",
-         "s3:DeleteObject"],
-        _S3_OBJECTS,
-    ),
-    "SQSSendMessagePolicy": (
-        ["sqs:SendMessage*"], ["arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueName}"]
-    ),
-    "SNSPublishMessagePolicy": (
-        ["sns:Publish"], ["arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:${TopicName}"]
-    ),
-    "DynamoDBCrudPolicy": (
-        ["dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:Query",
-         "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:DescribeTable",
-         "dynamodb:ConditionCheckItem"],
-        _TABLE,
-    ),
-    "DynamoDBReadPolicy": (
-        ["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchGetItem",
-         "dynamodb:DescribeTable"],
-        _TABLE,
-    ),
-}  # fmt: skip
+#: None at the moment: both functions list inline statements with only the actions they call.
+SAM_POLICY_TEMPLATES: dict[str, tuple[list[str], list[str]]] = {}
 #: Services whose calls moto authorises against Resource "*" (it does not work out the resource),
 #: so an ARN-scoped Allow can never match there. Their statements get Resource "*" in this test;
 #: S3 and SQS SendMessage are checked against the exact resources the template names.
