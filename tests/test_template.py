@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -670,3 +672,129 @@ def test_optional_cloudfront_keeps_the_url_private(template: dict[str, Any]) -> 
     }
     # The URL itself stays AWS_IAM: only signed requests (CloudFront's, IAM callers') get through.
     assert made["ObjectGetFunction"]["Properties"]["FunctionUrlConfig"]["AuthType"] == "AWS_IAM"
+
+
+# -- what SAM makes of it: `sam validate --lint` and the SAM transform, offline --------------------
+
+#: Run inside aws-sam-cli's own venv (it holds samtranslator): the template as `sam deploy` would
+#: transform it (code URIs replaced by S3 ones, as `sam package` does), for the parameters in argv.
+_TRANSFORM = """
+import json, sys
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+class ManagedPolicies:  # what `sam deploy` looks up in IAM: the ARNs of AWS managed policies
+    def load(self):
+        return {}
+    def load_policy(self, name):
+        return "arn:aws:iam::aws:policy/service-role/" + name
+
+template = yaml_parse(open(sys.argv[1]).read())
+for resource in template["Resources"].values():
+    for key in ("CodeUri", "ContentUri"):
+        if key in resource.get("Properties", {}):
+            resource["Properties"][key] = "s3://bucket/code.zip"
+print(json.dumps(transform(template, json.loads(sys.argv[2]), ManagedPolicies())))
+"""
+
+
+@pytest.fixture(scope="module")
+def sam_cli() -> Path:
+    """aws-sam-cli's ``sam`` (installed once into its own venv by tests/test_packaging.py)."""
+    from test_packaging import _ensure_sam, _sam_home
+
+    return _ensure_sam(_sam_home())
+
+
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    """No credentials, no profile, telemetry off: what a reviewer without an account has."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+        AWS_DEFAULT_REGION="us-east-1",
+        SAM_CLI_TELEMETRY="0",
+    )
+    return env
+
+
+@pytest.mark.slow
+def test_sam_validate_lint_offline(sam_cli: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(sam_cli), "validate", "--lint", "--template-file", str(TEMPLATE), "--region", "us-east-1"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=_offline_env(tmp_path),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def _transformed(sam_cli: Path, tmp_path: Path, **parameters: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [str(sam_cli.parent / "python"), "-c", _TRANSFORM, str(TEMPLATE), json.dumps(parameters)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_offline_env(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    transformed: dict[str, Any] = json.loads(result.stdout)
+    return transformed
+
+
+@pytest.mark.slow
+def test_the_sam_transform_keeps_the_public_url_permissions_and_rules(sam_cli: Path, tmp_path: Path) -> None:
+    """What CloudFormation receives: SAM adds no invoke permission of its own for a !Ref
+    AuthType, so the template's two are the only ones; Rules, the SQS ScalingConfig, reserved
+    concurrency and the architecture survive the transform; no role gets a wildcard resource
+    from the template's statements."""
+    out = _transformed(
+        sam_cli,
+        tmp_path,
+        FunctionUrlAuthType="NONE",
+        SigningSecretParameter="/vidsnap/signing",
+        WorkerMaximumConcurrency="4",
+        ObjectGetReservedConcurrency="10",
+        Architecture="arm64",
+    )
+    resources = out["Resources"]
+    permissions = {n: r for n, r in resources.items() if r["Type"] == "AWS::Lambda::Permission"}
+    # Every permission is the template's own, under its condition (SAM added none).
+    assert {n: r.get("Condition") for n, r in permissions.items()} == {
+        "ObjectGetPublicUrlPermission": "PublicFunctionUrl",
+        "ObjectGetPublicInvokePermission": "PublicFunctionUrl",
+        "CloudFrontInvokeUrlPermission": "UseCloudFront",
+        "CloudFrontInvokePermission": "UseCloudFront",
+    }
+    public = [p["Properties"] for p in permissions.values() if p["Condition"] == "PublicFunctionUrl"]
+    assert sorted((p["Action"], p["Principal"]) for p in public) == [
+        ("lambda:InvokeFunction", "*"),
+        ("lambda:InvokeFunctionUrl", "*"),
+    ]
+    assert resources["ObjectGetFunctionUrl"]["Properties"]["AuthType"] == {"Ref": "FunctionUrlAuthType"}
+    assert set(out["Rules"]) == {"PublicUrlNeedsASigningSecret", "CloudFrontNeedsIamAuth"}
+
+    (mapping,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mapping["Properties"]["ScalingConfig"]["Fn::If"][0] == "LimitWorkerConcurrency"
+    function = resources["ObjectGetFunction"]["Properties"]
+    assert function["ReservedConcurrentExecutions"]["Fn::If"][0] == "ReserveObjectGetConcurrency"
+    assert function["Architectures"] == [{"Ref": "Architecture"}]
+    assert "SIGNING_SECRET" not in function["Environment"]["Variables"]
+    assert function["Environment"]["Variables"]["SIGNING_SECRET_PARAMETER"] == {
+        "Ref": "SigningSecretParameter"
+    }
+    (layer,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::LayerVersion"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+
+    for role in ("ObjectGetFunctionRole", "AsyncSnapshotsFunctionRole"):
+        for policy in resources[role]["Properties"]["Policies"]:
+            for statement in policy["PolicyDocument"]["Statement"]:
+                assert "*" not in json.dumps(statement.get("Resource", "")).replace("/*", ""), (
+                    role,
+                    statement,
+                )
