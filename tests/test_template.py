@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,15 +86,92 @@ def test_layer_is_built_by_the_makefile(resources: dict[str, Any]) -> None:
     makefile = (ROOT / "layers" / "vidsnap" / "Makefile").read_text()
     assert re.search(r"^build-VidsnapLayer:", makefile, re.MULTILINE)
     for flag in (
-        "--platform manylinux2014_x86_64",
-        "--platform manylinux_2_28_x86_64",
+        "--platform manylinux2014_$(WHEEL_ARCH)",
+        "--platform manylinux_2_28_$(WHEEL_ARCH)",
         "--implementation cp",
         "--only-binary=:all:",
         "$(ARTIFACTS_DIR)/python",
+        "--require-hashes -r requirements.lock",
     ):
         assert flag in makefile
     assert "PY_VERSION ?= 3.12" in makefile
     assert "boto3" not in (ROOT / "layers" / "vidsnap" / "requirements.txt").read_text().split("#")[0]
+
+
+def _make_dry_run(*args: str) -> str:
+    """The commands ``make build-VidsnapLayer`` would run (nothing is run or downloaded)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed (the layer's BuildMethod is makefile)")
+    result = subprocess.run(
+        [
+            "make",
+            "-n",
+            "-C",
+            str(ROOT / "layers" / "vidsnap"),
+            "build-VidsnapLayer",
+            "ARTIFACTS_DIR=/x",
+            *args,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize(
+    ("arch", "wheels"), [(None, "x86_64"), ("x86_64", "x86_64"), ("arm64", "aarch64"), ("aarch64", "aarch64")]
+)
+def test_the_layer_is_built_for_the_chosen_architecture(
+    template: dict[str, Any], arch: str | None, wheels: str
+) -> None:
+    """``ARCH`` (the stack's Architecture values; sam build passes the environment to make) picks
+    the manylinux wheels; the default matches the parameter's default."""
+    if arch is not None:
+        assert arch in template["Parameters"]["Architecture"]["AllowedValues"] + ["aarch64"]
+    commands = _make_dry_run(*([f"ARCH={arch}"] if arch else []))
+    platforms = re.findall(r"--platform (\S+)", commands)
+    assert platforms == [f"manylinux2014_{wheels}", f"manylinux_2_28_{wheels}"]
+    assert "--require-hashes -r requirements.lock" in commands
+
+
+def test_the_layer_requirements_are_pinned_with_hashes() -> None:
+    """requirements.lock (made by lock.py) pins every requirement, and the requirements of those,
+    with the SHA-256 of each wheel: one per pure-Python package, one per runtime and architecture
+    for the compiled ones (av is abi3: one per architecture)."""
+    from packaging.requirements import Requirement
+
+    folder = ROOT / "layers" / "vidsnap"
+    text = (folder / "requirements.lock").read_text().replace("\\\n", " ")
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        requirement, *hashes = line.split(" --hash=")
+        name, _, version = requirement.strip().partition("==")
+        assert version, f"not pinned: {requirement}"
+        assert hashes, f"no hash: {line}"
+        assert all(re.fullmatch(r"sha256:[0-9a-f]{64}", h.strip()) for h in hashes), line
+        pins[name] = (version, [h.strip() for h in hashes])
+    wanted = [
+        Requirement(line.split("#")[0])
+        for line in (folder / "requirements.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
+    for requirement in wanted:
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        assert name in pins, f"{name} is not in requirements.lock: run layers/vidsnap/lock.py"
+        assert requirement.specifier.contains(pins[name][0]), (
+            name,
+            pins[name][0],
+            str(requirement.specifier),
+        )
+    assert len(pins["av"][1]) == 2  # abi3 wheels: x86_64 and aarch64
+    for compiled in ("numpy", "pillow"):
+        assert len(pins[compiled][1]) == 6, compiled  # CPython 3.11-3.13 x 2 architectures
+    assert len(pins["starlette"][1]) == 1
 
 
 @pytest.mark.parametrize(
