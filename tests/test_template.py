@@ -876,3 +876,16 @@ def test_the_sam_transform_keeps_the_public_url_permissions_and_rules(sam_cli: P
                     role,
                     statement,
                 )
+
+
+def test_the_readme_documents_every_parameter_and_the_callers_policy(template: dict[str, Any]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Parameters") :]
+    for name in template["Parameters"]:
+        assert f"`{name}`" in table, f"README's parameter table misses {name}"
+    caller = readme[readme.index("### Calling an `AWS_IAM` function URL") :]
+    policy = json.loads(
+        caller[caller.index("```json") + len("```json") : caller.index("```\n", caller.index("```json") + 7)]
+    )
+    (statement,) = policy["Statement"]
+    assert statement["Action"] == ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"]
