@@ -889,3 +889,52 @@ def test_the_readme_documents_every_parameter_and_the_callers_policy(template: d
     )
     (statement,) = policy["Statement"]
     assert statement["Action"] == ["lambda:InvokeFunctionUrl", "lambda:InvokeFunction"]
+
+
+#: ELF e_machine of the shared objects each Architecture value needs (x86-64: 62, AArch64: 183).
+ELF_MACHINE = {"x86_64": 62, "arm64": 183}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["arm64"])
+def test_the_layer_built_for_arm64_holds_aarch64_binaries(tmp_path: Path, arch: str) -> None:
+    """``make build-VidsnapLayer ARCH=arm64`` (what ``ARCH=arm64 sam build`` runs) installs the
+    locked wheels for AArch64: PyAV's, numpy's and Pillow's extension modules and bundled
+    libraries are AArch64 ELF files, and the layer fits Lambda's 250 MB (size printed).
+    The x86_64 build is the one tests/test_packaging.py builds with sam and imports."""
+    from test_packaging import LAMBDA_UNZIPPED_LIMIT, NETWORK_ERRORS, _du
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed (the layer's BuildMethod is makefile)")
+    out = tmp_path / "layer"
+    result = subprocess.run(
+        [
+            "make",
+            "-C",
+            str(ROOT / "layers" / "vidsnap"),
+            "build-VidsnapLayer",
+            f"ARTIFACTS_DIR={out}",
+            f"ARCH={arch}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    log = result.stdout + result.stderr
+    if result.returncode != 0 and any(marker in log for marker in NETWORK_ERRORS):
+        pytest.skip(f"PyPI is unreachable: {log.strip().splitlines()[-1]}")
+    assert result.returncode == 0, log[-4000:]
+    site = out / "python"
+    headers = {}
+    for path in site.rglob("*.so*"):
+        if path.is_file():
+            with path.open("rb") as f:
+                headers[path] = f.read(20)
+    binaries = {p: h for p, h in headers.items() if h[:4] == b"\x7fELF"}
+    assert {p.relative_to(site).parts[0] for p in binaries} >= {"av", "av.libs", "numpy", "PIL"}
+    machines = {p.name: int.from_bytes(h[18:20], "little") for p, h in binaries.items()}
+    assert set(machines.values()) == {ELF_MACHINE[arch]}, machines
+    size = _du(out)
+    print(f"layer for {arch}: {size / 1e6:.1f} MB unzipped")
+    assert size < LAMBDA_UNZIPPED_LIMIT
