@@ -30,8 +30,15 @@ FAKE_AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
-#: Variables that would send boto3 somewhere else than moto, or make the code think it runs in Lambda.
-UNSET_AWS_ENV = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_LAMBDA_FUNCTION_NAME")
+#: Variables that would send boto3 somewhere else than moto, or make the code think it runs in Lambda;
+#: and a deployment's SIGNING_SECRET_PARAMETER, which would make handlers fetch a secret moto lacks.
+UNSET_AWS_ENV = (
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "SIGNING_SECRET_PARAMETER",
+)
 
 #: name -> (file name, make_video keyword arguments). Small on purpose.
 MEDIA: dict[str, tuple[str, dict[str, Any]]] = {

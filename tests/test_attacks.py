@@ -534,7 +534,7 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 STACK_PARAMETERS = {"ExtraOutputBucket": "vidsnap-extra"}
 #: Physical names of the stack's resources: what Ref and Fn::GetAtt give.
 PHYSICAL: dict[str, dict[str, str]] = {
-    "OutputBucket": {"Ref": "vidsnap-output"},
+    "OutputBucket": {"Ref": "vidsnap-output", "Arn": "arn:aws:s3:::vidsnap-output"},
     "TaskQueue": {
         "Ref": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/vidsnap-tasks",
         "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:vidsnap-tasks",
@@ -551,50 +551,22 @@ PHYSICAL: dict[str, dict[str, str]] = {
         "QueueName": "vidsnap-notify",
     },
     "TaskTopic": {"Ref": f"arn:aws:sns:{REGION}:{ACCOUNT}:vidsnap-done", "TopicName": "vidsnap-done"},
-    "TaskTable": {"Ref": "vidsnap-tasks"},
+    "TaskTable": {"Ref": "vidsnap-tasks", "Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/vidsnap-tasks"},
     "AsyncSnapshotsFunctionRole": {"Ref": "vidsnap-worker-role"},
+    "ObjectGetFunctionRole": {"Ref": "vidsnap-object-get-role"},
 }
-_S3_OBJECTS = ["arn:${AWS::Partition}:s3:::${BucketName}", "arn:${AWS::Partition}:s3:::${BucketName}/*"]
-_TABLE = [
-    "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TableName}",
-    "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${TableName}/index/*",
-]
-#: The SAM policy templates template.yaml uses, expanded as SAM does (samtranslator's
+#: SAM policy templates a function's Policies may use, expanded as SAM does (samtranslator's
 #: policy_templates_data/policy_templates.json): (actions, resources with the parameter in ${}).
-SAM_POLICY_TEMPLATES: dict[str, tuple[list[str], list[str]]] = {
-    "S3ReadPolicy": (
-        ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion",
-         "s3:GetLifecycleConfiguration"],
-        _S3_OBJECTS,
-    ),
-    "S3CrudPolicy": (
-        ["s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion", "s3:PutObject",
-         "s3:PutObjectAcl", "s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration",
-         "s3:DeleteObject"],
-        _S3_OBJECTS,
-    ),
-    "SQSSendMessagePolicy": (
-        ["sqs:SendMessage*"], ["arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:${QueueName}"]
-    ),
-    "SNSPublishMessagePolicy": (
-        ["sns:Publish"], ["arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:${TopicName}"]
-    ),
-    "DynamoDBCrudPolicy": (
-        ["dynamodb:GetItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:Query",
-         "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:BatchGetItem", "dynamodb:DescribeTable",
-         "dynamodb:ConditionCheckItem"],
-        _TABLE,
-    ),
-    "DynamoDBReadPolicy": (
-        ["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:BatchGetItem",
-         "dynamodb:DescribeTable"],
-        _TABLE,
-    ),
-}  # fmt: skip
+#: None at the moment: both functions list inline statements with only the actions they call.
+SAM_POLICY_TEMPLATES: dict[str, tuple[list[str], list[str]]] = {}
 #: Services whose calls moto authorises against Resource "*" (it does not work out the resource),
 #: so an ARN-scoped Allow can never match there. Their statements get Resource "*" in this test;
 #: S3 and SQS SendMessage are checked against the exact resources the template names.
 MOTO_RESOURCE_BLIND = ("sns:", "dynamodb:")
+
+
+#: What ``!Ref AWS::NoValue`` resolves to: the list item or property is dropped.
+_NO_VALUE = object()
 
 
 class Stack:
@@ -616,13 +588,17 @@ class Stack:
         import re
 
         if isinstance(node, list):
-            return [self.resolve(item, local) for item in node]
+            items = [self.resolve(item, local) for item in node]
+            return [item for item in items if item is not _NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) != 1 or not next(iter(node)).startswith(("Fn::", "Ref", "Condition")):
-            return {key: self.resolve(value, local) for key, value in node.items()}
+            fields = {key: self.resolve(value, local) for key, value in node.items()}
+            return {key: value for key, value in fields.items() if value is not _NO_VALUE}
         ((fn, arg),) = node.items()
         if fn == "Ref":
+            if arg == "AWS::NoValue":
+                return _NO_VALUE
             if local and arg in local:
                 return local[arg]
             return self.values[arg] if arg in self.values else PHYSICAL[arg]["Ref"]
@@ -651,6 +627,14 @@ class Stack:
             return self.resolve(arg[0], local) == self.resolve(arg[1], local)
         if fn == "Fn::Not":
             return not self.resolve(arg[0], local)
+        if fn == "Fn::And":
+            return all(self.resolve(item, local) for item in arg)
+        if fn == "Fn::Or":
+            return any(self.resolve(item, local) for item in arg)
+        if fn == "Fn::Split":
+            return str(self.resolve(arg[1], local)).split(arg[0])
+        if fn == "Fn::Select":
+            return self.resolve(arg[1], local)[int(arg[0])]
         if fn == "Condition":
             return self.condition(arg)
         raise AssertionError(f"intrinsic function {fn} is not handled by this test")
@@ -830,3 +814,100 @@ def test_the_notification_queue_url_needs_no_lookup(
     assert notifier.resolve(NotifyTarget("sqs", "q")) == ("sqs", f"{base}/{ACCOUNT}/q")
     assert notifier.resolve(NotifyTarget("sqs", other)) == ("sqs", f"{base}/999999999999/other")
     assert calls == []
+
+
+@pytest.fixture
+def object_get_aws(aws_env: None, stack: Stack, clip: Path) -> Iterator[dict[str, Any]]:
+    """The stack's resources on moto, and a session holding exactly the object-get function's grants."""
+    import boto3
+
+    env = stack.environment("ObjectGetFunction")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in (env["SOURCE_BUCKET"], env["OUTPUT_BUCKET"]):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=env["SOURCE_BUCKET"], Key="videos/clip.mp4", Body=clip.read_bytes())
+        sqs = boto3.client("sqs", region_name=REGION)
+        for name in ("vidsnap-tasks", "vidsnap-notify"):
+            sqs.create_queue(QueueName=name)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        dynamodb.create_table(
+            TableName=env["TASK_TABLE"],
+            KeySchema=[{"AttributeName": "TaskId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "TaskId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.put_item(
+            TableName=env["TASK_TABLE"], Item={"TaskId": {"S": "t-1"}, "Status": {"S": "Succeeded"}}
+        )
+        iam = boto3.client("iam", region_name=REGION)
+        iam.create_user(UserName="object-get")
+        statements = stack.statements("ObjectGetFunction", "ObjectGetFunctionRole")
+        for i, statement in enumerate(statements):
+            document = {"Version": "2012-10-17", "Statement": [_for_moto(statement)]}
+            iam.put_user_policy(
+                UserName="object-get", PolicyName=f"p{i}", PolicyDocument=json.dumps(document)
+            )
+        key = iam.create_access_key(UserName="object-get")["AccessKey"]
+        session = boto3.Session(
+            aws_access_key_id=key["AccessKeyId"],
+            aws_secret_access_key=key["SecretAccessKey"],
+            region_name=REGION,
+        )
+        yield {"env": env, "session": session, "s3": s3, "statements": statements}
+
+
+def test_the_template_grants_what_the_object_get_function_does(object_get_aws: dict[str, Any]) -> None:
+    """A snapshot from the source, a task put on the queue, a task record read and an oversize
+    result stored under the results prefix, with nothing but the object-get function's grants; and
+    none of what it does not do (writes elsewhere, deletes, notifications) (moto enforcing IAM)."""
+    from botocore.exceptions import ClientError
+    from moto.core import enable_iam_authentication
+
+    from vidsnap.aws import Clients
+    from vidsnap.httpapp import lambda_app, s3_presigner
+    from vidsnap.settings import Settings
+
+    env = object_get_aws["env"]
+    session = object_get_aws["session"]
+    settings = Settings.from_env(env)
+    results = env["RESULTS_PREFIX"]
+    with enable_iam_authentication():
+        clients = Clients(session, region=REGION, account_id=ACCOUNT)
+        with TestClient(lambda_app(settings, clients), raise_server_exceptions=False) as client:
+            snapshot = client.get("/videos/clip.mp4", params={"x-oss-process": "video/snapshot,t_1000,f_jpg"})
+            missing = client.get("/videos/nothing.mp4", params={"x-oss-process": "video/snapshot,t_0"})
+            task = client.post(
+                "/videos/clip.mp4?x-oss-async-process",
+                data={"x-oss-async-process": ("video/snapshots,f_jpg,num_1")},
+            )
+            record = client.get("/tasks/t-1")
+        url = s3_presigner(session.client("s3"), env["OUTPUT_BUCKET"])(
+            f"{results}big.jpg", b"x", "image/jpeg"
+        )
+        denied = []
+        s3 = session.client("s3")
+        for call in (
+            lambda: s3.put_object(Bucket=env["OUTPUT_BUCKET"], Key="frames/x.jpg", Body=b"x"),
+            lambda: s3.put_object(Bucket=env["SOURCE_BUCKET"], Key=f"{results}x.jpg", Body=b"x"),
+            lambda: s3.delete_object(Bucket=env["OUTPUT_BUCKET"], Key=f"{results}big.jpg"),
+            lambda: s3.delete_object(Bucket=env["SOURCE_BUCKET"], Key="videos/clip.mp4"),
+            lambda: session.client("sqs").send_message(
+                QueueUrl=f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/vidsnap-notify", MessageBody="x"
+            ),
+        ):
+            with pytest.raises(ClientError) as info:
+                call()
+            denied.append(info.value.response["ResponseMetadata"]["HTTPStatusCode"])
+    assert snapshot.status_code == 200, snapshot.text
+    assert snapshot.headers["content-type"] == "image/jpeg"
+    assert missing.status_code == 404, missing.text  # ListBucket: a missing key is not a 403
+    assert task.status_code == 200, task.text
+    assert record.status_code == 200, record.text
+    assert record.json()["Status"] == "Succeeded"
+    assert f"/{results}big.jpg" in url
+    assert (
+        object_get_aws["s3"].get_object(Bucket=env["OUTPUT_BUCKET"], Key=f"{results}big.jpg")["Body"].read()
+        == b"x"
+    )
+    assert denied == [403] * 5

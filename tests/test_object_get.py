@@ -76,7 +76,7 @@ def clip_bytes(make_media: Callable[[str], Any]) -> bytes:
 def env(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    for name in ("SIGNING_SECRET", "UPLOAD_RULES"):
+    for name in ("SIGNING_SECRET", "SIGNING_SECRET_PARAMETER", "UPLOAD_RULES"):
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield
@@ -251,6 +251,61 @@ def test_signing_secret_with_and_without_iam(
     url = sign_url("topsecret", "/videos/clip.mp4", "video/snapshot,t_1000,f_jpg,w_320", 4_000_000_000)
     anonymous["rawQueryString"] = url.split("?", 1)[1]
     assert handler(anonymous, context())["statusCode"] == 200
+
+
+def _store_secret(store: str, value: str) -> str:
+    """Put ``value`` in SSM (SecureString) or Secrets Manager on moto; the name the stack would pass."""
+    if store == "ssm":
+        name = "/vidsnap/signing-secret"
+        ssm = boto3.client("ssm", region_name="us-east-1")
+        ssm.put_parameter(Name=name, Value=value, Type="SecureString")
+        return name
+    created = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="vidsnap/signing-secret", SecretString=value
+    )
+    return str(created["ARN"])
+
+
+@pytest.mark.parametrize("store", ["ssm", "secretsmanager"])
+def test_signing_secret_from_a_secret_store_is_read_once_and_lazily(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, load_handler: Loader, context: Context, store: str
+) -> None:
+    """SIGNING_SECRET_PARAMETER (what template.yaml sets) names the secret; the value is fetched
+    through powertools on the first request without IAM auth, once, and never from the environment."""
+    from vidsnap.httpapp import sign_url
+
+    monkeypatch.setenv("SIGNING_SECRET_PARAMETER", _store_secret(store, "kept-in-a-store"))
+    get_settings.cache_clear()
+    module = load_handler()
+    client = getattr(module._clients, store)
+    fetches: list[str] = []
+    client.meta.events.register("before-call.*.*", lambda model, **_: fetches.append(model.name))
+
+    assert module.handler(load_event("function-url-get.json"), context())["statusCode"] == 200
+    assert fetches == []  # IAM-authenticated: the secret is not needed, so not read
+    anonymous = load_event("function-url-get.json")
+    del anonymous["requestContext"]["authorizer"]
+    assert module.handler(copy.deepcopy(anonymous), context())["statusCode"] == 403
+    url = sign_url("kept-in-a-store", "/videos/clip.mp4", "video/snapshot,t_1000,f_jpg,w_320", 4_000_000_000)
+    anonymous["rawQueryString"] = url.split("?", 1)[1]
+    for _ in range(3):
+        assert module.handler(copy.deepcopy(anonymous), context())["statusCode"] == 200
+    assert fetches == ["GetParameter" if store == "ssm" else "GetSecretValue"]
+
+
+def test_an_unreadable_signing_secret_refuses_requests(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, load_handler: Loader, context: Context
+) -> None:
+    """A parameter that does not exist (or may not be read): 500, never an unsigned answer."""
+    monkeypatch.setenv("SIGNING_SECRET_PARAMETER", "/vidsnap/missing")
+    get_settings.cache_clear()
+    handler = load_handler().handler
+    anonymous = load_event("function-url-get.json")
+    del anonymous["requestContext"]["authorizer"]
+    response = handler(anonymous, context())
+    assert response["statusCode"] == 500
+    assert "signing secret" not in json.dumps(response)  # the details go to the logs only
+    assert handler(load_event("function-url-get.json"), context())["statusCode"] == 200  # IAM still works
 
 
 # -- S3 Object Lambda ------------------------------------------------------------------------------

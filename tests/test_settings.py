@@ -35,6 +35,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert s.max_frames == DEFAULT_MAX_FRAMES == 1000
     assert s.max_pixels == DEFAULT_MAX_PIXELS == 4096 * 4096
     assert s.signing_secret is None
+    assert s.signing_secret_parameter is None
     assert s.task_lease_seconds == 900
 
 
@@ -52,6 +53,7 @@ def test_every_variable() -> None:
         "MAX_FRAMES": "50",
         "MAX_PIXELS": "1_000_000",
         "SIGNING_SECRET": "s3cret",
+        "SIGNING_SECRET_PARAMETER": " /vidsnap/signing ",
         "TASK_LEASE_SECONDS": "120",
     }
     s = Settings.from_env(env)
@@ -65,6 +67,7 @@ def test_every_variable() -> None:
     assert s.task_queue_url
     assert s.task_queue_url.endswith("/tasks")
     assert s.task_table == "tasks"
+    assert s.signing_secret_parameter == "/vidsnap/signing"
     assert s.results_prefix == "results/"
     assert s.upload_rules == (
         UploadRule("videos/", ".mp4", RULES[0]["process"]),
@@ -152,3 +155,26 @@ def test_get_settings_does_not_cache_a_failure(monkeypatch: pytest.MonkeyPatch) 
         assert get_settings().max_frames == 5
     finally:
         get_settings.cache_clear()
+
+
+def test_the_signing_secret_is_resolved_lazily_and_the_value_wins() -> None:
+    """SigningSecret: a literal SIGNING_SECRET is used as is (no fetch, no clients needed); a
+    parameter alone needs clients; nothing configured is "no signing"; Secrets Manager ARNs are
+    told apart from SSM parameter names."""
+    from vidsnap.secret import SigningSecret, is_secrets_manager_arn
+
+    class NoClients:
+        def __getattr__(self, name: str) -> None:
+            raise AssertionError(f"no fetch expected, got a {name} client request")
+
+    both = Settings(signing_secret="local", signing_secret_parameter="/vidsnap/signing")
+    secret = SigningSecret.from_settings(both, NoClients())
+    assert (secret.configured, secret()) == (True, "local")
+    none = SigningSecret.from_settings(Settings(), None)
+    assert (none.configured, none()) == (False, None)
+    with pytest.raises(ValueError, match="SIGNING_SECRET_PARAMETER"):
+        SigningSecret.from_settings(Settings(signing_secret_parameter="/vidsnap/signing"), None)
+    assert is_secrets_manager_arn("arn:aws:secretsmanager:us-east-1:123456789012:secret:vidsnap-AbCdEf")
+    assert is_secrets_manager_arn("arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:x")
+    for name in ("/vidsnap/signing", "vidsnap", "arn:aws:ssm:us-east-1:123456789012:parameter/x"):
+        assert not is_secrets_manager_arn(name), name

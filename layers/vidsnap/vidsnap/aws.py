@@ -90,10 +90,10 @@ def __getattr__(name: str) -> Any:
 class Clients:
     """A lazily populated set of boto3 clients sharing one session.
 
-    ``s3``, ``sns``, ``sqs``, ``sts`` and ``dynamodb_client`` are low-level clients; ``dynamodb`` is
-    the DynamoDB *resource* (it converts items to Python types for us). ``account_id`` is resolved
-    lazily through STS unless given (a Lambda handler can pass the account from its context ARN
-    with :func:`account_from_arn` to save the call).
+    ``s3``, ``sns``, ``sqs``, ``ssm``, ``secretsmanager``, ``sts`` and ``dynamodb_client`` are
+    low-level clients; ``dynamodb`` is the DynamoDB *resource* (it converts items to Python types
+    for us). ``account_id`` is resolved lazily through STS unless given (a Lambda handler can pass
+    the account from its context ARN with :func:`account_from_arn` to save the call).
     """
 
     def __init__(
@@ -159,6 +159,16 @@ class Clients:
     def sqs(self) -> Any:
         """SQS client."""
         return self._client("sqs")
+
+    @cached_property
+    def ssm(self) -> Any:
+        """SSM client (the signing secret's parameter, :mod:`vidsnap.secret`)."""
+        return self._client("ssm")
+
+    @cached_property
+    def secretsmanager(self) -> Any:
+        """Secrets Manager client (the signing secret, :mod:`vidsnap.secret`)."""
+        return self._client("secretsmanager")
 
     @cached_property
     def sts(self) -> Any:

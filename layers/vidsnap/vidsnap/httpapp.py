@@ -334,6 +334,7 @@ class _Routes:
         presign: Presign | None,
         max_inline: int | None,
         check_notify: Callable[[NotifyTarget], None] | None = None,
+        signing_secret: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self.check_notify = check_notify
@@ -342,7 +343,10 @@ class _Routes:
         self.tasks = tasks
         self.presign = presign
         self.max_inline = max_inline
-        self.secret: str | None = getattr(settings, "signing_secret", None) or None
+        # A callable: a secret kept in SSM / Secrets Manager is fetched on the first request that
+        # needs it (vidsnap.secret), not when the app is built.
+        static: str | None = getattr(settings, "signing_secret", None) or None
+        self.secret: Callable[[], str | None] = signing_secret or (lambda: static)
         limits = getattr(settings, "limits", None)
         self.limits: Limits = limits if isinstance(limits, Limits) else Limits()
         prefix = getattr(settings, "results_prefix", None) or DEFAULT_RESULTS_PREFIX
@@ -357,8 +361,11 @@ class _Routes:
         Not ``request.url.path``: Starlette re-escapes ``?``, ``#`` and ``\\`` there, so keys with
         them could not be signed as documented and ``a?b`` and the key ``a%3Fb`` shared one text.
         """
-        if self.secret and not _iam_authenticated(request):
-            check_signature(self.secret, path, process, request.query_params)
+        if _iam_authenticated(request):
+            return
+        secret = self.secret()
+        if secret:
+            check_signature(secret, path, process, request.query_params)
 
     # -- GET /{key} --------------------------------------------------------------------------------
 
@@ -562,6 +569,7 @@ def create_app(
     presign: Presign | None = None,
     max_inline: int | None = None,
     check_notify: Callable[[NotifyTarget], None] | None = None,
+    signing_secret: Callable[[], str | None] | None = None,
 ) -> Starlette:
     """Build the ASGI app.
 
@@ -571,6 +579,9 @@ def create_app(
     (None: no limit, the local server; Lambda: :data:`INLINE_LIMIT`): a larger one is redirected
     through ``presign``, or refused with 413 without it. ``check_notify`` refuses (``NotAllowed``) a
     POSTed task's notify target off the allow-lists before it is queued (the worker checks again).
+    ``signing_secret`` returns the HMAC secret for requests without IAM authentication (None: no
+    signing), called per such request (:class:`vidsnap.secret.SigningSecret` fetches it once);
+    without it, ``settings.signing_secret`` is used.
     """
     r = _Routes(
         settings=settings,
@@ -580,6 +591,7 @@ def create_app(
         presign=presign,
         max_inline=max_inline,
         check_notify=check_notify,
+        signing_secret=signing_secret,
     )
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -642,6 +654,7 @@ def lambda_app(settings: Any, clients: Any) -> Starlette:
     """The app as the object-get function runs it: S3 sources, SQS tasks, DynamoDB records, and
     oversize results redirected through the output bucket (413 without one)."""
     from .notify import Notifier
+    from .secret import SigningSecret
     from .storage import S3Store
     from .taskstore import TaskStore
 
@@ -655,6 +668,7 @@ def lambda_app(settings: Any, clients: Any) -> Starlette:
         presign=s3_presigner(clients.s3, settings.output_bucket) if settings.output_bucket else None,
         max_inline=INLINE_LIMIT,
         check_notify=Notifier(clients, settings).check,
+        signing_secret=SigningSecret.from_settings(settings, clients),
     )
 
 

@@ -26,6 +26,11 @@ variable                   meaning                                              
 ``DECODERS``               decoders one job runs at once (``vidsnap.parallel``)         one per core
 =========================  ==========================================================  ==============
 
+``SIGNING_SECRET_PARAMETER`` (unset by default) is how a deployment gives the secret (template.yaml):
+where it is kept, an SSM parameter name or a Secrets Manager ARN; only that name is in the
+environment, and :class:`vidsnap.secret.SigningSecret` fetches the value once, on first use.
+``SIGNING_SECRET`` (the value itself) is for local runs and tests, and wins when both are set.
+
 ``TASK_LEASE_SECONDS`` and ``DECODERS`` are vidsnap extensions. ``TASK_LEASE_SECONDS`` defaults to
 the Lambda maximum timeout (15 min), so a record left Running by a crashed invocation can be taken
 over once that much time has passed (see :mod:`vidsnap.taskstore`). ``DECODERS`` (≥ 1) caps the
@@ -99,6 +104,8 @@ class Settings:
     max_source_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
     decode_budget_frames: int = DEFAULT_DECODE_BUDGET_FRAMES
     signing_secret: str | None = None
+    #: SSM parameter name or Secrets Manager ARN of the signing secret (fetched lazily, not here).
+    signing_secret_parameter: str | None = None
     task_lease_seconds: int = DEFAULT_TASK_LEASE_SECONDS
     #: None: one per core (at most 4), the default.
     decoders: int | None = None
@@ -132,6 +139,7 @@ class Settings:
             max_source_pixels=_int(env, "MAX_SOURCE_PIXELS", DEFAULT_MAX_SOURCE_PIXELS),
             decode_budget_frames=_int(env, "DECODE_BUDGET_FRAMES", DEFAULT_DECODE_BUDGET_FRAMES),
             signing_secret=_str(env, "SIGNING_SECRET"),
+            signing_secret_parameter=_str(env, "SIGNING_SECRET_PARAMETER"),
             task_lease_seconds=_int(env, "TASK_LEASE_SECONDS", DEFAULT_TASK_LEASE_SECONDS),
             decoders=_int(env, "DECODERS", 0) or None,
         )
