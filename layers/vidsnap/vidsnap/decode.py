@@ -68,7 +68,7 @@ from .errors import (
     UnsupportedMedia,
     VidsnapError,
 )
-from .settings import DEFAULT_MAX_SOURCE_PIXELS
+from .plan import DEFAULT_MAX_SOURCE_PIXELS
 
 __all__ = ["Picked", "Video"]
 

@@ -19,8 +19,16 @@ from .decode import Picked, Video, cpu_cores, decoder_threads
 from .errors import BadRequest, UndecodableMedia, VidsnapError
 from .imaging import Geometry, plan_geometry, render
 from .naming import frames_overwrite, output_key
-from .plan import CONTENT_TYPES, ImageSpec, SnapshotJob, SnapshotRequest, SourceRef, Task
-from .settings import DEFAULT_DECODE_BUDGET_FRAMES, DEFAULT_MAX_SOURCE_PIXELS
+from .plan import (
+    CONTENT_TYPES,
+    DEFAULT_DECODE_BUDGET_FRAMES,
+    DEFAULT_MAX_SOURCE_PIXELS,
+    ImageSpec,
+    SnapshotJob,
+    SnapshotRequest,
+    SourceRef,
+    Task,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

@@ -29,6 +29,12 @@ CONTENT_TYPES: dict[str, str] = {
 
 #: Default key template when a task has no ``sys/saveas`` (SPEC 2.5).
 DEFAULT_KEY_TEMPLATE = "{barename}/{index}.{autoext}"
+#: The limits that guard decoding (SPEC 5, docs/LIMITS.md), here so that the core and the settings
+#: share them. 8192² = 67 Mpx of source picture (decompression bombs are refused above it).
+DEFAULT_MAX_SOURCE_PIXELS = 8192 * 8192
+#: 1080p frames decoded to reach one frame: at most ~12-18 s of decoding on one Lambda vCPU,
+#: well inside the synchronous function's 60 s.
+DEFAULT_DECODE_BUDGET_FRAMES = 6000
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from vidsnap.plan import DEFAULT_DECODE_BUDGET_FRAMES, DEFAULT_MAX_SOURCE_PIXELS
+
 if TYPE_CHECKING:
     from vidsnap.engine import Limits
 
@@ -64,11 +66,6 @@ DEFAULT_RESULTS_PREFIX = "_vidsnap/results/"
 DEFAULT_MAX_FRAMES = 1000
 DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_TASK_LEASE_SECONDS = 900
-#: 8192² = 67 Mpx: see the module docstring and docs/LIMITS.md.
-DEFAULT_MAX_SOURCE_PIXELS = 8192 * 8192
-#: 1080p frames decoded to reach one frame: at most ~12-18 s of decoding on one Lambda vCPU (docs/LIMITS.md),
-#: well inside the synchronous function's 60 s.
-DEFAULT_DECODE_BUDGET_FRAMES = 6000
 
 
 @dataclass(frozen=True)
