@@ -68,7 +68,7 @@ def test_cfn_lint_has_no_findings() -> None:
 def test_serverless_transform_and_globals(template: dict[str, Any]) -> None:
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
     function = template["Globals"]["Function"]
-    assert function["Runtime"] == "python3.12"
+    assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == ["x86_64"]
     assert function["Layers"] == [{"Ref": "VidsnapLayer"}]
     assert set(function["Environment"]["Variables"]) >= SPEC_ENV
@@ -78,7 +78,7 @@ def test_layer_is_built_by_the_makefile(resources: dict[str, Any]) -> None:
     layer = resources["VidsnapLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/vidsnap/"
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     makefile = (ROOT / "layers" / "vidsnap" / "Makefile").read_text()
     assert re.search(r"^build-VidsnapLayer:", makefile, re.MULTILINE)
@@ -90,7 +90,7 @@ def test_layer_is_built_by_the_makefile(resources: dict[str, Any]) -> None:
         "$(ARTIFACTS_DIR)/python",
     ):
         assert flag in makefile
-    assert "PY_VERSION ?= 3.12" in makefile
+    assert "PY_VERSION ?= 3.13" in makefile
     assert "boto3" not in (ROOT / "layers" / "vidsnap" / "requirements.txt").read_text().split("#")[0]
 
 
