@@ -105,6 +105,7 @@ def stack(
     clip = make_media("mp4_h264")
     aws = samlocal.LocalAws(samlocal.bridge_address()).start()
     lam: samlocal.StartLambda | None = None
+    seen: set[str] = set()
     try:
         # Next to the built template (its code paths are relative), one per xdist worker.
         template = samlocal.local_template(
@@ -114,12 +115,13 @@ def stack(
         env_file.write_text(json.dumps(samlocal.function_env(aws.endpoint)))
         lam = samlocal.StartLambda(sam, template, env_file, workdir=workdir).start()
         TIMINGS["start-lambda up (image with the layer, 2 warm containers)"] = lam.started_in
+        seen = samlocal.rapid_image_ids(runtime)  # replaced later by sam local invoke's rebuild
         yield Stack(aws, lam, sam, template, env_file, workdir, clip, Path(clip.path).read_bytes())
     finally:
         if lam is not None:
             lam.stop()
         aws.stop()
-        samlocal.remove_rapid_images(runtime)
+        samlocal.remove_rapid_images(runtime, seen)
         print("\nsam local timings (s): " + ", ".join(f"{k}: {v:.1f}" for k, v in TIMINGS.items()))
 
 

@@ -293,6 +293,7 @@ def ensure_image(runtime: Runtime, *, python: str = sys.executable) -> float:
         # Not needed at run time: downloaded packages (kept in the cache above), apt lists, docs.
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
             shutil.rmtree(root / junk, ignore_errors=True)
+        previous = _run(["docker", "image", "inspect", "--format", "{{.Id}}", runtime.image], timeout=60)
         log(f"docker import -> {runtime.image}")
         changes = [arg for c in [*IMAGE_CHANGES, f"LABEL {IMAGE_LABEL}={digest}"] for arg in ("--change", c)]
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
@@ -309,6 +310,8 @@ def ensure_image(runtime: Runtime, *, python: str = sys.executable) -> float:
         tar.wait()
         if imported.returncode != 0 or tar.returncode != 0:
             raise RuntimeError(f"docker import failed: {imported.stderr[-2000:]}")
+        if previous.returncode == 0 and previous.stdout.strip():
+            _run(["docker", "rmi", previous.stdout.strip()], timeout=120)  # the outdated image
     seconds = time.monotonic() - started
     log(f"{runtime.image} built in {seconds:.0f} s")
     return seconds
@@ -395,8 +398,7 @@ def function_env(endpoint: str, *, upload_rules: str | None = None) -> dict[str,
             "UPLOAD_RULES": upload_rules
             or json.dumps([{"prefix": "videos/", "suffix": ".mp4", "process": UPLOAD_PROCESS}]),
             "SIGNING_SECRET": "",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "vidsnap-local",
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
         }
     }
 
@@ -705,14 +707,18 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def remove_rapid_images(runtime: Runtime) -> None:
-    """Remove the images SAM built on top of the runtime image (it rebuilds them at each run when a
-    layer is local, so keeping them only fills the disk)."""
+def rapid_image_ids(runtime: Runtime) -> set[str]:
+    """The images SAM built on top of the runtime image (``samcli/lambda-python:3.13-x86_64-...``)."""
     template = "{{.Repository}}:{{.Tag}} {{.ID}}"
     listed = _run(["docker", "images", "--no-trunc", "--format", template], timeout=60)
     prefix = f"samcli/lambda-python:{runtime.version}-{runtime.architecture}-"
-    ids = {line.split()[1] for line in listed.stdout.splitlines() if line.startswith(prefix)}
-    for image in ids:
+    return {line.split()[1] for line in listed.stdout.splitlines() if line.startswith(prefix)}
+
+
+def remove_rapid_images(runtime: Runtime, seen: Iterable[str] = ()) -> None:
+    """Remove SAM's images (tagged now, or ``seen`` earlier and since replaced by a rebuild): SAM
+    rebuilds them at every run when a layer is local, so keeping them would only fill the disk."""
+    for image in rapid_image_ids(runtime) | set(seen):
         _run(["docker", "rmi", image], timeout=120)
 
 
@@ -765,6 +771,10 @@ def _show(invoked: Invoked, out: Path) -> None:
     print(json.dumps(payload, indent=1))
 
 
+def _interrupted(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev sam-local", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -777,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     start = sub.add_parser("start-lambda", help="sam local start-lambda against moto until Ctrl-C")
     start.add_argument("--port", type=int, default=3001)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupted)  # stop as on Ctrl-C: SAM, its containers, moto
     for name in UNSET_ENV:
         os.environ.pop(name, None)
     os.environ.update(FAKE_CREDENTIALS)
