@@ -11,6 +11,10 @@ written, the notification published, the task message queued, the batch item fai
 - ``sam local start-lambda --warm-containers EAGER`` for the rest: one container per function,
   invoked through Lambda's API with boto3, so the events cost seconds, not a container each.
 
+It is one test with a subtest per event: under xdist every test could land on another worker, and
+each worker would start its own containers (xdist_group does not group with pytest 9 and xdist
+3.8: the group suffix is written to an attribute pytest no longer reads).
+
 Needs a Docker daemon and, the first time, root with debootstrap to build the image: ``./dev test``
 installs and starts what is missing when it runs as root with apt, and then sets
 ``VIDSNAP_SAM_LOCAL=required`` so that these tests fail rather than skip. Elsewhere they skip and
@@ -20,6 +24,7 @@ say why.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -40,7 +45,7 @@ from vidsnap import synth
 from vidsnap.engine import snapshot
 from vidsnap.parse import parse_sync
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sam-local")]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -163,7 +168,7 @@ def function_url_body(answer: dict[str, Any]) -> bytes:
 # sam local invoke, as typed by a user
 
 
-def test_sam_local_invoke_function_url_get_gives_the_exact_frame(stack: Stack) -> None:
+def check_sam_local_invoke_function_url_get_gives_the_exact_frame(stack: Stack) -> None:
     stack.seed()
     event = stack.aws.prepare_event(load_event("function-url-get.json"))
     invoked = samlocal.sam_invoke(
@@ -185,7 +190,7 @@ def test_the_same_sam_cli_as_the_packaging_test() -> None:
 # every sample event through start-lambda
 
 
-def test_function_url_get(stack: Stack) -> None:
+def check_function_url_get(stack: Stack) -> None:
     stack.seed()
     answer = stack.invoke("ObjectGetFunction", "function-url-get.json")
     assert answer["statusCode"] == 200, answer
@@ -197,7 +202,7 @@ def test_function_url_get(stack: Stack) -> None:
     assert_exact_frame(stack, function_url_body(answer), "video/snapshot,t_1000,f_jpg,w_320", 1000)
 
 
-def test_function_url_post_queues_the_task(stack: Stack) -> None:
+def check_function_url_post_queues_the_task(stack: Stack) -> None:
     stack.seed()
     answer = stack.invoke("ObjectGetFunction", "function-url-post.json")
     assert answer["statusCode"] == 200, answer
@@ -208,7 +213,7 @@ def test_function_url_post_queues_the_task(stack: Stack) -> None:
     assert task["Process"].startswith("video/snapshots,f_jpg,m_avg,num_2,w_160|sys/saveas,o_")
 
 
-def test_function_url_task_status(stack: Stack) -> None:
+def check_function_url_task_status(stack: Stack) -> None:
     stack.seed()
     assert stack.invoke("ObjectGetFunction", "function-url-get-task.json")["statusCode"] == 404
     task_id = load_event("function-url-get-task.json")["rawPath"].rsplit("/", 1)[1]
@@ -222,7 +227,7 @@ def test_function_url_task_status(stack: Stack) -> None:
     assert record == {"TaskId": task_id, "Status": "Succeeded", "Progress": 100}
 
 
-def test_object_lambda_answers_through_write_get_object_response(stack: Stack) -> None:
+def check_object_lambda_answers_through_write_get_object_response(stack: Stack) -> None:
     """moto lacks WriteGetObjectResponse: samlocal's layer in front of moto answers and records it."""
     stack.seed()
     result = stack.invoke("ObjectGetFunction", "object-lambda.json")
@@ -236,16 +241,8 @@ def test_object_lambda_answers_through_write_get_object_response(stack: Stack) -
     assert_exact_frame(stack, call["body"], "video/snapshot,t_1000,f_jpg,w_320", 1000)
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("s3-put.json", {"uploads": 1}),
-        ("sqs-s3-put.json", {"batchItemFailures": []}),
-        ("sns-sqs-s3-put.json", {"batchItemFailures": []}),
-        ("eventbridge-s3.json", {"uploads": 1}),
-    ],
-)
-def test_upload_event_writes_frames_and_notifies(stack: Stack, name: str, expected: dict[str, Any]) -> None:
+def check_upload_event_writes_frames_and_notifies(stack: Stack, name: str, expected: dict[str, Any]) -> None:
+    """One upload, in the envelope of events/``name``: three frames, one notification, one record."""
     stack.seed()
     assert stack.invoke("AsyncSnapshotsFunction", name) == expected
     assert stack.aws.keys() == EXPECTED_UPLOAD_OUTPUTS
@@ -268,14 +265,14 @@ def test_upload_event_writes_frames_and_notifies(stack: Stack, name: str, expect
         assert counter == frame_index(stack.clip, int(output["TimeMs"]))
 
 
-def test_s3_test_event_is_ignored(stack: Stack) -> None:
+def check_s3_test_event_is_ignored(stack: Stack) -> None:
     stack.seed()
     assert stack.invoke("AsyncSnapshotsFunction", "sqs-s3-test-event.json") == {"batchItemFailures": []}
     assert stack.aws.keys() == []
     assert stack.aws.drain(samlocal.INBOX_QUEUE) == []
 
 
-def test_sqs_task_batch_with_its_bad_record(stack: Stack) -> None:
+def check_sqs_task_batch_with_its_bad_record(stack: Stack) -> None:
     stack.seed()
     # The malformed third record is a permanent failure: dropped and logged, not retried.
     assert stack.invoke("AsyncSnapshotsFunction", "sqs-task-batch.json") == {"batchItemFailures": []}
@@ -288,7 +285,7 @@ def test_sqs_task_batch_with_its_bad_record(stack: Stack) -> None:
         assert pixels.shape[1] == 160
 
 
-def test_sqs_batch_reports_a_transient_failure(stack: Stack) -> None:
+def check_sqs_batch_reports_a_transient_failure(stack: Stack) -> None:
     """The other side of the list: with the task table gone (an AWS failure, not the task's), the
     two good records are reported for SQS to retry; the malformed one still is not."""
     stack.seed()
@@ -297,3 +294,43 @@ def test_sqs_batch_reports_a_transient_failure(stack: Stack) -> None:
     records = load_event("sqs-task-batch.json")["Records"]
     assert result == {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records[:2]]}
     assert stack.aws.keys() == []
+
+
+# --------------------------------------------------------------------------------------------------
+# the test
+
+
+#: (subtest name, check) in order; each check starts from a freshly seeded moto.
+CHECKS: list[tuple[str, Callable[[Stack], None]]] = [
+    (
+        "sam local invoke: function-url-get.json",
+        check_sam_local_invoke_function_url_get_gives_the_exact_frame,
+    ),
+    ("function-url-get.json", check_function_url_get),
+    ("function-url-post.json", check_function_url_post_queues_the_task),
+    ("function-url-get-task.json", check_function_url_task_status),
+    ("object-lambda.json", check_object_lambda_answers_through_write_get_object_response),
+    *[
+        (name, functools.partial(check_upload_event_writes_frames_and_notifies, name=name, expected=expected))
+        for name, expected in [
+            ("s3-put.json", {"uploads": 1}),
+            ("sqs-s3-put.json", {"batchItemFailures": []}),
+            ("sns-sqs-s3-put.json", {"batchItemFailures": []}),
+            ("eventbridge-s3.json", {"uploads": 1}),
+        ]
+    ],
+    ("sqs-s3-test-event.json", check_s3_test_event_is_ignored),
+    ("sqs-task-batch.json", check_sqs_task_batch_with_its_bad_record),
+    ("sqs-task-batch.json, no task table", check_sqs_batch_reports_a_transient_failure),
+]
+
+
+def test_every_sample_event_is_covered() -> None:
+    covered = {name.split(",")[0].removeprefix("sam local invoke: ") for name, _ in CHECKS}
+    assert covered == {p.name for p in EVENTS.glob("*.json")}
+
+
+def test_sam_local_answers_every_sample_event(stack: Stack, subtests: pytest.Subtests) -> None:
+    for name, check in CHECKS:
+        with subtests.test(msg=name):
+            check(stack)
