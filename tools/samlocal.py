@@ -237,7 +237,22 @@ def image_problem(runtime: Runtime) -> str | None:
 
 
 def ensure_image(runtime: Runtime, *, python: str = sys.executable) -> float:
-    """Build ``runtime.image`` unless the current one is there; the seconds spent (0 when cached)."""
+    """Build ``runtime.image`` unless the current one is there; the seconds spent (0 when cached).
+
+    One build at a time on this machine (a lock file): a second caller waits, then finds it built.
+    """
+    import fcntl
+
+    CACHE.mkdir(exist_ok=True)
+    with (CACHE / "image.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _build_image(runtime, python)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _build_image(runtime: Runtime, python: str) -> float:
     digest = recipe_hash(runtime)
     if image_recipe_label(runtime.image) == digest:
         return 0.0
