@@ -166,3 +166,11 @@ class MemoryBlockReader(BlockReader):
     def _fetch(self, start: int, end: int) -> bytes:
         self.threads.add(threading.current_thread().name)
         return self.data[start : end + 1]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the timings tests/test_sam_local.py measured (worker output is not shown under xdist)."""
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "sam_local_seconds" and report.when == "call":
+                terminalreporter.write_line(f"sam local timings (s): {value}")

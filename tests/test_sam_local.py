@@ -330,7 +330,11 @@ def test_every_sample_event_is_covered() -> None:
     assert covered == {p.name for p in EVENTS.glob("*.json")}
 
 
-def test_sam_local_answers_every_sample_event(stack: Stack, subtests: pytest.Subtests) -> None:
+def test_sam_local_answers_every_sample_event(
+    stack: Stack, subtests: pytest.Subtests, record_property: Callable[[str, object], None]
+) -> None:
     for name, check in CHECKS:
         with subtests.test(msg=name):
             check(stack)
+    # Shown at the end of the run by conftest.py's terminal summary (also under xdist).
+    record_property("sam_local_seconds", {k: round(v, 1) for k, v in TIMINGS.items()})
