@@ -93,7 +93,7 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(
-    built: Built,  # noqa: F811 - the fixture imported above
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     make_media: Callable[[str], synth.SynthInfo],
 ) -> Iterator[Stack]:
@@ -105,6 +105,7 @@ def stack(
     if problem:
         _unavailable(f"no runtime image {runtime.image}: {problem}")
     TIMINGS["runtime image build (0 = cached)"] = samlocal.ensure_image(runtime)
+    build: Built = request.getfixturevalue("built")  # after the checks: a skip costs no build
     sam = samlocal.ensure_sam()
     workdir = tmp_path_factory.mktemp("sam-local")
     clip = make_media("mp4_h264")
@@ -114,7 +115,7 @@ def stack(
     try:
         # Next to the built template (its code paths are relative), one per xdist worker.
         template = samlocal.local_template(
-            built.build_dir, aws.endpoint, name=f"template-local-{os.getpid()}.json"
+            build.build_dir, aws.endpoint, name=f"template-local-{os.getpid()}.json"
         )
         env_file = workdir / "env.json"
         env_file.write_text(json.dumps(samlocal.function_env(aws.endpoint)))

@@ -799,6 +799,13 @@ def main(argv: list[str] | None = None) -> int:
     invoke.add_argument(
         "function", nargs="?", choices=FUNCTIONS, help="default: the function that takes the event"
     )
+    invoke.add_argument(
+        "--upload",
+        action="append",
+        default=[],
+        metavar="FILE=KEY",
+        help=f"also put FILE into s3://{SOURCE_BUCKET}/KEY before invoking (your own video)",
+    )
     start = sub.add_parser("start-lambda", help="sam local start-lambda against moto until Ctrl-C")
     start.add_argument("--port", type=int, default=3001)
     args = parser.parse_args(argv)
@@ -819,6 +826,11 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(exist_ok=True)
     with local_stack(workdir) as (sam, template, env_file, aws, _runtime):
         if args.command == "invoke":
+            s3 = aws.client("s3")
+            for upload in args.upload:
+                local, _, key = upload.partition("=")
+                s3.upload_file(local, SOURCE_BUCKET, key or Path(local).name)
+                log(f"uploaded {local} as s3://{SOURCE_BUCKET}/{key or Path(local).name}")
             event = aws.prepare_event(json.loads(args.event.read_text()))
             function = args.function or function_for(event)
             log(f"sam local invoke {function} -e {args.event} (first run builds SAM's image, ~20 s)")
