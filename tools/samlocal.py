@@ -748,6 +748,9 @@ def local_stack(workdir: Path) -> Iterator[tuple[Path, Path, Path, LocalAws, Run
     if problem:
         raise SystemExit(f"samlocal: {problem}")
     runtime = template_runtime()
+    problem = image_problem(runtime)
+    if problem:
+        raise SystemExit(f"samlocal: cannot build {runtime.image}: {problem}")
     ensure_image(runtime)
     sam = ensure_sam()
     build_dir = workdir / "build"
@@ -819,6 +822,9 @@ def main(argv: list[str] | None = None) -> int:
         if problem:
             raise SystemExit(f"samlocal: {problem}")
         runtime = template_runtime()
+        problem = image_problem(runtime)
+        if problem:
+            raise SystemExit(f"samlocal: cannot build {runtime.image}: {problem}")
         seconds = ensure_image(runtime)
         print(f"{runtime.image}: " + (f"built in {seconds:.0f} s" if seconds else "up to date"))
         return 0
