@@ -17,7 +17,8 @@ and why each piece is made this way:
   cache stays under ``.sam-local/`` (ignored by git).
 - **AWS is moto's server on the Docker bridge address** (172.17.0.1 usually): the containers reach
   it there and nothing listens beyond this machine. A small WSGI layer in front of moto answers
-  S3 Object Lambda's ``WriteGetObjectResponse`` (moto does not implement it) and keeps each call.
+  S3 Object Lambda's ``WriteGetObjectResponse`` (moto does not implement it) and keeps each call,
+  and puts every resource in the account the emulator reports in function ARNs (012345678912).
 - **The endpoint reaches the functions through the template.** ``sam local`` passes only the
   variables a template declares (``--env-vars`` overrides them, it cannot add any), so a copy of
   the *built* template (same code, same layer) declares ``AWS_ENDPOINT_URL`` too;
