@@ -188,3 +188,11 @@ def moto_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the timings tests/test_sam_local.py measured (worker output is not shown under xdist)."""
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "sam_local_seconds" and report.when == "call":
+                terminalreporter.write_line(f"sam local timings (s): {value}")

@@ -10,16 +10,16 @@ How it works, and why:
   spec). If PyPI cannot be reached the test is skipped with that reason; any other install failure
   is a failure.
 - **``sam build`` without a container**: the layer uses ``BuildMethod: makefile``
-  (layers/vidsnap/Makefile), which downloads manylinux wheels for CPython 3.12 whatever Python runs
+  (layers/vidsnap/Makefile), which downloads manylinux wheels for CPython 3.13 whatever Python runs
   it; the two functions have no requirements, so the python builder only copies them.
 - **The import check runs the way Lambda does**: a fresh interpreter with *only* the function
-  directory, the built layer (``/opt/python`` and ``/opt/python/lib/python3.12/site-packages``) and a
+  directory, the built layer (``/opt/python`` and ``/opt/python/lib/python3.13/site-packages``) and a
   stand-in for the runtime's own boto3 (``/var/runtime``) on its path: ``-I -S`` drops site-packages,
-  user site and ``PYTHON*`` variables. The layer's numpy and Pillow are CPython 3.12 builds, so this
-  needs a CPython 3.12 interpreter: ``$VIDSNAP_PYTHON312``, ``python3.12`` on PATH, or one under
+  user site and ``PYTHON*`` variables. The layer's numpy and Pillow are CPython 3.13 builds, so this
+  needs a CPython 3.13 interpreter: ``$VIDSNAP_PYTHON313``, ``python3.13`` on PATH, or one under
   ``~/.pyenv/versions`` (these machines ship one there). Without one, the same Makefile builds a
   second variant of the layer for the host Python (``PY_VERSION``/``PYTHON`` overrides) and the import
-  check runs against that, while the cp312 layer is still checked for its contents and size.
+  check runs against that, while the cp313 layer is still checked for its contents and size.
 - Beyond importing, each process decodes a real H.264 clip with the layer's PyAV/FFmpeg through
   ``vidsnap.engine.snapshot`` and answers a function URL event through the handler (mangum →
   Starlette → parser), so a layer missing a shared library or a data file fails here, not in AWS.
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 #: aws-sam-cli release line the checks are written against (any 1.x from 1.130 has makefile builds
-#: without a container and the python3.12 runtime).
+#: without a container and the python3.13 runtime).
 SAM_SPEC = "aws-sam-cli>=1.130,<2"
 #: Lambda's limit for a function and all its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
@@ -132,18 +132,18 @@ def _ensure_sam(home: Path) -> Path:
     return sam
 
 
-def _find_python312() -> str | None:
-    """A CPython 3.12 interpreter (Lambda's python3.12 runtime), if this machine has one."""
-    candidates = [os.environ.get("VIDSNAP_PYTHON312"), shutil.which("python3.12")]
+def _find_python313() -> str | None:
+    """A CPython 3.13 interpreter (Lambda's python3.13 runtime), if this machine has one."""
+    candidates = [os.environ.get("VIDSNAP_PYTHON313"), shutil.which("python3.13")]
     pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    candidates += sorted(glob.glob(f"{pyenv_root}/versions/3.12*/bin/python3.12"), reverse=True)
+    candidates += sorted(glob.glob(f"{pyenv_root}/versions/3.13*/bin/python3.13"), reverse=True)
     for candidate in candidates:
         if not candidate or not os.access(candidate, os.X_OK):
             continue
         probe = _run(
             [candidate, "-c", "import sys; print(sys.implementation.name, sys.version_info[:2])"], timeout=30
         )
-        if probe.returncode == 0 and probe.stdout.strip() == "cpython (3, 12)":
+        if probe.returncode == 0 and probe.stdout.strip() == "cpython (3, 13)":
             return candidate
     return None
 
@@ -172,9 +172,9 @@ class Built:
     build_dir: Path
     seconds: float
     log: str
-    python312: str | None
+    python313: str | None
     runtime_dir: Path | None
-    #: The layer the import check uses: the cp312 one, or a host-Python variant without python3.12.
+    #: The layer the import check uses: the cp313 one, or a host-Python variant without python3.13.
     import_layer: Path
     import_python: str
 
@@ -218,18 +218,18 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     done = json.loads(result_file.read_text())
     build_dir = work / "build"
 
-    python312 = _find_python312()
-    if python312:
+    python313 = _find_python313()
+    if python313:
         return Built(
             build_dir,
             done["seconds"],
             done["log"],
-            python312,
-            _runtime_boto3(home, python312),
+            python313,
+            _runtime_boto3(home, python313),
             build_dir / LAYER,
-            python312,
+            python313,
         )
-    # No CPython 3.12 here: build the same layer for the host Python and import from that one.
+    # No CPython 3.13 here: build the same layer for the host Python and import from that one.
     host_layer = shared / "host-layer"
     with _locked(shared / "host-layer.lock"):
         if not (host_layer / "python" / "vidsnap").is_dir():
@@ -271,7 +271,7 @@ def test_sam_build_succeeds_without_a_container(built: Built) -> None:
     print(f"sam build: {built.seconds:.1f} s")
 
 
-def test_layer_contents_for_python312(built: Built) -> None:
+def test_layer_contents_for_python313(built: Built) -> None:
     site = built.build_dir / LAYER / "python"
     assert (site / "vidsnap" / "__init__.py").is_file()
     assert (site / "vidsnap" / "static" / "index.html").is_file(), "package data missing from the layer"
@@ -281,11 +281,11 @@ def test_layer_contents_for_python312(built: Built) -> None:
     assert list((site / "av").glob("*.so")), "PyAV's extension modules are missing"
     libs = {p.name.split("-")[0] for p in (site / "av.libs").glob("*.so*")}
     assert {"libavcodec", "libavformat", "libavutil", "libswscale"} <= libs, libs
-    # Lambda's python3.12 runtime: version-specific extensions must be CPython 3.12 builds.
+    # Lambda's python3.13 runtime: version-specific extensions must be CPython 3.13 builds.
     numpy_ext = list(site.glob("numpy/_core/_multiarray_umath.cpython-*.so"))
     assert numpy_ext, "numpy's core extension is missing"
-    assert all("cpython-312-x86_64-linux-gnu" in p.name for p in numpy_ext), numpy_ext
-    assert list(site.glob("PIL/_imaging.cpython-312-x86_64-linux-gnu.so"))
+    assert all("cpython-313-x86_64-linux-gnu" in p.name for p in numpy_ext), numpy_ext
+    assert list(site.glob("PIL/_imaging.cpython-313-x86_64-linux-gnu.so"))
     for package in ("PIL", "numpy", "mangum", "starlette", "aws_lambda_powertools"):
         assert (site / package).is_dir(), f"{package} is missing from the layer"
     # boto3 comes with the runtime; a copy in the layer would only cost space.
@@ -407,19 +407,19 @@ def test_handlers_import_from_only_the_layer_and_function(
         allowed = [str(built.runtime_dir)] if name == "boto3" else [str(layer)]
         assert any(origin.startswith(a) for a in allowed), f"{name} imported from {origin}, not the layer"
     assert report["snapshot_bytes"] > 0
-    if built.python312:
-        assert report["version"] == [3, 12]
+    if built.python313:
+        assert report["version"] == [3, 13]
     if function == "ObjectGetFunction":
         assert report["answer"]["status"] == 400
         assert report["answer"]["body"]["EC"] == "0053-00000101"
 
 
 def test_import_check_used_the_lambda_python_when_available(built: Built) -> None:
-    """Report which interpreter the import check used (3.12 = the runtime's; else a host variant)."""
-    if built.python312 is None:
+    """Report which interpreter the import check used (3.13 = the runtime's; else a host variant)."""
+    if built.python313 is None:
         pytest.skip(
-            "no CPython 3.12 here: the import check ran on a host-Python build of the layer "
-            f"({sys.version_info.major}.{sys.version_info.minor}); the cp312 layer was checked for "
+            "no CPython 3.13 here: the import check ran on a host-Python build of the layer "
+            f"({sys.version_info.major}.{sys.version_info.minor}); the cp313 layer was checked for "
             "contents only"
         )
     assert built.import_layer == built.build_dir / LAYER

@@ -70,7 +70,7 @@ def test_cfn_lint_has_no_findings() -> None:
 def test_serverless_transform_and_globals(template: dict[str, Any]) -> None:
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
     function = template["Globals"]["Function"]
-    assert function["Runtime"] == "python3.12"
+    assert function["Runtime"] == "python3.13"
     assert function["Architectures"] == [{"Ref": "Architecture"}]
     assert function["Layers"] == [{"Ref": "VidsnapLayer"}]
     assert set(function["Environment"]["Variables"]) >= SPEC_ENV
@@ -80,7 +80,7 @@ def test_layer_is_built_by_the_makefile(resources: dict[str, Any]) -> None:
     layer = resources["VidsnapLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/vidsnap/"
-    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     makefile = (ROOT / "layers" / "vidsnap" / "Makefile").read_text()
@@ -94,7 +94,7 @@ def test_layer_is_built_by_the_makefile(resources: dict[str, Any]) -> None:
         "--require-hashes -r requirements.lock",
     ):
         assert flag in makefile
-    assert "PY_VERSION ?= 3.12" in makefile
+    assert "PY_VERSION ?= 3.13" in makefile
     assert "boto3" not in (ROOT / "layers" / "vidsnap" / "requirements.txt").read_text().split("#")[0]
 
 
