@@ -230,9 +230,18 @@ def test_the_server_caps_its_worker_threads_and_trims_the_heap_every_n_requests(
 # -- Ctrl+C ---------------------------------------------------------------------------------------
 
 
+#: ``python -m vidsnap serve`` as a terminal starts it. A shell's background job (as CI may run the
+#: suite) inherits SIGINT ignored, and Python then never turns it into KeyboardInterrupt: set up
+#: what Python does for a process started from a terminal, then run the CLI.
+_AS_FROM_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from vidsnap.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 def test_ctrl_c_stops_vidsnap_serve_without_a_traceback(media_root: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vidsnap", "serve", "--root", str(media_root), "--port", "0"],
+        [sys.executable, "-c", _AS_FROM_A_TERMINAL, "serve", "--root", str(media_root), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
