@@ -742,9 +742,8 @@ def remove_rapid_images(runtime: Runtime, seen: Iterable[str] = ()) -> None:
 # ./dev sam-local
 
 
-@contextlib.contextmanager
-def local_stack(workdir: Path) -> Iterator[tuple[Path, Path, Path, LocalAws, Runtime]]:
-    """Image, ``sam build``, moto with the sample resources, local template and env file."""
+def _usable_runtime() -> Runtime:
+    """The template's runtime, once Docker answers and its image can be built; else exit saying why."""
     problem = docker_problem()
     if problem:
         raise SystemExit(f"samlocal: {problem}")
@@ -752,6 +751,13 @@ def local_stack(workdir: Path) -> Iterator[tuple[Path, Path, Path, LocalAws, Run
     problem = image_problem(runtime)
     if problem:
         raise SystemExit(f"samlocal: cannot build {runtime.image}: {problem}")
+    return runtime
+
+
+@contextlib.contextmanager
+def local_stack(workdir: Path) -> Iterator[tuple[Path, Path, Path, LocalAws, Runtime]]:
+    """Image, ``sam build``, moto with the sample resources, local template and env file."""
+    runtime = _usable_runtime()
     ensure_image(runtime)
     sam = ensure_sam()
     build_dir = workdir / "build"
@@ -819,13 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(FAKE_CREDENTIALS)
     CACHE.mkdir(exist_ok=True)
     if args.command == "image":
-        problem = docker_problem()
-        if problem:
-            raise SystemExit(f"samlocal: {problem}")
-        runtime = template_runtime()
-        problem = image_problem(runtime)
-        if problem:
-            raise SystemExit(f"samlocal: cannot build {runtime.image}: {problem}")
+        runtime = _usable_runtime()
         seconds = ensure_image(runtime)
         print(f"{runtime.image}: " + (f"built in {seconds:.0f} s" if seconds else "up to date"))
         return 0
