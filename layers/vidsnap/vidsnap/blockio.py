@@ -92,6 +92,14 @@ class RetryPolicy:
         ) from failure
 
 
+def content_range_total(value: Any) -> int | None:
+    """The object size in a ``Content-Range: bytes a-b/total`` header; None when absent or ``*``."""
+    if not isinstance(value, str) or "/" not in value:
+        return None
+    total = value.rsplit("/", 1)[1].strip()
+    return int(total) if total.isdigit() else None
+
+
 #: The default policy of every reader (a reader's ``retry`` attribute overrides it).
 DEFAULT_RETRY = RetryPolicy()
 
@@ -200,15 +208,7 @@ class BlockReader(io.RawIOBase, BinaryIO):
 
         Errors are raised as :class:`~vidsnap.errors.VidsnapError`: transient ones (``transient``
         True) are retried by the caller (:attr:`retry`), others end the read. Fewer bytes than
-        asked are passed to :meth:`_length_mismatch`, then retried.
-        """
-
-    def _length_mismatch(self, start: int, expected: int, got: int) -> None:
-        """A fetch at ``start`` returned ``got`` bytes instead of ``expected``.
-
-        By default nothing: a short body is a transient network fault (a cut connection, a proxy)
-        and the fetch is retried; the short bytes are never kept. A subclass that can tell the
-        object itself changed raises a permanent error here instead.
+        asked are a transient fault too: never kept, retried.
         """
 
     @property
@@ -228,8 +228,7 @@ class BlockReader(io.RawIOBase, BinaryIO):
         def attempt() -> bytes:
             data = self._fetch(start, end)
             self._count(nbytes=len(data))
-            if len(data) != expected:
-                self._length_mismatch(start, expected, len(data))
+            if len(data) != expected:  # a cut connection or a proxy: never kept, retried
                 raise SourceUnavailable(
                     f"{self._what}: a short body, {len(data)} of the {expected} bytes at {start}"
                 )

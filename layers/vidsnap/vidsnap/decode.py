@@ -172,16 +172,7 @@ def _entry_ts(entry: Any) -> int:
 
 def _sniff(source: str | os.PathLike[str] | BinaryIO | _ReadGuard) -> str | None:
     """The container kind the first bytes announce, or None (never raises)."""
-    try:
-        if isinstance(source, str | os.PathLike):
-            with open(source, "rb") as fh:
-                head = fh.read(16)
-        else:
-            source.seek(0)
-            head = source.read(16)
-            source.seek(0)
-    except (OSError, ValueError, AttributeError):
-        return None
+    head = _read_head(source, 16)
     for offset, magic, kind in _MAGIC:
         if head[offset : offset + len(magic)] == magic:
             return kind
@@ -300,7 +291,7 @@ _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
-def _read_head(source: str | os.PathLike[str] | BinaryIO, size: int) -> bytes:
+def _read_head(source: str | os.PathLike[str] | BinaryIO | _ReadGuard, size: int) -> bytes:
     """The first ``size`` bytes of the source (b"" when unreadable; a file object is rewound)."""
     try:
         if isinstance(source, str | os.PathLike):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .blockio import BlockReader, RetryPolicy
+from .blockio import BlockReader, RetryPolicy, content_range_total
 from .engine import Limits, report_ms, snapshot
 from .errors import (
     EC_MALFORMED,
@@ -104,13 +104,13 @@ class HTTPRangeReader(BlockReader):
                 data, content_range = self._get(0, block_size - 1)
             except UndecodableMedia:  # 416 on the first block: an empty object
                 return b"", None
-            total = _total_from_content_range(content_range)
+            total = content_range_total(content_range)
             if total is not None and len(data) != min(block_size, total):
                 raise SourceUnavailable(f"a short body: {len(data)} bytes of the first block")
             return data, content_range
 
         first, content_range = self.retry.run(first_block, "the object")
-        size = _total_from_content_range(content_range)
+        size = content_range_total(content_range)
         super().__init__(
             size=len(first) if size is None else size,
             block_size=block_size,
@@ -154,12 +154,6 @@ class HTTPRangeReader(BlockReader):
             raise VidsnapError(f"the input URL is malformed: {exc}") from None
         return data, content_range
 
-
-def _total_from_content_range(value: str | None) -> int | None:
-    if not value or "/" not in value:
-        return None
-    total = value.rsplit("/", 1)[1].strip()
-    return int(total) if total.isdigit() else None
 
 
 def _http_error(exc: urllib.error.HTTPError) -> VidsnapError:

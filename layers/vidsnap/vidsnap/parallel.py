@@ -23,13 +23,12 @@ picture per slot, whatever the job's length.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 
-from .decode import Picked, Video, decoder_threads
+from .decode import Picked, Video, cpu_cores, decoder_threads
 from .errors import UndecodableMedia
 
 __all__ = ["available_cores", "frames_at"]
@@ -45,11 +44,8 @@ _Item = tuple[int, Picked | None, BaseException | None]
 
 
 def available_cores() -> int:
-    """The cores this process may run on (CPU affinity, as a Lambda sandbox or a container sets)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
+    """The cores this process may run on (see :func:`vidsnap.decode.cpu_cores`)."""
+    return cpu_cores()
 
 
 def frames_at(

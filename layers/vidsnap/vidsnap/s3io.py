@@ -36,7 +36,7 @@ from botocore.exceptions import (
 from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
 from vidsnap.aws import mapped_errors
-from vidsnap.blockio import BlockReader, RetryPolicy
+from vidsnap.blockio import BlockReader, RetryPolicy, content_range_total
 from vidsnap.errors import (
     InternalError,
     NotAllowed,
@@ -214,7 +214,7 @@ class S3RangeReader(BlockReader):
                 body.close()
         except (ClientError, BotoCoreError, *_TRANSIENT_RAW) as exc:
             raise map_client_error(exc, self.name) from exc
-        total = _total_from_content_range(response.get("ContentRange"))
+        total = content_range_total(response.get("ContentRange"))
         if not self.etag and total is not None and total != self.size:
             # Without an ETag to send in If-Match, a new total size is the only sign of a new object.
             raise SourceChanged(f"{self.name}: the object is now {total} bytes, not {self.size}")
@@ -247,13 +247,6 @@ def open_s3(client: Any, bucket: str, key: str, *, version_id: str | None = None
         **kw,
     )
 
-
-def _total_from_content_range(value: Any) -> int | None:
-    """The total of ``bytes a-b/total``; None when absent or ``*``."""
-    if not isinstance(value, str) or "/" not in value:
-        return None
-    total = value.rsplit("/", 1)[1].strip()
-    return int(total) if total.isdigit() else None
 
 
 def _quoted(etag: str) -> str:
