@@ -674,14 +674,7 @@ class Video:
             # No truncation check here: that compares with the duration being found.
             self._set_keyonly(False)
             self._seek_and_anchor(beyond)
-            last = self._advance_to(beyond)
-            back = max(self._gop_ticks or 0, round(Fraction(1) / self.time_base), 1)
-            for _attempt in range(_MAX_SEEK_ATTEMPTS):
-                if last is None or self._stamped_right(last):
-                    break
-                self._seek_and_anchor(_pts(last) - back)
-                last = self._advance_to(beyond)
-                back *= 2
+            last = self._restamped(self._advance_to(beyond), beyond)
         except _REOPEN_ERRORS as exc:
             _raise_if_transient(exc)  # a read to retry later is not a reason to keep an estimate
             last = None
@@ -1202,19 +1195,26 @@ class Video:
             return True
         return self._trusted_from is not None and _pts(frame) >= self._trusted_from
 
-    def _frame_for(self, target: int, *, keyonly: bool) -> av.VideoFrame:
-        self._set_keyonly(keyonly)
-        if self._should_seek(target):
-            self._seek_and_anchor(target)
-        frame = self._advance_to(target)
+    def _restamped(self, frame: av.VideoFrame | None, target: int) -> av.VideoFrame | None:
+        """``frame``, the last one up to ``target``, with the time a sequential read gives it.
+
+        When it lies in the GOP a seek landed in, its time may be a guess (see _needs_lead_in):
+        land earlier, further back each time, and decode up to ``target`` again.
+        """
         back = max(self._gop_ticks or 0, round(Fraction(1) / self.time_base), 1)
         for _attempt in range(_MAX_SEEK_ATTEMPTS):
             if frame is None or self._stamped_right(frame):
                 break
-            # The answer lies in the GOP a seek landed in: its time may be a guess. Land earlier.
             self._seek_and_anchor(min(_pts(frame), target) - back)
             frame = self._advance_to(target)
             back *= 2
+        return frame
+
+    def _frame_for(self, target: int, *, keyonly: bool) -> av.VideoFrame:
+        self._set_keyonly(keyonly)
+        if self._should_seek(target):
+            self._seek_and_anchor(target)
+        frame = self._restamped(self._advance_to(target), target)
         if frame is None:
             # Anchored at the stream start and the first frame is after the target: it is shown.
             frame = self._pull()
