@@ -10,7 +10,7 @@ alt-ref, AV1, MPEG-2 TS with a PTS wrap, packed/unpacked MPEG-4 AVI, ProRes, FLV
 moov at the end, rotation, SAR, VFR, odd sizes, stills, cover art, broken files). The product and
 its tests never need it: this is a script, not a test.
 
-The reference for "the frame shown at t" (SPEC 2.1) is a *sequential* PyAV decode of the whole
+The reference for "the frame shown at t" (README) is a *sequential* PyAV decode of the whole
 file: the last frame in presentation order with ``pts <= start + t / 1000 / time_base`` (exact
 rationals; ``start`` = the first decoded frame's pts), converted with ``to_ndarray("rgb24")`` and
 rotated into display orientation. Each ``vidsnap run FILE video/snapshot,t_T,f_png`` output is

@@ -1,4 +1,4 @@
-"""The ``vidsnap run`` command line (SPEC 7), driven as a user would: in a subprocess."""
+"""The ``vidsnap run`` command line (README: What it is), driven as a user would: in a subprocess."""
 
 from __future__ import annotations
 

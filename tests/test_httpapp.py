@@ -1,4 +1,4 @@
-"""The HTTP surface (SPEC 3.1, 5, 6): vidsnap.httpapp over a LocalStore and over S3 (moto)."""
+"""The HTTP surface (README): vidsnap.httpapp over a LocalStore and over S3 (moto)."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def test_etag_and_if_none_match(local_client: TestClient) -> None:
     assert same.headers["etag"] == etag
 
 
-# -- errors (SPEC 6) ------------------------------------------------------------------------------
+# -- errors (README) ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -370,7 +370,7 @@ def test_info_gives_duration(local_client: TestClient) -> None:
     assert _error(local_client.get("/_info/videos/notes.mp4"), 415)
 
 
-# -- signed URLs (SPEC 5) --------------------------------------------------------------------------
+# -- signed URLs (README) --------------------------------------------------------------------------
 
 
 def test_signed_urls(media_root: Path) -> None:

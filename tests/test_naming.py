@@ -1,4 +1,4 @@
-"""Output key templates and key safety (SPEC 2.5, SPEC 5): vidsnap.naming."""
+"""Output key templates and key safety (README: Request languages; README: Configuration): vidsnap.naming."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC 4.2 notifications to SNS (read back through a subscribed SQS queue) and SQS; allow-lists."""
+"""Notifications (README) to SNS (read back through a subscribed SQS queue) and SQS; allow-lists."""
 
 from __future__ import annotations
 

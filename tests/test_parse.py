@@ -1,4 +1,4 @@
-"""The request languages → plan (SPEC 2.1, 2.2, 2.3, 6): vidsnap.parse."""
+"""The request languages → plan (README: Request languages; README: HTTP API, errors): vidsnap.parse."""
 
 from __future__ import annotations
 

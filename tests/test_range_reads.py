@@ -1,4 +1,5 @@
-"""One snapshot of a large S3 object reads a small fraction of it, moov-at-end included (SPEC 4.1).
+"""One snapshot of a large S3 object reads a small fraction of it, moov-at-end included (see
+blockio in docs/ARCHITECTURE.md).
 
 Encoding a gigabyte in a test would take minutes, so the objects are made large the way real files
 are laid out: the synthesised MP4 is followed (faststart) or its ``moov`` is preceded (moov at the

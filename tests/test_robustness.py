@@ -1,7 +1,7 @@
-"""Adversarial pass over the two Lambda handlers (SPEC 3, 5, 6): events, environment and media a
+"""Adversarial pass over the two Lambda handlers (README): events, environment and media a
 reviewer would drive them with, without reading the other tests.
 
-Every function URL answer must be a documented status with the SPEC 6 JSON body (no 500 for a
+Every function URL answer must be a documented status with the documented JSON body (no 500 for a
 client's mistake, no traceback); Object Lambda events never raise and are answered through
 ``WriteGetObjectResponse`` whenever they can be; the async handler never raises on a poison
 message, lists only transient failures in ``batchItemFailures``, writes nothing outside the
@@ -39,7 +39,7 @@ from vidsnap.taskstore import create_table
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 CLIP = "videos/clip.mp4"
-SPEC6_STATUSES = {400, 403, 404, 405, 413, 415, 422}
+DOCUMENTED_STATUSES = {400, 403, 404, 405, 413, 415, 422}
 SEED = 20261124
 
 
@@ -135,7 +135,7 @@ def url_event(
 
 
 def spec6(response: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """The SPEC 6 body of an error answer (asserting its shape)."""
+    """The documented body of an error answer (asserting its shape)."""
     body = response["body"]
     if response.get("isBase64Encoded"):
         body = base64.b64decode(body).decode()
@@ -151,9 +151,9 @@ def spec6(response: dict[str, Any], request_id: str) -> dict[str, Any]:
 
 
 def assert_client_answer(response: dict[str, Any], request_id: str) -> int:
-    """200 (an image) or a documented client-error status with the SPEC 6 body; never 5xx."""
+    """200 (an image) or a documented client-error status with the documented body; never 5xx."""
     status: int = response["statusCode"]
-    assert status == 200 or status in SPEC6_STATUSES, (status, response.get("body", "")[:300])
+    assert status == 200 or status in DOCUMENTED_STATUSES, (status, response.get("body", "")[:300])
     if status == 200:
         assert response["headers"]["content-type"].startswith(("image/", "application/json"))
     else:

@@ -1,4 +1,4 @@
-"""vidsnap.select: the TimeMs lists of every mode (SPEC 2.4), and the frames behind them."""
+"""vidsnap.select: the TimeMs lists of every mode (README: Request languages), and the frames behind them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings.from_env (SPEC 5): every variable, defaults, and loud failures naming the variable."""
+"""Settings.from_env (README): every variable, defaults, and loud failures naming the variable."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""template.yaml: cfn-lint clean, and the properties the SPEC and AWS guidance require."""
+"""template.yaml: cfn-lint clean, and the properties the README and AWS guidance require."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         settings = get_settings()
         if _http is None:
             _http = Mangum(lambda_app(settings, _clients), lifespan="off")
-    except Exception as exc:  # a missing or bad variable: loud in the logs, SPEC 6 to the caller
+    except Exception as exc:  # a missing or bad variable: loud in the logs, a documented 500 to the caller
         return function_url_error(misconfigured(exc), request_id)
     problem = function_url_problem(event)
     if problem is not None:

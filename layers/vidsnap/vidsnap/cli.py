@@ -1,7 +1,7 @@
-"""The ``vidsnap`` command line (SPEC 7): ``run`` a request locally, ``serve`` a folder, ``demo``.
+"""The ``vidsnap`` command line (README: What it is): ``run`` a request locally, ``serve`` a folder, ``demo``.
 
-``vidsnap run SOURCE PROCESS --out DIR`` prints the SPEC 4.2 notification document on stdout and
-exits 0, or prints the SPEC 6 error body on stderr and exits 1 (2 for command-line usage errors).
+``vidsnap run SOURCE PROCESS --out DIR`` prints the notification document (README) on stdout and
+exits 0, or prints the documented error body on stderr and exits 1 (2 for command-line usage errors).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 if bar:
                     bar.close()
                 outputs, warnings = outcome.outputs, outcome.warnings
-    except Exception as exc:  # the edge: every failure becomes a SPEC 6 body and a non-zero exit
+    except Exception as exc:  # the edge: every failure becomes a documented body and a non-zero exit
         err = as_vidsnap_error(exc)
         print(json.dumps(err.to_dict(request_id)), file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Frame-accurate random access to a video with PyAV (SPEC 2.1, 2.4).
+"""Frame-accurate random access to a video with PyAV (README: Request languages).
 
 The rule everything here implements: *the frame shown at t* is the last frame, in presentation
 order, whose pts ≤ ``start_pts + t / 1000 / time_base``, compared as exact rationals. ``start_pts``

@@ -1,4 +1,4 @@
-"""``vidsnap demo``: the real Lambda handlers, end to end, on an embedded AWS (SPEC 7; issue 4).
+"""``vidsnap demo``: the real Lambda handlers, end to end, on an embedded AWS (README: What it is; issue 4).
 
 What it does, in order (each step prints what happened, where the files are and how long it took):
 
@@ -282,7 +282,7 @@ def patched_environ(values: Mapping[str, str], unset: tuple[str, ...] = ()) -> I
 
 
 def function_env(task_queue_url: str) -> dict[str, str]:
-    """The functions' environment (SPEC 5), as template.yaml sets it."""
+    """The functions' environment (README: Configuration), as template.yaml sets it."""
     return {
         "SOURCE_BUCKET": SOURCE_BUCKET,
         "OUTPUT_BUCKET": OUTPUT_BUCKET,
@@ -490,7 +490,7 @@ def _run_tasks(
 
 
 def _notification(raw: dict[str, Any]) -> dict[str, Any]:
-    """The SPEC 4.2 document of a received message (unwrapping the SNS envelope if there is one)."""
+    """The notification document (README) of a received message, out of its SNS envelope if any."""
     body = json.loads(raw["Body"])
     if isinstance(body, dict) and body.get("Type") == "Notification" and "Message" in body:
         body = json.loads(body["Message"])

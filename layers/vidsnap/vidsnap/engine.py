@@ -52,7 +52,7 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-request limits (SPEC 5): frames per task and output pixels per image, the source
+    """Per-request limits (README: Configuration): frames per task and output pixels per image, the source
     picture's pixels (``MAX_SOURCE_PIXELS``, None: no limit), the frames decoded to reach one
     requested frame (``DECODE_BUDGET_FRAMES``, None: no budget), and how many decoders a job may
     run at once (None: one per core, at most 4; see :mod:`vidsnap.parallel`)."""

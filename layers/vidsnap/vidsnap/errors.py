@@ -1,4 +1,4 @@
-"""The one exception hierarchy of vidsnap (SPEC section 6).
+"""The one exception hierarchy of vidsnap (README: HTTP API, errors).
 
 Every failure that reaches a surface (HTTP, Object Lambda, worker, CLI) is a :class:`VidsnapError`;
 the edges map it to a status and a JSON body with :meth:`VidsnapError.to_dict`. Anything else that
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-# OSS-compatible EC codes for bad synchronous parameters (SPEC 6).
+# OSS-compatible EC codes for bad synchronous parameters (README: HTTP API, errors).
 EC_TIME = "0053-00000101"
 EC_WIDTH = "0053-00000104"
 EC_HEIGHT = "0053-00000105"
@@ -35,7 +35,7 @@ class VidsnapError(Exception):
         self.param = param
 
     def to_dict(self, request_id: str | None = None) -> dict[str, Any]:
-        """The SPEC 6 error body: ``{"Code","Message","RequestId","EC"?}``."""
+        """The documented error body: ``{"Code","Message","RequestId","EC"?}``."""
         body: dict[str, Any] = {"Code": self.code, "Message": self.message, "RequestId": request_id or ""}
         if self.ec:
             body["EC"] = self.ec

@@ -1,4 +1,4 @@
-"""Raw Lambda event shapes -> typed uploads and task messages (SPEC 3.3).
+"""Raw Lambda event shapes -> typed uploads and task messages (README: Events handled).
 
 An S3 upload can reach the worker in several envelopes; all become :class:`UploadEvent`:
 

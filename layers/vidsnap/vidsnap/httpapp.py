@@ -1,4 +1,4 @@
-"""The HTTP surface (SPEC 3.1): one Starlette ASGI app for the function URL (through mangum) and for
+"""The HTTP surface (README: HTTP API): one Starlette ASGI app for the function URL (through mangum) and for
 the local server (``vidsnap serve`` over a folder).
 
 Routes:
@@ -12,8 +12,8 @@ Routes:
 - ``GET /`` (stores that can list videos: the local server) → an HTML page with a time slider per
   video; ``GET /_info/{key}`` → JSON with the video's duration and size for that slider.
 
-Every answer carries ``x-vidsnap-request-id``; every failure is the SPEC 6 JSON body, never a stack
-trace. With a signing secret (SPEC 5), requests that did not pass IAM auth must carry
+Every answer carries ``x-vidsnap-request-id``; every failure is the documented JSON body, never a stack
+trace. With a signing secret (README: Configuration), requests that did not pass IAM auth must carry
 ``x-vidsnap-expires`` and ``x-vidsnap-signature`` (see :func:`sign_url`).
 """
 
@@ -128,7 +128,7 @@ class NotConfigured(VidsnapError):
 
 
 # --------------------------------------------------------------------------------------------------
-# URL signing (SPEC 5)
+# URL signing (README: Configuration)
 
 
 def string_to_sign(path: str, process: str, expires: int) -> bytes:
@@ -273,7 +273,7 @@ def _iam_authenticated(request: Request) -> bool:
 
 
 def error_response(exc: BaseException, request_id: str) -> Response:
-    """The SPEC 6 answer for an exception; unknown exceptions are logged and become a bare 500."""
+    """The documented answer for an exception; unknown exceptions are logged and become a bare 500."""
     err = as_vidsnap_error(exc)
     if err is not exc:
         log.exception("internal error (request %s)", request_id, exc_info=exc)
@@ -299,7 +299,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _guarded(fn: Endpoint) -> Endpoint:
-    """Run an endpoint; map every failure to its SPEC 6 JSON answer; stamp the request id."""
+    """Run an endpoint; map every failure to its documented JSON answer; stamp the request id."""
 
     async def endpoint(request: Request) -> Response:
         rid = _request_id(request)
@@ -716,7 +716,7 @@ def function_url_problem(event: Any) -> str | None:
 
 
 def function_url_error(exc: BaseException, request_id: str) -> dict[str, Any]:
-    """A function URL answer (payload 2.0) with the SPEC 6 body, for failures outside the app
+    """A function URL answer (payload 2.0) with the documented body, for failures outside the app
     (a malformed event, a misconfigured function); unknown exceptions are logged, answered 500."""
     err = as_vidsnap_error(exc)
     if err is not exc:

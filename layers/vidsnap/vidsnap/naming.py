@@ -1,4 +1,4 @@
-"""Output key templates and key safety checks (SPEC 2.5, SPEC 5).
+"""Output key templates and key safety checks (README: Request languages; README: Configuration).
 
 A key template names the objects (or, with the CLI, the files) that an asynchronous job writes,
 one per captured frame. It is plain text with variables in braces, as in OSS ``sys/saveas``
@@ -25,7 +25,7 @@ variable           value
 ``{{`` and ``}}`` are literal braces. Variable names are case-sensitive (OSS/IMM names are
 lower case, MPS names are CamelCase, as each service documents them).
 
-Decisions where the SPEC is silent (keep in sync with docs):
+Decisions of our own (keep in sync with the README):
 
 - ``%d``/``%0Nd`` (N up to 2 digits) are the only ``%`` forms recognised; any other ``%`` is
   literal text (``100%.jpg`` is a valid key).
@@ -49,7 +49,7 @@ Decisions where the SPEC is silent (keep in sync with docs):
 Errors: a bad *template* (unknown variable, unbalanced braces, a literal part that is absolute or
 traverses) is a :class:`~vidsnap.errors.BadRequest` naming the parameter it came from. A bad
 *expanded key* found by :func:`check_key` (``..`` segments, absolute paths, backslash traversal,
-control characters) is :class:`~vidsnap.errors.NotAllowed` (403, SPEC 5), while an empty or
+control characters) is :class:`~vidsnap.errors.NotAllowed` (403, README: Configuration), while an empty or
 over-long key is a :class:`~vidsnap.errors.BadRequest`.
 """
 
@@ -289,7 +289,7 @@ def has_index(template: str) -> bool:
 def output_key(template: str, *, index: int, ext: str, source: SourceRef) -> str:
     """The key of frame ``index`` (1-based) in format ``ext`` (``jpg``...) for ``source``.
 
-    Deterministic: the same arguments always give the same key. Applies the SPEC 2.5 suffix rule
+    Deterministic: the same arguments always give the same key. Applies the documented suffix rule
     (no extension and no index variable → ``_{streamindex}_{index}.{autoext}`` appended) and
     checks the result with :func:`check_key`. Raises :class:`BadRequest` for a malformed template,
     :class:`NotAllowed` for an unsafe resulting key, and :class:`ValueError` for ``index < 1``
@@ -307,7 +307,7 @@ def output_key(template: str, *, index: int, ext: str, source: SourceRef) -> str
 def frames_overwrite(template: str) -> bool:
     """True when every frame of a multi-frame job is written to the same key.
 
-    That is the case for a template with an extension and no index variable (SPEC 2.5: the last
+    That is the case for a template with an extension and no index variable (README: the last
     frame remains, and the notification carries a warning). A template with neither gets the
     ``_{streamindex}_{index}.{autoext}`` suffix, so its frames do not overwrite each other.
     Raises :class:`BadRequest` for a malformed template.
@@ -319,7 +319,7 @@ def frames_overwrite(template: str) -> bool:
 def check_key(key: str) -> str:
     """Return ``key`` when it is a safe relative object key; raise otherwise.
 
-    :class:`NotAllowed` (SPEC 5): a ``..`` segment (with ``/`` or ``\\`` as separator), an absolute
+    :class:`NotAllowed` (README): a ``..`` segment (with ``/`` or ``\\`` as separator), an absolute
     path (leading ``/`` or ``\\``, or a drive letter), control characters. :class:`BadRequest`:
     not a string, empty, not encodable as UTF-8, or longer than 1024 bytes.
     """

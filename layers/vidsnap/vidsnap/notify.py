@@ -1,4 +1,4 @@
-"""End-of-task notifications (SPEC 4.2) to SNS topics or SQS queues on the allow-lists.
+"""End-of-task notifications (README: Events handled) to SNS topics or SQS queues on the allow-lists.
 
 Allow-list entries (``ALLOWED_TOPICS`` / ``ALLOWED_QUEUES``) and request targets may be written as
 names, ARNs or (queues) URLs. Both sides are normalised to one canonical form before comparing:
@@ -84,7 +84,7 @@ def build_message(
     warnings: Sequence[str],
     user_data: str | None,
 ) -> dict[str, Any]:
-    """The SPEC 4.2 notification, exactly these keys in this order.
+    """The documented notification, exactly these keys in this order.
 
     ``outputs`` are engine outputs or already-built ``Outputs[]`` dicts (from a task record).
     """

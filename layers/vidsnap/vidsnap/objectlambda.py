@@ -1,4 +1,4 @@
-"""S3 Object Lambda (SPEC 3.2): answer a ``GetObject`` through an Object Lambda access point with a
+"""S3 Object Lambda (README): answer a ``GetObject`` through an Object Lambda access point with a
 snapshot of the object, through ``WriteGetObjectResponse``.
 
 The process string comes from the user's request URL (``?x-oss-process=video/snapshot,...``), or,

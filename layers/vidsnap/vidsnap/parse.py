@@ -1,10 +1,10 @@
-"""The request languages → the normalised plan (SPEC 2.1, 2.2, 2.3, 6).
+"""The request languages → the normalised plan (README: Request languages; README: HTTP API, errors).
 
 Three entry points:
 
 - :func:`parse_process` — an OSS process string, sync (``video/snapshot,...``) or async
   (``video/snapshots,...|sys/saveas,...|notify,...``);
-- :func:`parse_sync` — only ``video/snapshot``; errors carry the OSS ``EC`` codes (SPEC 6);
+- :func:`parse_sync` — only ``video/snapshot``; errors carry the OSS ``EC`` codes (README: HTTP API, errors);
 - :func:`parse_task` — an asynchronous task: a JSON body in IMM, MPS or OSS style (str, bytes or an
   already decoded mapping) or a raw async process string.
 
@@ -13,7 +13,7 @@ Everything is validated before any media is read. Every failure is a
 animations and ``TileOut``) whose ``param`` names the parameter (the leaf field name for JSON) and
 whose message names the parameter (the full JSON path), the offending value (truncated, ``repr``
 quoted) and the valid range. Bad output keys from :func:`vidsnap.naming.check_key` on a *source*
-key are :class:`~vidsnap.errors.NotAllowed` (SPEC 5). No input, however malformed, raises anything
+key are :class:`~vidsnap.errors.NotAllowed` (README). No input, however malformed, raises anything
 that is not a :class:`~vidsnap.errors.VidsnapError`.
 
 Process strings
@@ -30,7 +30,7 @@ character). Parameter names are case-sensitive (OSS names are lower case); enume
   accepted. Times (``t``, ``ss``, ``inter``) are limited to 0..2147483647 ms (a signed 32-bit int,
   ~24.8 days), so ``t_99999999999999999999`` is rejected as out of range, not wrapped.
 - ``num`` has a sanity ceiling of 100000 here; the per-task ``MAX_FRAMES`` limit is the engine's.
-- Async ``w``/``h`` are 32..4096 (SPEC 2.2); sync ``w``/``h`` are 0..4096 with 0 meaning "derived".
+- Async ``w``/``h`` are 32..4096 (README); sync ``w``/``h`` are 0..4096 with 0 meaning "derived".
 - A sync string takes no further segments (``video/snapshot,...|sys/saveas`` → EC ``0053-00000109``).
 - ``sys/saveas``: ``o_`` required, ``b_`` optional (``OutputTarget.bucket`` None → the configured
   output bucket). Values are URL-safe or standard base64, padding optional; the decoded bytes must be
@@ -39,7 +39,7 @@ character). Parameter names are case-sensitive (OSS names are lower case); enume
   bucket is *allowed* is decided later against the allow-list.
 - ``notify``: exactly one of ``topic_`` (an SNS topic name or ARN) or ``queue_`` (an SQS queue name,
   ARN or URL), base64 like the save-as values.
-- Async errors carry no ``EC`` (SPEC 6 defines them for sync parameters only).
+- Async errors carry no ``EC`` (the README defines them for sync parameters only).
 
 JSON tasks
 ----------
@@ -74,7 +74,7 @@ be a string of at most 2048 characters.
 - OSS (``Bucket``/``Key``/``Process``): ``Process`` must be a ``video/snapshots`` string; ``Bucket``
   optional (None → the configured source bucket).
 
-Source keys of JSON tasks are checked with :func:`vidsnap.naming.check_key` (SPEC 5).
+Source keys of JSON tasks are checked with :func:`vidsnap.naming.check_key` (README: Configuration).
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def _choice(param: str, value: str, table: Mapping[str, Any], *, ec: str | None 
 
 
 def parse_sync(text: str) -> SnapshotRequest:
-    """Parse ``video/snapshot,<k>_<v>,...`` (SPEC 2.1) into a :class:`SnapshotRequest`.
+    """Parse ``video/snapshot,<k>_<v>,...`` (README: Request languages) into a :class:`SnapshotRequest`.
 
     Raises :class:`BadRequest` with the OSS ``EC`` code of the parameter at fault (``0053-00000101``
     t, ``...104`` w, ``...105`` h, ``...106`` m, ``...107`` f, ``...108`` ar, ``...109`` malformed

@@ -1,4 +1,4 @@
-"""The normalised, validated plan that every request language is parsed into (SPEC 2).
+"""The normalised, validated plan that every request language is parsed into (README: Request languages).
 
 These are plain frozen dataclasses: the parser (:mod:`vidsnap.parse`) builds them, the engine
 (:mod:`vidsnap.engine`) executes them. Nothing here touches media or AWS. Times are milliseconds
@@ -27,9 +27,9 @@ CONTENT_TYPES: dict[str, str] = {
     "avif": "image/avif",
 }
 
-#: Default key template when a task has no ``sys/saveas`` (SPEC 2.5).
+#: Default key template when a task has no ``sys/saveas`` (README: Request languages).
 DEFAULT_KEY_TEMPLATE = "{barename}/{index}.{autoext}"
-#: The limits that guard decoding (SPEC 5, docs/LIMITS.md), here so that the core and the settings
+#: The limits that guard decoding (README; docs/LIMITS.md), here so that the core and the settings
 #: share them. 8192² = 67 Mpx of source picture (decompression bombs are refused above it).
 DEFAULT_MAX_SOURCE_PIXELS = 8192 * 8192
 #: 1080p frames decoded to reach one frame: at most ~12-18 s of decoding on one Lambda vCPU,
@@ -65,7 +65,7 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class SnapshotRequest:
-    """A synchronous ``video/snapshot``: one frame, returned to the caller (SPEC 2.1)."""
+    """A synchronous ``video/snapshot``: one frame, returned to the caller (README: Request languages)."""
 
     time_ms: int = 0
     #: True: the exact frame shown at ``time_ms``; False (``m_fast``): the keyframe at or before it.
@@ -75,7 +75,7 @@ class SnapshotRequest:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which frames an asynchronous job captures (SPEC 2.4)."""
+    """Which frames an asynchronous job captures (README: Request languages)."""
 
     mode: Mode = "inter"
     start_ms: Fraction = Fraction(0)
@@ -130,7 +130,7 @@ class SnapshotJob:
 
 @dataclass(frozen=True)
 class Task:
-    """An asynchronous task in any request language, normalised (SPEC 2.2, 2.3)."""
+    """An asynchronous task in any request language, normalised (README: Request languages)."""
 
     jobs: tuple[SnapshotJob, ...]
     #: The source named in the request itself (JSON forms); None when the trigger/CLI supplies it.

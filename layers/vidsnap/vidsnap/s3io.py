@@ -1,4 +1,4 @@
-"""Reading S3 objects with HTTP range requests through a block cache (SPEC 4.1).
+"""Reading S3 objects with HTTP range requests through a block cache (docs/ARCHITECTURE.md, blockio).
 
 :class:`S3RangeReader` is a :class:`~vidsnap.blockio.BlockReader` (block cache, read-ahead, one
 ranged GET per run of missing blocks) whose fetches are ``GetObject`` calls with ``Range:

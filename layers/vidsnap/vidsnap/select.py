@@ -1,4 +1,4 @@
-"""Which frames an asynchronous job captures (SPEC 2.4): ``inter``, ``key``, ``avg``, ``dhash``.
+"""Which frames an asynchronous job captures (README): ``inter``, ``key``, ``avg``, ``dhash``.
 
 :func:`select_frames` turns a :class:`~vidsnap.plan.Selection` into a lazy stream of
 :class:`~vidsnap.decode.Picked` frames, in presentation order, each carrying its exact time.
@@ -303,7 +303,7 @@ def _dhash(
 def select_frames(
     video: Video, sel: Selection, *, max_frames: int, warnings: list[str], decoders: int | None = None
 ) -> Generator[Picked, None, None]:
-    """The frames a selection asks for (SPEC 2.4), lazily, in presentation order.
+    """The frames a selection asks for (README: Request languages), lazily, in presentation order.
 
     ``warnings`` receives a message when ``max_frames`` stops a ``num`` 0 selection early, and when
     the video's duration, over which times are planned, may be short (``Video.duration_note``).

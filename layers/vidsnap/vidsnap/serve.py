@@ -1,4 +1,4 @@
-"""``vidsnap serve``: the function URL's ASGI app over a local folder (SPEC 7), for a browser.
+"""``vidsnap serve``: the function URL's ASGI app over a local folder (README: What it is), for a browser.
 
 The same :func:`vidsnap.httpapp.create_app` that Lambda runs behind mangum is served by uvicorn over
 a :class:`vidsnap.storage.LocalStore`, with default settings and no AWS at all: no task queue (a

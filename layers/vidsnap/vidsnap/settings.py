@@ -1,4 +1,4 @@
-"""Typed configuration from environment variables (SPEC 5), parsed once per process.
+"""Typed configuration from environment variables (README: Configuration), parsed once per process.
 
 Every variable is optional at parse time except where a value is present but malformed: a bad
 integer, a bad ``UPLOAD_RULES`` document or an upload rule whose process string does not parse
@@ -116,7 +116,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, validate_rules: bool = True) -> Settings:
-        """Parse the SPEC 5 variables from ``env``; raise :class:`ValueError` naming a bad variable.
+        """Parse the documented variables from ``env``; raise :class:`ValueError` naming a bad variable.
 
         Empty values count as unset. ``validate_rules`` parses every upload rule's process string
         with :func:`vidsnap.parse.parse_process` now, so a typo fails the cold start.

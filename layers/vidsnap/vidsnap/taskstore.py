@@ -1,4 +1,4 @@
-"""Task records in DynamoDB (SPEC 4.3); their deterministic ids come from :func:`vidsnap.plan.task_id`.
+"""Task records in DynamoDB (README); their deterministic ids come from :func:`vidsnap.plan.task_id`.
 
 One item per task, keyed by ``TaskId`` (string hash key). Public fields (what ``GET /tasks/{id}``
 shows): ``TaskId, Status (Running|Succeeded|Failed), Progress (0-100), StartTime, EndTime, Code,
@@ -283,7 +283,7 @@ class TaskStore:
     ) -> None:
         """End the task: Status ``Succeeded``/``Failed``, Progress 100 on success, EndTime, results.
 
-        ``outputs`` are ``Outputs[]`` entries of the notification; ``notification`` is the SPEC 4.2
+        ``outputs`` are ``Outputs[]`` entries of the notification; ``notification`` is the documented
         message (its ``EndTime``, ``RequestId`` and ``UserData`` are stored so that
         :func:`message_from_record` can rebuild it); ``notified`` is the id of the sent message.
         """
@@ -361,7 +361,7 @@ def create_table(client: Any, name: str) -> None:
 
 
 def message_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Rebuild the SPEC 4.2 notification of a finished task from its record."""
+    """Rebuild the documented notification of a finished task from its record."""
     return {
         "TaskId": record["TaskId"],
         "TaskType": "VideoSnapshots",
