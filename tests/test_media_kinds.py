@@ -18,10 +18,11 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from conftest import MemoryBlockReader
 
 from vidsnap import synth
 from vidsnap.decode import Video
-from vidsnap.errors import UndecodableMedia
+from vidsnap.errors import Throttled, UndecodableMedia
 from vidsnap.plan import Selection
 from vidsnap.select import select_frames
 
@@ -220,3 +221,27 @@ def test_duration_note_is_a_warning(tmp_path: Path) -> None:
         list(select_frames(v, Selection(mode="avg", num=3), max_frames=10, warnings=warnings))
     assert len(warnings) == 1
     assert "may end before the video does" in warnings[0]
+
+
+@pytest.mark.parametrize("kind", ["mpeg1.m1v", "mpeg2.m2v"])
+def test_a_transient_read_failure_while_rewinding_stays_transient(tmp_path: Path, kind: str) -> None:
+    """A raw elementary stream rewinds by reopening the source: a source that stops answering then
+    (throttled S3) is a 503 to retry, never an undecodable file (422)."""
+
+    class StopsAnswering(MemoryBlockReader):
+        failing = False
+
+        def read(self, size: int | None = -1) -> bytes:
+            if self.failing:
+                raise Throttled("SlowDown")
+            return super().read(size)
+
+    data = Path(_make(tmp_path, kind).path).read_bytes()
+    reader = StopsAnswering(data, block_size=4096, cache_blocks=2)
+    with Video(reader) as video:
+        video.frame_at(3000)
+        reader.failing = True
+        with pytest.raises(Throttled) as info:
+            video.frame_at(0)  # backwards: a rewind
+    assert info.value.transient
+    assert info.value.status == 503
