@@ -3,7 +3,7 @@
     .venv/bin/python bench/load.py                          # 6,000 requests at concurrency 64
     .venv/bin/python bench/load.py --requests 1000 --concurrency 16 --json out.json
 
-Synthesises a clip (:mod:`vidsnap.synth`) into a temporary folder, starts ``python -m vidsnap serve``
+Synthesises a clip (:mod:`vidsnap.local.synth`) into a temporary folder, starts ``python -m vidsnap serve``
 on 127.0.0.1 (a free port) as a user would, and fires snapshot requests at random times (a share
 of them ``m_fast``) from a bounded pool of threads, each with its own keep-alive
 ``http.client`` connection. Traffic goes to 127.0.0.1 only and is bounded in count
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.concurrency <= 256 or not 1 <= args.requests <= 100_000:
         parser.error("--concurrency must be 1..256 and --requests 1..100000 (a bounded run)")
 
-    from vidsnap.synth import make_video
+    from vidsnap.local.synth import make_video
 
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if c.strip()} | {args.requests})
     checkpoints = [c for c in checkpoints if 0 < c <= args.requests]

@@ -110,7 +110,7 @@ LONG_BITRATE = "14M"
 
 def make_media(quick: bool) -> dict[str, Path]:
     """Synthesise (once, cached under bench/media) the benchmark videos."""
-    from vidsnap.synth import make_video
+    from vidsnap.local.synth import make_video
 
     MEDIA.mkdir(parents=True, exist_ok=True)
     long_s = 60 if quick else 600
@@ -277,7 +277,7 @@ def installed_like_env() -> dict[str, str]:
 
 
 #: What a `vidsnap run` of a task imports before it touches the video: its fixed start-up cost.
-STARTUP_IMPORTS = "import vidsnap.cli, vidsnap.select, concurrent.futures, PIL.JpegImagePlugin"
+STARTUP_IMPORTS = "import vidsnap.local.cli, vidsnap.core.select, concurrent.futures, PIL.JpegImagePlugin"
 
 
 def startup_floor(runs: int, env: dict[str, str]) -> float:
@@ -369,7 +369,7 @@ def warm_requests(paths: dict[str, Path], ffmpeg_single_s: float) -> list[dict[s
     """A second (warm) object-GET request for one exact 1080p frame, S3 on moto's server."""
     from moto.server import ThreadedMotoServer
 
-    from vidsnap import s3io
+    from vidsnap.aws import s3io
 
     port = _free_port()
     import logging

@@ -1,4 +1,4 @@
-"""Shared fixtures: synthetic media built lazily with :mod:`vidsnap.synth` and cached per session,
+"""Shared fixtures: synthetic media built lazily with :mod:`vidsnap.local.synth` and cached per session,
 a fake-AWS environment, and the Lambda functions with a Lambda context.
 
 Media are small (160×90 to 320×180, 1–4 s) so the whole suite stays fast on two cores. Each
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from vidsnap import synth
-from vidsnap.blockio import BlockReader
+from vidsnap.core.blockio import BlockReader
+from vidsnap.local import synth
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,10 +142,10 @@ def load_function() -> Callable[[str], ModuleType]:
 def lambda_context() -> Callable[..., Any]:
     """Factory: ``lambda_context(function_name, memory_limit_in_mb=..., timeout_s=...)``.
 
-    The Lambda context double of :mod:`vidsnap.demo` (a new ``aws_request_id`` each call, the ARN in
+    The Lambda context double of :mod:`vidsnap.local.demo` (a new ``aws_request_id`` each call, the ARN in
     moto's account).
     """
-    from vidsnap.demo import LambdaContext
+    from vidsnap.local.demo import LambdaContext
 
     return LambdaContext
 

@@ -1,7 +1,7 @@
 """A fault-injecting HTTP proxy for tests: 127.0.0.1, in front of moto's server (or any HTTP server).
 
 Every request is forwarded to ``upstream``; on a seeded random share (``rate``) of the *ranged GETs*
-(requests with a ``Range`` header, the reads of :class:`~vidsnap.s3io.S3RangeReader` and of the
+(requests with a ``Range`` header, the reads of :class:`~vidsnap.aws.s3io.S3RangeReader` and of the
 Object Lambda reader) the answer is replaced by one of these faults:
 
 - ``slowdown``: 503 with S3's ``SlowDown`` XML error body;

@@ -15,10 +15,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-import vidsnap.worker
-from vidsnap.errors import Throttled
-from vidsnap.settings import get_settings
-from vidsnap.taskstore import create_table
+import vidsnap.aws.worker
+from vidsnap.aws.settings import get_settings
+from vidsnap.aws.taskstore import create_table
+from vidsnap.core.errors import Throttled
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -218,14 +218,14 @@ def test_task_batch_oss_imm_and_malformed(
 @pytest.fixture
 def throttle(monkeypatch: pytest.MonkeyPatch) -> None:
     """Opening ``videos/throttled.mp4`` is throttled (a transient failure)."""
-    real = vidsnap.worker.open_s3
+    real = vidsnap.aws.worker.open_s3
 
     def open_s3(client: Any, bucket: str, key: str, **kw: Any) -> Any:
         if key == "videos/throttled.mp4":
             raise Throttled("SlowDown: please reduce your request rate")
         return real(client, bucket, key, **kw)
 
-    monkeypatch.setattr(vidsnap.worker, "open_s3", open_s3)
+    monkeypatch.setattr(vidsnap.aws.worker, "open_s3", open_s3)
 
 
 def test_transient_failure_is_listed_permanent_is_not(

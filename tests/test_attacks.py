@@ -26,11 +26,11 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what 
     warnings.filterwarnings("ignore", message=".*httpx2")
     from starlette.testclient import TestClient
 
-from vidsnap.engine import FrameBudget, Limits, run_task
-from vidsnap.errors import BadRequest
-from vidsnap.parse import parse_task
-from vidsnap.synth import make_video
-from vidsnap.taskstore import create_table
+from vidsnap.aws.taskstore import create_table
+from vidsnap.core.engine import FrameBudget, Limits, run_task
+from vidsnap.core.errors import BadRequest
+from vidsnap.core.lang import parse_task
+from vidsnap.local.synth import make_video
 
 # -- 3. MAX_FRAMES per task, across jobs ----------------------------------------------------------
 
@@ -110,10 +110,10 @@ def test_a_budget_passed_down_counts_every_part() -> None:
 
 def test_the_worker_refuses_a_task_whose_jobs_ask_for_more_than_max_frames(clip: Path) -> None:
     """The worker's own preflight (it does not load the engine to refuse) sums num across jobs."""
-    from vidsnap.aws import Clients
-    from vidsnap.settings import Settings
-    from vidsnap.storage import LocalStore
-    from vidsnap.worker import Worker
+    from vidsnap.aws.clients import Clients
+    from vidsnap.aws.settings import Settings
+    from vidsnap.aws.storage import LocalStore
+    from vidsnap.aws.worker import Worker
 
     sink = MemorySink()
     worker = Worker(
@@ -139,7 +139,7 @@ DEEP_BODIES = [DEEP_LIST, DEEP_OBJECT, '{"UserData": "[[[[", "a":' + "[" * 40 + 
 
 @pytest.mark.parametrize("body", DEEP_BODIES, ids=["list", "object", "just-over-the-limit"])
 def test_nested_json_is_bad_request_everywhere(body: str) -> None:
-    from vidsnap.events import JSONTooDeep, classify_message, load_json
+    from vidsnap.aws.events import JSONTooDeep, classify_message, load_json
 
     with pytest.raises(BadRequest, match="nested too deeply"):
         parse_task(body)
@@ -155,7 +155,7 @@ def test_nested_json_is_bad_request_everywhere(body: str) -> None:
 )
 def test_the_depth_scan_is_linear_on_quote_and_backslash_soup(text: str) -> None:
     """Regression: an unterminated string of escaped quotes made the scan quadratic (minutes)."""
-    from vidsnap.events import json_depth, load_json
+    from vidsnap.aws.events import json_depth, load_json
 
     assert json_depth(text) <= 1
     with pytest.raises(ValueError, match=r"Unterminated|Expecting|Extra data"):
@@ -163,7 +163,7 @@ def test_the_depth_scan_is_linear_on_quote_and_backslash_soup(text: str) -> None
 
 
 def test_brackets_inside_strings_do_not_count() -> None:
-    from vidsnap.events import load_json
+    from vidsnap.aws.events import load_json
 
     text = json.dumps({"UserData": "[" * 1000 + '\\"{' * 100, "x": [[1]]})
     assert load_json(text)["x"] == [[1]]
@@ -172,9 +172,9 @@ def test_brackets_inside_strings_do_not_count() -> None:
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
 @pytest.mark.parametrize("body", DEEP_BODIES[:2], ids=["list", "object"])
 def test_a_posted_nested_task_answers_400(tmp_path: Path, body: str, content_type: str) -> None:
-    from vidsnap.httpapp import create_app
-    from vidsnap.settings import Settings
-    from vidsnap.storage import LocalStore
+    from vidsnap.aws.httpapp import create_app
+    from vidsnap.aws.settings import Settings
+    from vidsnap.aws.storage import LocalStore
 
     submitted: list[str] = []
 
@@ -197,7 +197,7 @@ def async_function(
     aws_env: None, monkeypatch: pytest.MonkeyPatch, load_function: Callable[[str], ModuleType]
 ) -> Iterator[Any]:
     """The asynchronous function's handler, cold, on moto (nothing in it: no call should reach it)."""
-    from vidsnap.settings import get_settings
+    from vidsnap.aws.settings import get_settings
 
     for name, value in {"SOURCE_BUCKET": "src", "OUTPUT_BUCKET": "out", "TASK_TABLE": "tasks"}.items():
         monkeypatch.setenv(name, value)
@@ -296,15 +296,15 @@ class RawClient:
 
 @pytest.fixture
 def signed_client(odd_root: Path) -> RawClient:
-    from vidsnap.httpapp import create_app
-    from vidsnap.settings import Settings
-    from vidsnap.storage import LocalStore
+    from vidsnap.aws.httpapp import create_app
+    from vidsnap.aws.settings import Settings
+    from vidsnap.aws.storage import LocalStore
 
     return RawClient(create_app(settings=Settings(signing_secret=SECRET), store=LocalStore(odd_root)))
 
 
 def test_the_signed_text_is_the_decoded_key(odd_root: Path) -> None:
-    from vidsnap.httpapp import sign_url, string_to_sign
+    from vidsnap.aws.httpapp import sign_url, string_to_sign
 
     assert string_to_sign("/v/a?b.mp4", SNAP, 42) == f"/v/a?b.mp4\n{SNAP}\n42".encode()
     assert string_to_sign("/v/€.mp4", "", 1) == "/v/€.mp4\n\n1".encode()
@@ -316,7 +316,7 @@ def test_the_signed_text_is_the_decoded_key(odd_root: Path) -> None:
 def test_keys_with_url_characters_can_be_signed(signed_client: RawClient, key: str) -> None:
     import time
 
-    from vidsnap.httpapp import sign_url
+    from vidsnap.aws.httpapp import sign_url
 
     url = sign_url(SECRET, "/" + key, SNAP, int(time.time()) + 300)
     status, headers, body = signed_client.get(url)
@@ -340,7 +340,7 @@ def test_a_signature_serves_one_key_only(signed_client: RawClient, signed: str, 
     import time
     from urllib.parse import quote
 
-    from vidsnap.httpapp import sign_url
+    from vidsnap.aws.httpapp import sign_url
 
     url = sign_url(SECRET, "/" + signed, SNAP, int(time.time()) + 300)
     query = url.split("?", 1)[1]
@@ -352,8 +352,8 @@ def test_a_signature_serves_one_key_only(signed_client: RawClient, signed: str, 
 
 def test_a_task_id_with_a_line_break_cannot_borrow_a_signature() -> None:
     """``/tasks/a`` + process ``b\\n`` and ``/tasks/a\\nb`` + no process would be the same text."""
-    from vidsnap.errors import NotAllowed
-    from vidsnap.httpapp import check_signature, sign
+    from vidsnap.aws.httpapp import check_signature, sign
+    from vidsnap.core.errors import NotAllowed
 
     expires = 2**40
     signature = sign(SECRET, "/tasks/a", "b\n", expires)
@@ -383,9 +383,9 @@ def lease_env(aws_env: None, clip: Path, tmp_path: Path) -> Iterator[dict[str, A
     """A worker's collaborators on moto DynamoDB, with a fake clock; sources from a folder."""
     import shutil
 
-    from vidsnap.aws import Clients
-    from vidsnap.settings import Settings, UploadRule
-    from vidsnap.storage import LocalStore
+    from vidsnap.aws.clients import Clients
+    from vidsnap.aws.settings import Settings, UploadRule
+    from vidsnap.aws.storage import LocalStore
 
     (tmp_path / "videos").mkdir()
     shutil.copy(clip, tmp_path / "videos" / "clip.mp4")
@@ -402,8 +402,8 @@ def lease_env(aws_env: None, clip: Path, tmp_path: Path) -> Iterator[dict[str, A
 
 
 def lease_worker(env: dict[str, Any], sink: MemorySink, time_left: float) -> Any:
-    from vidsnap.taskstore import TaskStore
-    from vidsnap.worker import Worker
+    from vidsnap.aws.taskstore import TaskStore
+    from vidsnap.aws.worker import Worker
 
     tasks = TaskStore(env["clients"], "tasks", lease_seconds=900, clock=env["clock"])
     return Worker(
@@ -420,9 +420,9 @@ def test_a_retry_after_a_timeout_takes_the_task_over(
     lease_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Direct S3 -> Lambda: the first invocation times out; Lambda retries ~1 minute later."""
-    from vidsnap import engine
-    from vidsnap.events import UploadEvent
-    from vidsnap.worker import LEASE_MARGIN_S
+    from vidsnap.aws.events import UploadEvent
+    from vidsnap.aws.worker import LEASE_MARGIN_S
+    from vidsnap.core import engine
 
     upload = UploadEvent("src", "videos/clip.mp4", etag="e1")
     clock = lease_env["clock"]
@@ -453,9 +453,9 @@ def test_a_retry_after_a_timeout_takes_the_task_over(
 
 def test_a_live_invocation_keeps_its_task(lease_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Within the lease (the invocation may still be running) a second delivery backs off."""
-    from vidsnap import engine
-    from vidsnap.events import UploadEvent
-    from vidsnap.worker import TaskRunning
+    from vidsnap.aws.events import UploadEvent
+    from vidsnap.aws.worker import TaskRunning
+    from vidsnap.core import engine
 
     def dies(*args: Any, **kwargs: Any) -> Any:
         raise Killed
@@ -479,9 +479,9 @@ def test_the_handler_leases_for_the_invocation_s_remaining_time(
 ) -> None:
     import time
 
-    from vidsnap import engine
-    from vidsnap.settings import get_settings
-    from vidsnap.worker import LEASE_MARGIN_S
+    from vidsnap.aws.settings import get_settings
+    from vidsnap.aws.worker import LEASE_MARGIN_S
+    from vidsnap.core import engine
 
     rules = json.dumps([{"prefix": "videos/", "suffix": ".mp4", "process": "video/snapshots,f_jpg,num_1"}])
     for name, value in {
@@ -741,9 +741,9 @@ def test_the_template_grants_what_the_worker_does(granted_aws: dict[str, Any]) -
     from botocore.exceptions import ClientError
     from moto.core import enable_iam_authentication
 
-    from vidsnap.aws import Clients
-    from vidsnap.settings import Settings
-    from vidsnap.worker import Worker
+    from vidsnap.aws.clients import Clients
+    from vidsnap.aws.settings import Settings
+    from vidsnap.aws.worker import Worker
 
     env = granted_aws["env"]
     settings = Settings.from_env(env)
@@ -798,10 +798,10 @@ def test_the_notification_queue_url_needs_no_lookup(
     SQS endpoint (no request, no sqs:GetQueueUrl), for AWS, moto and a moto server alike."""
     import boto3
 
-    from vidsnap.aws import Clients
-    from vidsnap.notify import Notifier
-    from vidsnap.plan import NotifyTarget
-    from vidsnap.settings import Settings
+    from vidsnap.aws.clients import Clients
+    from vidsnap.aws.notify import Notifier
+    from vidsnap.aws.settings import Settings
+    from vidsnap.core.plan import NotifyTarget
 
     if endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
@@ -864,9 +864,9 @@ def test_the_template_grants_what_the_object_get_function_does(object_get_aws: d
     from botocore.exceptions import ClientError
     from moto.core import enable_iam_authentication
 
-    from vidsnap.aws import Clients
-    from vidsnap.httpapp import lambda_app, s3_presigner
-    from vidsnap.settings import Settings
+    from vidsnap.aws.clients import Clients
+    from vidsnap.aws.httpapp import lambda_app, s3_presigner
+    from vidsnap.aws.settings import Settings
 
     env = object_get_aws["env"]
     session = object_get_aws["session"]

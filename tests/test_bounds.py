@@ -20,10 +20,10 @@ import pytest
 from conftest import MemorySink
 from PIL import Image
 
-from vidsnap import synth
-from vidsnap.decode import Video
-from vidsnap.engine import Limits, TaskFailed, run_task, snapshot
-from vidsnap.errors import (
+from vidsnap.aws.settings import Settings
+from vidsnap.core.decode import Video
+from vidsnap.core.engine import Limits, TaskFailed, run_task, snapshot
+from vidsnap.core.errors import (
     BadRequest,
     DecodeBudgetExceeded,
     SourceEndsEarly,
@@ -31,11 +31,11 @@ from vidsnap.errors import (
     TooLarge,
     UndecodableMedia,
 )
-from vidsnap.imaging import MAX_SIDE, encode, plan_geometry
-from vidsnap.parse import parse_process, parse_sync
-from vidsnap.plan import ImageSpec, Selection
-from vidsnap.select import _Steps, select_frames
-from vidsnap.settings import Settings
+from vidsnap.core.imaging import MAX_SIDE, encode, plan_geometry
+from vidsnap.core.lang import parse_process, parse_sync
+from vidsnap.core.plan import ImageSpec, Selection
+from vidsnap.core.select import _Steps, select_frames
+from vidsnap.local import synth
 
 #: Generous: each case takes milliseconds once bounded; unbounded, it never ends.
 TIMEOUT_S = 20.0
@@ -190,11 +190,11 @@ def test_chunks_change_no_frame(
         return out
 
     whole = run()
-    monkeypatch.setattr("vidsnap.select._CHUNK", 3)
+    monkeypatch.setattr("vidsnap.core.select._CHUNK", 3)
     assert run() == whole
     # And asking for the next frame after every chunk ending on a repeated frame (keyframe mode
     # repeats each keyframe twice at 500 ms steps) skips nothing that would show another frame.
-    monkeypatch.setattr("vidsnap.select._SKIP_RUN", 1)
+    monkeypatch.setattr("vidsnap.core.select._SKIP_RUN", 1)
     assert run() == whole
     assert [len(frames) for frames, _ in whole] == [14, 4, 7, 4]
 
@@ -465,8 +465,8 @@ def test_the_http_answers(tmp_path: Path, one_keyframe: dict[str, Path], wide_sa
 
     from starlette.testclient import TestClient
 
-    from vidsnap.httpapp import create_app
-    from vidsnap.storage import LocalStore
+    from vidsnap.aws.httpapp import create_app
+    from vidsnap.aws.storage import LocalStore
 
     (tmp_path / "bomb.png").write_bytes(_png(64, 64, declare=(16000, 16000)))
     (tmp_path / "onekey.mp4").write_bytes(one_keyframe["mp4"].read_bytes())

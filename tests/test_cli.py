@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from vidsnap.synth import make_video
+from vidsnap.local.synth import make_video
 
 
 @pytest.fixture(scope="module")

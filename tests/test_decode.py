@@ -1,4 +1,4 @@
-"""vidsnap.decode: exact frames by pts, checked by pixels against a plain sequential decode."""
+"""vidsnap.core.decode: exact frames by pts, checked by pixels against a plain sequential decode."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import av
 import numpy as np
 import pytest
 
-from vidsnap import decode, synth
-from vidsnap.decode import Video
-from vidsnap.errors import UndecodableMedia, UnsupportedMedia
+from vidsnap.core import decode
+from vidsnap.core.decode import Video
+from vidsnap.core.errors import UndecodableMedia, UnsupportedMedia
+from vidsnap.local import synth
 
 CONTAINERS = [
     "mp4_h264",

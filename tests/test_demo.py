@@ -14,7 +14,7 @@ import av
 import pytest
 from PIL import Image
 
-from vidsnap.demo import DemoError, find_repo_root
+from vidsnap.local.demo import DemoError, find_repo_root
 
 #: The demo must finish "well under a minute on 2 cores"; this bound leaves room for a busy CI box.
 DEMO_BUDGET_S = 60

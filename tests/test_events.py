@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from vidsnap.events import UploadEvent, classify_message, is_upload_shape, uploads_from_event
+from vidsnap.aws.events import UploadEvent, classify_message, is_upload_shape, uploads_from_event
 
 KEY = "my clip+1.mp4"
 ENCODED = "my+clip%2B1.mp4"  # how S3 notifications spell KEY

@@ -36,17 +36,20 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what 
     warnings.filterwarnings("ignore", message=".*httpx2")
     from starlette.testclient import TestClient
 
-from vidsnap import aws, objectlambda, parse, synth
-from vidsnap.aws import Clients
-from vidsnap.blockio import RetryPolicy
-from vidsnap.errors import SourceChanged, SourceUnavailable, Throttled, VidsnapError
-from vidsnap.httpapp import create_app, function_url_error
-from vidsnap.plan import SourceRef, task_id
-from vidsnap.s3io import S3RangeReader, map_client_error
-from vidsnap.settings import Settings
-from vidsnap.storage import S3Store
-from vidsnap.taskstore import TaskStore, create_table
-from vidsnap.worker import Worker
+from vidsnap.aws import clients as aws
+from vidsnap.aws import objectlambda
+from vidsnap.aws.clients import Clients
+from vidsnap.aws.httpapp import create_app, function_url_error
+from vidsnap.aws.s3io import S3RangeReader, map_client_error
+from vidsnap.aws.settings import Settings
+from vidsnap.aws.storage import S3Store
+from vidsnap.aws.taskstore import TaskStore, create_table
+from vidsnap.aws.worker import Worker
+from vidsnap.core import lang as parse
+from vidsnap.core.blockio import RetryPolicy
+from vidsnap.core.errors import SourceChanged, SourceUnavailable, Throttled, VidsnapError
+from vidsnap.core.plan import SourceRef, task_id
+from vidsnap.local import synth
 
 CREDS = {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 #: The reader's retries in these tests: as many attempts as in production, millisecond sleeps.

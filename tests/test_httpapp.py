@@ -1,4 +1,4 @@
-"""The HTTP surface (README): vidsnap.httpapp over a LocalStore and over S3 (moto)."""
+"""The HTTP surface (README): vidsnap.aws.httpapp over a LocalStore and over S3 (moto)."""
 
 from __future__ import annotations
 
@@ -22,9 +22,7 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what 
     warnings.filterwarnings("ignore", message=".*httpx2")
     from starlette.testclient import TestClient
 
-from vidsnap import synth
-from vidsnap.errors import NotFound, Throttled
-from vidsnap.httpapp import (
+from vidsnap.aws.httpapp import (
     PUBLIC_TASK_FIELDS,
     REQUEST_ID_HEADER,
     create_app,
@@ -32,10 +30,13 @@ from vidsnap.httpapp import (
     sign_url,
     sqs_submitter,
 )
-from vidsnap.settings import Settings
-from vidsnap.storage import LocalStore, S3Store
-from vidsnap.synth import make_video
-from vidsnap.taskstore import TaskStore, create_table
+from vidsnap.aws.settings import Settings
+from vidsnap.aws.storage import LocalStore, S3Store
+from vidsnap.aws.taskstore import TaskStore, create_table
+from vidsnap.core.errors import NotFound, Throttled
+from vidsnap.local import synth
+from vidsnap.local.serve import index_page
+from vidsnap.local.synth import make_video
 
 CLIP = "videos/clip.mp4"
 SNAP = "video/snapshot,t_1000,f_jpg,w_80"
@@ -56,7 +57,7 @@ def media_root(tmp_path_factory: pytest.TempPathFactory, make_media: Callable[[s
 
 @pytest.fixture
 def local_client(media_root: Path) -> TestClient:
-    return TestClient(create_app(settings=Settings(), store=LocalStore(media_root)))
+    return TestClient(create_app(settings=Settings(), store=LocalStore(media_root), index_page=index_page))
 
 
 def _url(key: str, process: str = SNAP) -> str:
@@ -413,7 +414,7 @@ def aws(aws_env: None) -> Iterator[dict[str, Any]]:
 
 
 def _s3_app(aws: dict[str, Any], **kw: Any) -> TestClient:
-    from vidsnap.aws import Clients
+    from vidsnap.aws.clients import Clients
 
     settings = Settings(
         source_bucket="vidsnap-source",

@@ -1,4 +1,4 @@
-"""vidsnap.imaging: geometry planning (pure), rendering (pixel checks), encoders, contact sheet.
+"""vidsnap.core.imaging: geometry planning (pure), rendering (pixel checks), encoders, contact sheet.
 
 Media is synthesised in memory with ``av.VideoFrame.from_ndarray``; nothing here needs ffmpeg.
 """
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vidsnap.errors import BadRequest, TooLarge, UndecodableMedia
-from vidsnap.imaging import (
+from vidsnap.core.errors import BadRequest, TooLarge, UndecodableMedia
+from vidsnap.core.imaging import (
     MAX_SIDE,
     Box,
     Geometry,
@@ -28,7 +28,7 @@ from vidsnap.imaging import (
     render,
     to_image,
 )
-from vidsnap.plan import ImageSpec
+from vidsnap.core.plan import ImageSpec
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)

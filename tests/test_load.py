@@ -33,11 +33,11 @@ import pytest
 import uvicorn
 from conftest import MemoryBlockReader
 
-from vidsnap.decode import Video, decoder_threads
-from vidsnap.errors import Throttled, UndecodableMedia
-from vidsnap.parallel import frames_at
-from vidsnap.serve import build_app, worker_threads
-from vidsnap.synth import make_video, read_counter
+from vidsnap.core.decode import Video, decoder_threads
+from vidsnap.core.errors import Throttled, UndecodableMedia
+from vidsnap.core.parallel import frames_at
+from vidsnap.local.serve import build_app, worker_threads
+from vidsnap.local.synth import make_video, read_counter
 
 FPS = 25
 
@@ -213,7 +213,7 @@ def test_the_server_caps_its_worker_threads_and_trims_the_heap_every_n_requests(
         warnings.filterwarnings("ignore", message=".*httpx2")
         from starlette.testclient import TestClient
 
-    from vidsnap.serve import _ServerUpkeep
+    from vidsnap.local.serve import _ServerUpkeep
 
     async def tokens(request: Request) -> JSONResponse:
         return JSONResponse(to_thread.current_default_thread_limiter().total_tokens)
@@ -235,7 +235,7 @@ def test_the_server_caps_its_worker_threads_and_trims_the_heap_every_n_requests(
 #: what Python does for a process started from a terminal, then run the CLI.
 _AS_FROM_A_TERMINAL = (
     "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "from vidsnap.cli import main; sys.exit(main(sys.argv[1:]))"
+    "from vidsnap.local.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
 

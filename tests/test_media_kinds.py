@@ -1,6 +1,6 @@
 """Kinds of real-world media that broke keyframe mode, durations and reported times (issue 9).
 
-Each kind is made with PyAV (vidsnap.synth) at a small size and checked against a plain sequential
+Each kind is made with PyAV (vidsnap.local.synth) at a small size and checked against a plain sequential
 decode of the same file, the way bench/crosscheck.py and test_realworld.py do: exact frames
 pixel-equal, with the time the sequential decode gives them, at several times incl. past the end;
 ``m_fast`` (the keyframe at or before t, at its own time); the ``m_key`` list; interval, average
@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 from conftest import MemoryBlockReader
 
-from vidsnap import synth
-from vidsnap.decode import Video
-from vidsnap.errors import Throttled, UndecodableMedia
-from vidsnap.plan import Selection
-from vidsnap.select import select_frames
+from vidsnap.core.decode import Video
+from vidsnap.core.errors import Throttled, UndecodableMedia
+from vidsnap.core.plan import Selection
+from vidsnap.core.select import select_frames
+from vidsnap.local import synth
 
 
 @dataclass

@@ -1,11 +1,11 @@
-"""Output key templates and key safety (README: Request languages; README: Configuration): vidsnap.naming."""
+"""Output key templates and key safety (README: Request languages, Configuration): vidsnap.core.naming."""
 
 from __future__ import annotations
 
 import pytest
 
-from vidsnap.errors import BadRequest, NotAllowed
-from vidsnap.naming import (
+from vidsnap.core.errors import BadRequest, NotAllowed
+from vidsnap.core.naming import (
     INDEX_VARIABLES,
     VARIABLES,
     check_key,
@@ -14,7 +14,7 @@ from vidsnap.naming import (
     output_key,
     validate_template,
 )
-from vidsnap.plan import DEFAULT_KEY_TEMPLATE, SourceRef
+from vidsnap.core.plan import DEFAULT_KEY_TEMPLATE, SourceRef
 
 SRC = SourceRef(key="videos/2024/clip.final.mp4", bucket="media")
 ROOT = SourceRef(key="clip.mp4", bucket="media")

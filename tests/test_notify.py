@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from vidsnap.aws import Clients
-from vidsnap.errors import BadRequest, NotAllowed, NotFound
-from vidsnap.notify import Notifier, build_message, rfc3339
-from vidsnap.plan import NotifyTarget
-from vidsnap.settings import Settings
+from vidsnap.aws.clients import Clients
+from vidsnap.aws.notify import Notifier, build_message, rfc3339
+from vidsnap.aws.settings import Settings
+from vidsnap.core.errors import BadRequest, NotAllowed, NotFound
+from vidsnap.core.plan import NotifyTarget
 
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
@@ -53,7 +53,7 @@ def _message(status: str = "Succeeded") -> dict[str, Any]:
 
 
 def test_build_message_has_exactly_the_spec_keys() -> None:
-    pytest.importorskip("vidsnap.engine", reason="report_ms lives in vidsnap.engine")
+    pytest.importorskip("vidsnap.core.engine", reason="report_ms lives in vidsnap.core.engine")
     msg = _message()
     assert list(msg) == KEYS
     assert msg["TaskType"] == "VideoSnapshots"
@@ -114,7 +114,7 @@ def _receive(clients: Clients, url: str) -> list[dict[str, Any]]:
 
 
 def test_sns_publish_read_back_through_a_subscribed_queue(aws: Clients) -> None:
-    pytest.importorskip("vidsnap.engine", reason="report_ms lives in vidsnap.engine")
+    pytest.importorskip("vidsnap.core.engine", reason="report_ms lives in vidsnap.core.engine")
     topic = aws.sns.create_topic(Name="done")["TopicArn"]
     url, arn = _queue(aws, "listener")
     aws.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
@@ -221,7 +221,7 @@ def test_clients_are_created_lazily_and_cached(aws: Clients) -> None:
 
 
 def test_arn_helpers() -> None:
-    from vidsnap.aws import account_from_arn, partition_for, region_from_arn, topic_arn
+    from vidsnap.aws.clients import account_from_arn, partition_for, region_from_arn, topic_arn
 
     arn = "arn:aws:lambda:eu-west-1:111122223333:function:vidsnap-async"
     assert account_from_arn(arn) == "111122223333"

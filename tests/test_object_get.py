@@ -24,11 +24,11 @@ import pytest
 from moto import mock_aws
 from PIL import Image
 
-from vidsnap.errors import SourceChanged
-from vidsnap.objectlambda import HTTPRangeReader, process_from
-from vidsnap.settings import get_settings
-from vidsnap.storage import S3Store
-from vidsnap.taskstore import create_table
+from vidsnap.aws.objectlambda import HTTPRangeReader, process_from
+from vidsnap.aws.settings import get_settings
+from vidsnap.aws.storage import S3Store
+from vidsnap.aws.taskstore import create_table
+from vidsnap.core.errors import SourceChanged
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -192,9 +192,9 @@ def test_function_url_oversize_result_redirects(
     load_handler: Loader,
     context: Context,
 ) -> None:
-    import vidsnap.httpapp
+    import vidsnap.aws.httpapp
 
-    monkeypatch.setattr(vidsnap.httpapp, "INLINE_LIMIT", 1000)
+    monkeypatch.setattr(vidsnap.aws.httpapp, "INLINE_LIMIT", 1000)
     response = load_handler().handler(load_event("function-url-get.json"), context())
     assert response["statusCode"] == 302
     assert "vidsnap-output" in response["headers"]["location"]
@@ -246,7 +246,7 @@ def test_signing_secret_with_and_without_iam(
     anonymous = load_event("function-url-get.json")
     del anonymous["requestContext"]["authorizer"]
     assert handler(anonymous, context())["statusCode"] == 403
-    from vidsnap.httpapp import sign_url
+    from vidsnap.aws.httpapp import sign_url
 
     url = sign_url("topsecret", "/videos/clip.mp4", "video/snapshot,t_1000,f_jpg,w_320", 4_000_000_000)
     anonymous["rawQueryString"] = url.split("?", 1)[1]
@@ -272,7 +272,7 @@ def test_signing_secret_from_a_secret_store_is_read_once_and_lazily(
 ) -> None:
     """SIGNING_SECRET_PARAMETER (what template.yaml sets) names the secret; the value is fetched
     through powertools on the first request without IAM auth, once, and never from the environment."""
-    from vidsnap.httpapp import sign_url
+    from vidsnap.aws.httpapp import sign_url
 
     monkeypatch.setenv("SIGNING_SECRET_PARAMETER", _store_secret(store, "kept-in-a-store"))
     get_settings.cache_clear()
@@ -473,7 +473,7 @@ def test_snapshot_metrics_inside_lambda(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Inside Lambda a rendered snapshot publishes FramesWritten, BytesRead and SnapshotLatencyMs."""
-    from vidsnap.observe import emit_snapshot_metrics
+    from vidsnap.aws.observe import emit_snapshot_metrics
 
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "vidsnap-ObjectGetFunction")
     emit_snapshot_metrics({"x-vidsnap-bytes-read": "123456", "server-timing": "render;dur=42.5"})

@@ -21,7 +21,7 @@ How it works, and why:
   second variant of the layer for the host Python (``PY_VERSION``/``PYTHON`` overrides) and the import
   check runs against that, while the cp313 layer is still checked for its contents and size.
 - Beyond importing, each process decodes a real H.264 clip with the layer's PyAV/FFmpeg through
-  ``vidsnap.engine.snapshot`` and answers a function URL event through the handler (mangum →
+  ``vidsnap.core.engine.snapshot`` and answers a function URL event through the handler (mangum →
   Starlette → parser), so a layer missing a shared library or a data file fails here, not in AWS.
 """
 
@@ -274,9 +274,20 @@ def test_sam_build_succeeds_without_a_container(built: Built) -> None:
 def test_layer_contents_for_python313(built: Built) -> None:
     site = built.build_dir / LAYER / "python"
     assert (site / "vidsnap" / "__init__.py").is_file()
-    assert (site / "vidsnap" / "static" / "index.html").is_file(), "package data missing from the layer"
-    modules = {p.name for p in (REPO / "layers" / "vidsnap" / "vidsnap").glob("*.py")}
-    assert modules <= {p.name for p in (site / "vidsnap").glob("*.py")}
+    # The runtime only: every module of vidsnap.core and vidsnap.aws, and nothing of the local tools
+    # (CLI, local server and its page, demo, media synthesiser) or of the tests.
+    source = REPO / "layers" / "vidsnap" / "vidsnap"
+    runtime = {
+        p.relative_to(source).as_posix()
+        for p in source.rglob("*.py")
+        if p.relative_to(source).parts[0] in {"core", "aws", "__init__.py"}
+    }
+    shipped = {p.relative_to(site / "vidsnap").as_posix() for p in (site / "vidsnap").rglob("*")}
+    assert runtime <= shipped
+    assert (site / "vidsnap" / "py.typed").is_file()
+    unwanted = [p for p in shipped if p.startswith("local") or p == "__main__.py" or "test" in p]
+    assert not unwanted, f"not runtime code: {unwanted}"
+    assert not any((site / "vidsnap").rglob("*.html")), "the local server's page is not for Lambda"
     # PyAV with its bundled FFmpeg (the .so files a "python" build method has been seen to drop).
     assert list((site / "av").glob("*.so")), "PyAV's extension modules are missing"
     libs = {p.name.split("-")[0] for p in (site / "av.libs").glob("*.so*")}
@@ -331,8 +342,8 @@ with av.open(buf, "w", format="mp4") as out:
         out.mux(stream.encode(frame))
     out.mux(stream.encode(None))
 buf.seek(0)
-from vidsnap.engine import snapshot
-from vidsnap.parse import parse_sync
+from vidsnap.core.engine import snapshot
+from vidsnap.core.lang import parse_sync
 rendered = snapshot(buf, parse_sync("video/snapshot,t_200,f_png"))
 assert rendered.content_type == "image/png" and rendered.width == 64, rendered
 

@@ -1,4 +1,4 @@
-"""Several decoders serving a job's planned times (vidsnap.parallel): same frames, same order, same
+"""Several decoders serving a job's planned times (vidsnap.core.parallel): same frames, same order, same
 errors as one decoder; clean shutdown; shared block cache for range-read sources."""
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import pytest
 from conftest import MEDIA, MemoryBlockReader, MemorySink
 from moto import mock_aws
 
-from vidsnap import engine, parallel, synth
-from vidsnap.decode import Picked, Video
-from vidsnap.errors import UndecodableMedia, VidsnapError
-from vidsnap.parse import parse_process
-from vidsnap.s3io import open_s3
-from vidsnap.settings import Settings
+from vidsnap.aws.s3io import open_s3
+from vidsnap.aws.settings import Settings
+from vidsnap.core import engine, parallel
+from vidsnap.core.decode import Picked, Video
+from vidsnap.core.errors import UndecodableMedia, VidsnapError
+from vidsnap.core.lang import parse_process
+from vidsnap.local import synth
 
 Media = Callable[[str], synth.SynthInfo]
 

@@ -1,4 +1,4 @@
-"""The request languages → plan (README: Request languages; README: HTTP API, errors): vidsnap.parse."""
+"""The request languages → plan (README: Request languages; README: HTTP API, errors): vidsnap.core.lang."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from vidsnap.errors import (
+from vidsnap.core.errors import (
     EC_FORMAT,
     EC_HEIGHT,
     EC_MALFORMED,
@@ -25,8 +25,8 @@ from vidsnap.errors import (
     NotSupportedYet,
     VidsnapError,
 )
-from vidsnap.parse import parse_process, parse_sync, parse_task
-from vidsnap.plan import (
+from vidsnap.core.lang import parse_process, parse_sync, parse_task
+from vidsnap.core.plan import (
     DEFAULT_KEY_TEMPLATE,
     ImageSpec,
     NotifyTarget,

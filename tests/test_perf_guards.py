@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 from conftest import MemoryBlockReader
 
-from vidsnap import decode, engine, synth
-from vidsnap.blockio import BlockReader
-from vidsnap.decode import Video
-from vidsnap.engine import OpenVideos, snapshot
-from vidsnap.errors import UndecodableMedia
-from vidsnap.plan import SnapshotRequest
-from vidsnap.select import dhash
+from vidsnap.core import decode, engine
+from vidsnap.core.blockio import BlockReader
+from vidsnap.core.decode import Video
+from vidsnap.core.engine import OpenVideos, snapshot
+from vidsnap.core.errors import UndecodableMedia
+from vidsnap.core.plan import SnapshotRequest
+from vidsnap.core.select import dhash
+from vidsnap.local import synth
 
 FPS = 25
 GOP = 50
@@ -241,8 +242,8 @@ def test_a_local_run_loads_neither_aws_sdk_nor_numpy(clip: Path, tmp_path: Path)
     """Start-up is most of a one-snapshot run: botocore (~9 ms), boto3 (~120 ms) and numpy (~100 ms)
     are imported only by the paths that use them."""
     code = (
-        "import sys, vidsnap.cli\n"
-        f"rc = vidsnap.cli.main(['run', {str(clip)!r}, sys.argv[1], '--out', {str(tmp_path)!r}])\n"
+        "import sys, vidsnap.local.cli\n"
+        f"rc = vidsnap.local.cli.main(['run', {str(clip)!r}, sys.argv[1], '--out', {str(tmp_path)!r}])\n"
         "print(sorted(m for m in ('boto3', 'botocore', 'numpy') if m in sys.modules))\n"
         "sys.exit(rc)\n"
     )

@@ -18,10 +18,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from vidsnap.engine import snapshot
-from vidsnap.parse import parse_sync
-from vidsnap.storage import S3Store
-from vidsnap.synth import make_video
+from vidsnap.aws.storage import S3Store
+from vidsnap.core.engine import snapshot
+from vidsnap.core.lang import parse_sync
+from vidsnap.local.synth import make_video
 
 PAD = 96 * 1024 * 1024
 BUCKET = "vidsnap-source"

@@ -1,6 +1,6 @@
 """Regressions found by bench/crosscheck.py (real-world media from other encoders), re-made with PyAV.
 
-Each test synthesises the smallest media that shows the problem (vidsnap.synth or PyAV directly;
+Each test synthesises the smallest media that shows the problem (vidsnap.local.synth or PyAV directly;
 never the ffmpeg CLI) and checks vidsnap's answer against a plain sequential decode.
 """
 
@@ -13,10 +13,10 @@ import av
 import numpy as np
 import pytest
 
-from vidsnap import synth
-from vidsnap.decode import Video
-from vidsnap.plan import Selection
-from vidsnap.select import select_frames
+from vidsnap.core.decode import Video
+from vidsnap.core.plan import Selection
+from vidsnap.core.select import select_frames
+from vidsnap.local import synth
 
 
 def _sequential(path: Path) -> tuple[list[int], list[int], Fraction, int]:

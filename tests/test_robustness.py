@@ -28,13 +28,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-import vidsnap.worker
-from vidsnap.errors import Throttled
-from vidsnap.events import uploads_from_event
-from vidsnap.httpapp import check_signature, sign_url
-from vidsnap.objectlambda import HTTPRangeReader, answer_object_lambda_event
-from vidsnap.settings import Settings, get_settings
-from vidsnap.taskstore import create_table
+import vidsnap.aws.worker
+from vidsnap.aws.events import uploads_from_event
+from vidsnap.aws.httpapp import check_signature, sign_url
+from vidsnap.aws.objectlambda import HTTPRangeReader, answer_object_lambda_event
+from vidsnap.aws.settings import Settings, get_settings
+from vidsnap.aws.taskstore import create_table
+from vidsnap.core.errors import Throttled
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -430,8 +430,8 @@ def test_function_url_post_non_ascii_task_is_enqueued_as_sent(
 
 
 def test_sqs_submitter_refuses_messages_sqs_would_refuse() -> None:
-    from vidsnap.errors import TooLarge
-    from vidsnap.httpapp import sqs_submitter
+    from vidsnap.aws.httpapp import sqs_submitter
+    from vidsnap.core.errors import TooLarge
 
     class Client:
         def send_message(self, **_: Any) -> dict[str, Any]:
@@ -462,7 +462,7 @@ def test_function_url_unknown_tasks_are_404(http_aws: dict[str, Any], object_get
 def test_oversized_task_ids_are_404_without_a_lookup() -> None:
     """Regression: an id above DynamoDB's 2048-byte key limit reached GetItem (ValidationException,
     a 500 on real DynamoDB; moto does not check)."""
-    from vidsnap.httpapp import create_app
+    from vidsnap.aws.httpapp import create_app
 
     with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what the project installs
         warnings.filterwarnings("ignore", message=".*httpx2")
@@ -520,7 +520,7 @@ def test_signed_urls_resist_tampering(
 
 def test_check_signature_non_ascii_is_not_allowed() -> None:
     """Regression: hmac.compare_digest raised TypeError on a non-ASCII signature (a 500)."""
-    from vidsnap.errors import NotAllowed
+    from vidsnap.core.errors import NotAllowed
 
     with pytest.raises(NotAllowed):
         check_signature("s", "/k", "p", {"x-vidsnap-expires": "9999999999", "x-vidsnap-signature": "ü" * 64})
@@ -907,14 +907,14 @@ def test_random_bodies_never_fail_the_batch(async_aws: dict[str, Any], async_han
 def test_only_transient_failures_are_retried(
     async_aws: dict[str, Any], async_handler: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_open = getattr(vidsnap.worker, "open_s3")  # noqa: B009 - not re-exported
+    real_open = getattr(vidsnap.aws.worker, "open_s3")  # noqa: B009 - not re-exported
 
     def open_s3(client: Any, bucket: str, key: str, **kw: Any) -> Any:
         if key == "videos/throttle.mp4":
             raise Throttled("SlowDown")
         return real_open(client, bucket, key, **kw)
 
-    monkeypatch.setattr(vidsnap.worker, "open_s3", open_s3)
+    monkeypatch.setattr(vidsnap.aws.worker, "open_s3", open_s3)
     batch = sqs_batch(
         "garbage",
         oss_task(PROCESS, key="videos/throttle.mp4"),

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from vidsnap.errors import InternalError, NotAllowed, NotFound, SourceChanged, Throttled
-from vidsnap.s3io import S3RangeReader, map_client_error, open_s3
+from vidsnap.aws.s3io import S3RangeReader, map_client_error, open_s3
+from vidsnap.core.errors import InternalError, NotAllowed, NotFound, SourceChanged, Throttled
 
 BLOCK = 64 * 1024
 BUCKET = "media"

@@ -41,9 +41,9 @@ import samlocal
 from PIL import Image
 from test_packaging import SAM_SPEC, Built, built  # noqa: F401 - the session's sam build, shared
 
-from vidsnap import synth
-from vidsnap.engine import snapshot
-from vidsnap.parse import parse_sync
+from vidsnap.core.engine import snapshot
+from vidsnap.core.lang import parse_sync
+from vidsnap.local import synth
 
 pytestmark = pytest.mark.slow
 

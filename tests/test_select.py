@@ -1,4 +1,4 @@
-"""vidsnap.select: the TimeMs lists of every mode (README: Request languages), and the frames behind them."""
+"""vidsnap.core.select: the TimeMs lists of every mode (README: Request languages) and their frames."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import av
 import numpy as np
 import pytest
 
-from vidsnap import synth
-from vidsnap.decode import Video
-from vidsnap.plan import Selection
-from vidsnap.select import dhash, select_frames
+from vidsnap.core.decode import Video
+from vidsnap.core.plan import Selection
+from vidsnap.core.select import dhash, select_frames
+from vidsnap.local import synth
 
 
 def run(path: str, sel: Selection, max_frames: int = 1000) -> tuple[list[Fraction], list[str]]:
@@ -110,7 +110,7 @@ def test_dhash_finds_scene_cuts(make_media: Callable[[str], synth.SynthInfo]) ->
 def test_dhash_second_pass_matches_kept_frames(
     make_media: Callable[[str], synth.SynthInfo], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vidsnap import select as select_mod
+    from vidsnap.core import select as select_mod
 
     cuts = make_media("mp4_cuts").path
     sel = Selection(mode="dhash", interval_ms=Fraction(80), threshold=30, num=3)

@@ -22,8 +22,8 @@ import pytest
 from browser.cdp import Chromium, find_chromium
 from PIL import Image
 
-from vidsnap.serve import is_loopback, serve
-from vidsnap.synth import make_video, read_counter
+from vidsnap.local.serve import is_loopback, serve
+from vidsnap.local.synth import make_video, read_counter
 
 FPS = 25
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from vidsnap.settings import (
+from vidsnap.aws.settings import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_RESULTS_PREFIX,
@@ -95,7 +95,7 @@ def test_rule_matching() -> None:
 
 
 def test_limits() -> None:
-    pytest.importorskip("vidsnap.engine", reason="vidsnap.engine not available yet")
+    pytest.importorskip("vidsnap.core.engine", reason="vidsnap.core.engine not available yet")
     limits = Settings.from_env({"MAX_FRAMES": "7", "MAX_PIXELS": "100"}).limits
     assert (limits.max_frames, limits.max_pixels) == (7, 100)
 
@@ -161,7 +161,7 @@ def test_the_signing_secret_is_resolved_lazily_and_the_value_wins() -> None:
     """SigningSecret: a literal SIGNING_SECRET is used as is (no fetch, no clients needed); a
     parameter alone needs clients; nothing configured is "no signing"; Secrets Manager ARNs are
     told apart from SSM parameter names."""
-    from vidsnap.secret import SigningSecret, is_secrets_manager_arn
+    from vidsnap.aws.secret import SigningSecret, is_secrets_manager_arn
 
     class NoClients:
         def __getattr__(self, name: str) -> None:

@@ -11,9 +11,17 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from vidsnap.errors import BadRequest, NotAllowed, NotFound
-from vidsnap.s3io import S3RangeReader
-from vidsnap.storage import OUTPUT_MARKER, LocalSink, LocalStore, ObjectInfo, S3Sink, S3Store, parse_s3_uri
+from vidsnap.aws.s3io import S3RangeReader
+from vidsnap.aws.storage import (
+    OUTPUT_MARKER,
+    LocalSink,
+    LocalStore,
+    ObjectInfo,
+    S3Sink,
+    S3Store,
+    parse_s3_uri,
+)
+from vidsnap.core.errors import BadRequest, NotAllowed, NotFound
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""vidsnap.synth: the test media are what they claim to be (checked with plain PyAV)."""
+"""vidsnap.local.synth: the test media are what they claim to be (checked with plain PyAV)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import pytest
 
-from vidsnap import synth
+from vidsnap.local import synth
 
 
 def decode_all(path: str) -> tuple[list[int], list[int], av.VideoStream, list[bool]]:

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from vidsnap.aws import Clients
-from vidsnap.plan import ImageSpec, NotifyTarget, Selection, SnapshotJob, SourceRef, Task, task_id
-from vidsnap.taskstore import (
+from vidsnap.aws.clients import Clients
+from vidsnap.aws.taskstore import (
     TTL_SECONDS,
     TaskStore,
     create_table,
@@ -19,6 +18,7 @@ from vidsnap.taskstore import (
     message_from_record,
     to_dynamo,
 )
+from vidsnap.core.plan import ImageSpec, NotifyTarget, Selection, SnapshotJob, SourceRef, Task, task_id
 
 TABLE = "tasks"
 
@@ -173,7 +173,7 @@ def test_release_lets_the_retry_take_over_at_once(clients: Clients) -> None:
 
 def test_progress_is_throttled(clients: Clients, monkeypatch: pytest.MonkeyPatch) -> None:
     ticks = iter([100.0, 100.5, 101.0, 102.5, 103.0])
-    monkeypatch.setattr("vidsnap.taskstore.time.monotonic", lambda: next(ticks))
+    monkeypatch.setattr("vidsnap.aws.taskstore.time.monotonic", lambda: next(ticks))
     store = _store(clients, Clock())
     store.begin("vs-1", {}, [])
     written = [store.progress("vs-1", pct) for pct in (10, 20, 30, 40.7, 50)]
@@ -200,7 +200,7 @@ def test_finish_rejects_unknown_status(clients: Clients) -> None:
 
 
 def test_missing_table_is_an_error(clients: Clients) -> None:
-    from vidsnap.errors import NotFound
+    from vidsnap.core.errors import NotFound
 
     with pytest.raises(NotFound):
         TaskStore(clients, "no-such-table").begin("vs-1", {}, [])

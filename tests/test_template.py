@@ -15,7 +15,7 @@ import pytest
 from cfnlint.api import lint_file
 from cfnlint.decode import decode
 
-from vidsnap.settings import Settings
+from vidsnap.aws.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"

@@ -12,19 +12,21 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from vidsnap import worker as worker_module
-from vidsnap.aws import Clients
-from vidsnap.errors import Throttled, UndecodableMedia
-from vidsnap.events import UploadEvent
-from vidsnap.observe import metrics_enabled
-from vidsnap.plan import SourceRef, task_id
-from vidsnap.settings import Settings, UploadRule
-from vidsnap.storage import OUTPUT_MARKER
-from vidsnap.taskstore import TaskStore, create_table
-from vidsnap.worker import TaskRunning, Worker, resolve_source
+from vidsnap.aws import worker as worker_module
+from vidsnap.aws.clients import Clients
+from vidsnap.aws.events import UploadEvent
+from vidsnap.aws.observe import metrics_enabled
+from vidsnap.aws.settings import Settings, UploadRule
+from vidsnap.aws.storage import OUTPUT_MARKER
+from vidsnap.aws.taskstore import TaskStore, create_table
+from vidsnap.aws.worker import TaskRunning, Worker, resolve_source
+from vidsnap.core.errors import Throttled, UndecodableMedia
+from vidsnap.core.plan import SourceRef, task_id
 
-engine = pytest.importorskip("vidsnap.engine", reason="vidsnap.engine (the real engine) is not available yet")
-parse = pytest.importorskip("vidsnap.parse", reason="vidsnap.parse is not available yet")
+engine = pytest.importorskip(
+    "vidsnap.core.engine", reason="vidsnap.core.engine (the real engine) is not available yet"
+)
+parse = pytest.importorskip("vidsnap.core.lang", reason="vidsnap.core.lang is not available yet")
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 KEY = "videos/my clip+1.mp4"
@@ -87,7 +89,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def video(make_media: Any) -> bytes:
-    """A 3 s 160x90 H.264 MP4 from vidsnap.synth (frames at 0, 1000, 2000 ms for inter_1000)."""
+    """A 3 s 160x90 H.264 MP4 from vidsnap.local.synth (frames at 0, 1000, 2000 ms for inter_1000)."""
     return Path(make_media("mp4_h264").path).read_bytes()
 
 
@@ -327,7 +329,7 @@ def test_botocore_throttling_while_reading_is_transient(env: Env) -> None:
 
     class Store:
         def open(self, key: str) -> Any:
-            from vidsnap.s3io import open_s3
+            from vidsnap.aws.s3io import open_s3
 
             return open_s3(
                 type("C", (), {"head_object": s3.head_object, "get_object": staticmethod(get_object)})(),

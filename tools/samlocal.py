@@ -765,7 +765,7 @@ def local_stack(workdir: Path) -> Iterator[tuple[Path, Path, Path, LocalAws, Run
     log(f"sam build: {sam_build(sam, build_dir):.1f} s")
     aws = LocalAws(bridge_address()).start()
     try:
-        from vidsnap import synth
+        from vidsnap.local import synth
 
         clip = workdir / "clip.mp4"
         if not clip.is_file():

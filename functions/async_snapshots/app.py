@@ -15,11 +15,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from vidsnap.aws import Clients, account_from_arn
-from vidsnap.events import uploads_from_event
-from vidsnap.observe import MetricUnit, logger, metrics
-from vidsnap.settings import get_settings
-from vidsnap.worker import Worker
+from vidsnap.aws.clients import Clients, account_from_arn
+from vidsnap.aws.events import uploads_from_event
+from vidsnap.aws.observe import MetricUnit, logger, metrics
+from vidsnap.aws.settings import get_settings
+from vidsnap.aws.worker import Worker
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _worker: Worker | None = None

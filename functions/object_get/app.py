@@ -11,12 +11,12 @@ from typing import Any
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from mangum import Mangum
 
-from vidsnap.aws import Clients
-from vidsnap.errors import BadRequest, misconfigured
-from vidsnap.httpapp import function_url_error, function_url_problem, lambda_app
-from vidsnap.objectlambda import answer_object_lambda_event
-from vidsnap.observe import emit_snapshot_metrics, logger
-from vidsnap.settings import get_settings
+from vidsnap.aws.clients import Clients
+from vidsnap.aws.httpapp import function_url_error, function_url_problem, lambda_app
+from vidsnap.aws.objectlambda import answer_object_lambda_event
+from vidsnap.aws.observe import emit_snapshot_metrics, logger
+from vidsnap.aws.settings import get_settings
+from vidsnap.core.errors import BadRequest, misconfigured
 
 # The layer logs through the standard `logging` module: give it powertools' JSON format, so every
 # line carries the Lambda request id.

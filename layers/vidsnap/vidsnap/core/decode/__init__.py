@@ -60,7 +60,7 @@ from typing import Any, BinaryIO, NoReturn
 import av
 import av.error
 
-from .errors import (
+from vidsnap.core.errors import (
     DecodeBudgetExceeded,
     SourceEndsEarly,
     SourceTooLarge,
@@ -68,7 +68,7 @@ from .errors import (
     UnsupportedMedia,
     VidsnapError,
 )
-from .plan import DEFAULT_MAX_SOURCE_PIXELS
+from vidsnap.core.plan import DEFAULT_MAX_SOURCE_PIXELS
 
 __all__ = ["Picked", "Video"]
 
@@ -112,7 +112,7 @@ _THREAD_TYPE_BULK = "SLICE"
 # and every open decoder keeps its threads until it is freed: a local server on a 16-core machine
 # with 40 requests decoding at once ran 17 × 40 threads (issue 9). The one-frame and skipping bulk
 # paths gain little past a few threads (the table above: one reference chain; x264 writes one
-# slice per picture), and several decoders at once (vidsnap.parallel, a busy server) share the
+# slice per picture), and several decoders at once (vidsnap.core.parallel, a busy server) share the
 # cores anyway, so a decoder gets one thread per core up to this cap unless told fewer.
 MAX_DECODER_THREADS = 4
 
@@ -258,9 +258,7 @@ def _raise_read_error(guard: _ReadGuard | None) -> None:
     raise error
 
 
-def _open(
-    source: str | os.PathLike[str] | BinaryIO | _ReadGuard, *, max_pixels: int | None = None
-) -> Any:
+def _open(source: str | os.PathLike[str] | BinaryIO | _ReadGuard, *, max_pixels: int | None = None) -> Any:
     """Open an input container; map every failure to a vidsnap error.
 
     ``max_pixels`` is handed to the decoders that probing opens: FFmpeg decodes a still picture
@@ -1382,7 +1380,7 @@ class Video:
         """Another Video on the same source, for decoding on another thread; None if impossible.
 
         The source is opened again (a path), or cloned (a reader with a ``clone()`` method, such as
-        :class:`~vidsnap.blockio.BlockReader`: own position, shared block cache). What opening
+        :class:`~vidsnap.core.blockio.BlockReader`: own position, shared block cache). What opening
         learnt (start time, rotation, duration, keyframe table, seek behaviour) is copied instead
         of being found again, so a clone costs one container open and no decoding. The clone is
         positioned nowhere: its first request seeks. ``threads`` caps its decoder's own threads

@@ -25,9 +25,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .blockio import BlockReader, RetryPolicy, content_range_total
-from .engine import Limits, report_ms, snapshot
-from .errors import (
+from vidsnap.aws.events import load_json
+from vidsnap.core.blockio import BlockReader, RetryPolicy, content_range_total
+from vidsnap.core.engine import Limits, report_ms, snapshot
+from vidsnap.core.errors import (
     EC_MALFORMED,
     BadRequest,
     NotAllowed,
@@ -40,8 +41,7 @@ from .errors import (
     as_vidsnap_error,
     misconfigured,
 )
-from .events import load_json
-from .parse import parse_sync
+from vidsnap.core.lang import parse_sync
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class HTTPRangeReader(BlockReader):
     only, so there is no HEAD): the constructor GETs block 0, which stays cached. ``bytes_read`` and
     ``requests`` count the traffic, that first GET included. Failed GETs (5xx, resets, timeouts,
     short or cut bodies) are retried as ``retry`` says; when they keep failing the reader raises
-    :class:`~vidsnap.errors.SourceUnavailable`, answered 503 through ``WriteGetObjectResponse``. See
-    :class:`~vidsnap.blockio.BlockReader` for the cache.
+    :class:`~vidsnap.core.errors.SourceUnavailable`, answered 503 through ``WriteGetObjectResponse``. See
+    :class:`~vidsnap.core.blockio.BlockReader` for the cache.
     """
 
     retry = HTTP_RETRY
@@ -153,7 +153,6 @@ class HTTPRangeReader(BlockReader):
         except ValueError as exc:  # a malformed URL (bad host, bad port)
             raise VidsnapError(f"the input URL is malformed: {exc}") from None
         return data, content_range
-
 
 
 def _http_error(exc: urllib.error.HTTPError) -> VidsnapError:

@@ -3,7 +3,7 @@
 The pipeline is split in two so that the expensive part happens once and at the smallest size:
 
 1. :func:`plan_geometry` (pure arithmetic, no media) turns the source's coded size, sample aspect
-   ratio and display-matrix rotation plus an :class:`~vidsnap.plan.ImageSpec` into a
+   ratio and display-matrix rotation plus an :class:`~vidsnap.core.plan.ImageSpec` into a
    :class:`Geometry`: the size to scale the *unrotated* decoded picture to, the rotation to apply
    afterwards, an optional centre-crop box, an optional pad canvas, and the final size.
 2. :func:`render` does colour conversion *and* scaling in one swscale call
@@ -38,9 +38,9 @@ from PIL import Image
 if TYPE_CHECKING:
     from PIL import ImageFont
 
-from .decode import decoder_threads
-from .errors import EC_FORMAT, EC_HEIGHT, EC_WIDTH, BadRequest, TooLarge, UndecodableMedia
-from .plan import FORMATS, Format, ImageSpec
+from vidsnap.core.decode import decoder_threads
+from vidsnap.core.errors import EC_FORMAT, EC_HEIGHT, EC_WIDTH, BadRequest, TooLarge, UndecodableMedia
+from vidsnap.core.plan import FORMATS, Format, ImageSpec
 
 __all__ = [
     "MAX_ENCODER_SIDE",
@@ -167,11 +167,11 @@ def plan_geometry(
     may add a 90° clockwise turn (``h``: force portrait, ``w``: force landscape); sizes in ``spec``
     apply to that final orientation. Sizes are rounded half up, never below 1.
 
-    Raises :class:`~vidsnap.errors.TooLarge` when the output has more than ``max_pixels`` pixels,
+    Raises :class:`~vidsnap.core.errors.TooLarge` when the output has more than ``max_pixels`` pixels,
     or more than the format's encoder can write per side (:data:`MAX_ENCODER_SIDE`),
-    :class:`~vidsnap.errors.BadRequest` for an upscale beyond :data:`MAX_SIDE` px per side (compared
+    :class:`~vidsnap.core.errors.BadRequest` for an upscale beyond :data:`MAX_SIDE` px per side (compared
     with the coded pixels along that side), and
-    :class:`~vidsnap.errors.UndecodableMedia` for a source without a usable size.
+    :class:`~vidsnap.core.errors.UndecodableMedia` for a source without a usable size.
 
     Plan with the decoded frame's own ``width``/``height`` when they may differ from the stream's
     (mid-stream resolution changes): it is cheap.

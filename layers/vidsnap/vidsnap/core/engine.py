@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 import av
 
-from .decode import Picked, Video, cpu_cores, decoder_threads
-from .errors import BadRequest, UndecodableMedia, VidsnapError
-from .imaging import Geometry, plan_geometry, render
-from .naming import frames_overwrite, output_key
-from .plan import (
+from vidsnap.core.decode import Picked, Video, cpu_cores, decoder_threads
+from vidsnap.core.errors import BadRequest, UndecodableMedia, VidsnapError
+from vidsnap.core.imaging import Geometry, plan_geometry, render
+from vidsnap.core.naming import frames_overwrite, output_key
+from vidsnap.core.plan import (
     CONTENT_TYPES,
     DEFAULT_DECODE_BUDGET_FRAMES,
     DEFAULT_MAX_SOURCE_PIXELS,
@@ -55,7 +55,7 @@ class Limits:
     """Per-request limits (README: Configuration): frames per task and output pixels per image, the source
     picture's pixels (``MAX_SOURCE_PIXELS``, None: no limit), the frames decoded to reach one
     requested frame (``DECODE_BUDGET_FRAMES``, None: no budget), and how many decoders a job may
-    run at once (None: one per core, at most 4; see :mod:`vidsnap.parallel`)."""
+    run at once (None: one per core, at most 4; see :mod:`vidsnap.core.parallel`)."""
 
     max_frames: int = 1000
     max_pixels: int = 4096 * 4096
@@ -159,7 +159,7 @@ class OpenVideos:
     A second request for the same object version reuses the opened container: no probing, no
     index to read again, the decoder positioned where the last request left it (the same frame
     again costs nothing, a later one in the same GOP decodes forward) and the source's own block
-    cache (an :class:`~vidsnap.s3io.S3RangeReader` keeps the blocks it fetched), so a warm repeat
+    cache (an :class:`~vidsnap.aws.s3io.S3RangeReader` keeps the blocks it fetched), so a warm repeat
     reads nothing from S3. ``version`` must change whenever the bytes may have (for S3: bucket,
     key, ETag, version id); the caller gets it from a cheap HEAD. At most ``capacity`` videos stay
     open (least recently used closed first). A video in use by another thread is not shared: that
@@ -170,7 +170,7 @@ class OpenVideos:
     CPU-bound, so more at once only multiplies open decoders, their threads and their pictures: 50
     concurrent requests held 50 decoders of FFmpeg's cores + 1 threads each (issue 9). A video
     opened while others decode gets a share of the cores for its decoder's threads
-    (:func:`~vidsnap.decode.decoder_threads`), so the threads in use stay about one per core.
+    (:func:`~vidsnap.core.decode.decoder_threads`), so the threads in use stay about one per core.
     """
 
     def __init__(self, capacity: int = 1, *, max_decodes: int | None = None) -> None:
@@ -458,7 +458,7 @@ def _run_job(
 
     from concurrent.futures import ThreadPoolExecutor  # bulk path only
 
-    from .select import select_frames  # bulk path only
+    from vidsnap.core.select import select_frames  # bulk path only
 
     # A job without num may see one frame past its allowance: that frame is what tells "cut short"
     # (warned here, the one warning about the limit) from "ended exactly at the limit" (no
@@ -471,7 +471,7 @@ def _run_job(
         decoders=limits.decoders,
     )
     # Closed on the way out, whatever happens: decoders running ahead on other threads
-    # (vidsnap.parallel) stop before the caller closes the video they read.
+    # (vidsnap.core.parallel) stop before the caller closes the video they read.
     with (
         contextlib.closing(frames),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsnap-render") as pool,

@@ -2,7 +2,7 @@
 
 Sinks implement the engine's ``Sink`` protocol (``put(bucket, key, data, content_type) -> uri``)
 plus ``delete(uri)`` so a failed task can remove what it wrote. Every key goes through
-:func:`vidsnap.naming.check_key` (no ``..``, no absolute paths, no control characters) before
+:func:`vidsnap.core.naming.check_key` (no ``..``, no absolute paths, no control characters) before
 anything is written; :class:`S3Sink` also refuses buckets off the allow-list before any request.
 
 Objects written by :class:`S3Sink` carry the user metadata ``vidsnap-output: 1``: the worker refuses
@@ -19,12 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from vidsnap.aws import mapped_errors
-from vidsnap.errors import NotAllowed, NotFound
-from vidsnap.naming import check_key
+from vidsnap.aws.clients import mapped_errors
+from vidsnap.core.errors import NotAllowed, NotFound
+from vidsnap.core.naming import check_key
 
 if TYPE_CHECKING:
-    from vidsnap.s3io import S3RangeReader
+    from vidsnap.aws.s3io import S3RangeReader
 
 #: User metadata key marking objects written by vidsnap (S3 lower-cases metadata keys).
 OUTPUT_MARKER = "vidsnap-output"
@@ -227,8 +227,8 @@ class S3Store:
         )
 
     def open(self, key: str, *, version_id: str | None = None) -> S3RangeReader:
-        """A block-caching range reader over ``key`` (HEAD first, like :func:`~vidsnap.s3io.open_s3`)."""
-        from vidsnap.s3io import open_s3
+        """A block-caching range reader over ``key`` (HEAD first, like :func:`~vidsnap.aws.s3io.open_s3`)."""
+        from vidsnap.aws.s3io import open_s3
 
         check_key(key)
         return open_s3(self.client, self.bucket, key, version_id=version_id, **self.reader_options)

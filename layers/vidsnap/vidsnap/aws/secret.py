@@ -9,7 +9,7 @@ the stack (a new cold start picks it up).
 The secret is fetched lazily, on the first request that needs it (one without IAM
 authentication), through powertools' parameter providers using the injected boto3 clients (so
 moto serves it in tests), and kept for the life of the process. A secret that cannot be read is
-an :class:`~vidsnap.errors.InternalError` (500): requests are refused, never served unsigned.
+an :class:`~vidsnap.core.errors.InternalError` (500): requests are refused, never served unsigned.
 
 ``SIGNING_SECRET`` (the secret itself) still works for local runs and tests; it wins when both
 are set.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from vidsnap.errors import misconfigured
+from vidsnap.core.errors import misconfigured
 
 
 def is_secrets_manager_arn(name: str) -> bool:

@@ -1,7 +1,7 @@
 """``vidsnap serve``: the function URL's ASGI app over a local folder (README: What it is), for a browser.
 
-The same :func:`vidsnap.httpapp.create_app` that Lambda runs behind mangum is served by uvicorn over
-a :class:`vidsnap.storage.LocalStore`, with default settings and no AWS at all: no task queue (a
+The same :func:`vidsnap.aws.httpapp.create_app` that Lambda runs behind mangum is served by uvicorn over
+a :class:`vidsnap.aws.storage.LocalStore`, with default settings and no AWS at all: no task queue (a
 POST answers 501), no task table, no size limit on an inline answer. ``GET /`` lists the videos in
 the folder with a time slider per video that previews the snapshot at the slider's position.
 
@@ -10,8 +10,8 @@ The server has no authentication: it binds 127.0.0.1 by default, and binding any
 
 Under load (issue 9) the server keeps to a few threads and little memory: requests run on at most
 :func:`worker_threads` threads of the event loop's pool (anyio's default is 40), snapshots decode at
-most one per core at once (:class:`vidsnap.engine.OpenVideos`), a finished snapshot's decoder is
-freed with its threads on the spot (:meth:`vidsnap.decode.Video.close`), and freed heap memory is
+most one per core at once (:class:`vidsnap.core.engine.OpenVideos`), a finished snapshot's decoder is
+freed with its threads on the spot (:meth:`vidsnap.core.decode.Video.close`), and freed heap memory is
 given back to the system every :data:`TRIM_EVERY` requests. Ctrl+C stops the server with one line
 and exit status 130, no traceback.
 """
@@ -24,6 +24,7 @@ import ipaddress
 import socket
 import sys
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import quote
@@ -31,10 +32,10 @@ from urllib.parse import quote
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .decode import cpu_cores
-from .httpapp import create_app
-from .settings import Settings
-from .storage import LocalStore
+from vidsnap.aws.httpapp import create_app
+from vidsnap.aws.settings import Settings
+from vidsnap.aws.storage import LocalStore
+from vidsnap.core.decode import cpu_cores
 
 __all__ = ["build_app", "is_loopback", "serve", "worker_threads"]
 
@@ -118,12 +119,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def index_page() -> str:
+    """The local server's page (``static/index.html``, package data of :mod:`vidsnap.local`)."""
+    return resources.files("vidsnap.local").joinpath("static/index.html").read_text("utf-8")
+
+
 def build_app(root: Path) -> Starlette:
     """The ASGI app over ``root``: local settings (no AWS), a LocalStore, nothing to submit to."""
     # Settings() rather than Settings.from_env(): a developer's shell may hold SOURCE_BUCKET,
     # TASK_QUEUE_URL or a SIGNING_SECRET meant for a deployment; the local server must not pick
     # them up (a signing secret would make every slider request fail with 403).
-    app = create_app(settings=Settings(), store=LocalStore(root))
+    app = create_app(settings=Settings(), store=LocalStore(root), index_page=index_page)
     app.add_middleware(_ServerUpkeep, threads=worker_threads())
     return app
 

@@ -9,12 +9,12 @@ Three entry points:
   already decoded mapping) or a raw async process string.
 
 Everything is validated before any media is read. Every failure is a
-:class:`~vidsnap.errors.BadRequest` (or :class:`~vidsnap.errors.NotSupportedYet` for sprites,
+:class:`~vidsnap.core.errors.BadRequest` (or :class:`~vidsnap.core.errors.NotSupportedYet` for sprites,
 animations and ``TileOut``) whose ``param`` names the parameter (the leaf field name for JSON) and
 whose message names the parameter (the full JSON path), the offending value (truncated, ``repr``
-quoted) and the valid range. Bad output keys from :func:`vidsnap.naming.check_key` on a *source*
-key are :class:`~vidsnap.errors.NotAllowed` (README). No input, however malformed, raises anything
-that is not a :class:`~vidsnap.errors.VidsnapError`.
+quoted) and the valid range. Bad output keys from :func:`vidsnap.core.naming.check_key` on a *source*
+key are :class:`~vidsnap.core.errors.NotAllowed` (README). No input, however malformed, raises anything
+that is not a :class:`~vidsnap.core.errors.VidsnapError`.
 
 Process strings
 ---------------
@@ -74,7 +74,7 @@ be a string of at most 2048 characters.
 - OSS (``Bucket``/``Key``/``Process``): ``Process`` must be a ``video/snapshots`` string; ``Bucket``
   optional (None → the configured source bucket).
 
-Source keys of JSON tasks are checked with :func:`vidsnap.naming.check_key` (README: Configuration).
+Source keys of JSON tasks are checked with :func:`vidsnap.core.naming.check_key` (README: Configuration).
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ from fractions import Fraction
 from typing import Any, NoReturn
 from urllib.parse import unquote
 
-from .errors import (
+from vidsnap.aws.events import MAX_JSON_DEPTH, JSONTooDeep, load_json
+from vidsnap.core.errors import (
     EC_FORMAT,
     EC_HEIGHT,
     EC_MALFORMED,
@@ -100,9 +101,8 @@ from .errors import (
     BadRequest,
     NotSupportedYet,
 )
-from .events import MAX_JSON_DEPTH, JSONTooDeep, load_json
-from .naming import check_key, validate_template
-from .plan import (
+from vidsnap.core.naming import check_key, validate_template
+from vidsnap.core.plan import (
     Format,
     ImageSpec,
     Mode,
@@ -944,7 +944,7 @@ def parse_task(body: str | bytes | Mapping[str, Any]) -> Task:
     ``body`` may be text, UTF-8 bytes or an already decoded mapping. The task's ``source`` is set
     when the JSON names one (IMM ``Sources``, MPS ``Input``, OSS ``Bucket``/``Key``), None for a
     bare process string. Raises :class:`BadRequest` / :class:`NotSupportedYet` (and
-    :class:`~vidsnap.errors.NotAllowed` for an unsafe source key).
+    :class:`~vidsnap.core.errors.NotAllowed` for an unsafe source key).
     """
     if isinstance(body, Mapping):
         return _parse_mapping(body)

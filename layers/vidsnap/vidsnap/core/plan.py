@@ -1,7 +1,7 @@
 """The normalised, validated plan that every request language is parsed into (README: Request languages).
 
-These are plain frozen dataclasses: the parser (:mod:`vidsnap.parse`) builds them, the engine
-(:mod:`vidsnap.engine`) executes them. Nothing here touches media or AWS. Times are milliseconds
+These are plain frozen dataclasses: the parser (:mod:`vidsnap.core.lang`) builds them, the engine
+(:mod:`vidsnap.core.engine`) executes them. Nothing here touches media or AWS. Times are milliseconds
 from the start of the presentation (the stream's first frame counts as 0), kept as exact
 :class:`~fractions.Fraction` values where a request language allows fractions (IMM ``Interval``).
 """

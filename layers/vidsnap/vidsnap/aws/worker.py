@@ -5,7 +5,7 @@ Life of a task (:meth:`Worker.execute`):
 1. Checks that need no media: the source bucket is ``SOURCE_BUCKET``; the source is opened with a
    HEAD (404/403 are permanent failures, throttling is transient).
 2. The task id is derived from the source (bucket, key, version or ETag) and the plan
-   (:func:`vidsnap.plan.task_id`), and claimed in the task table with one conditional write.
+   (:func:`vidsnap.core.plan.task_id`), and claimed in the task table with one conditional write.
    Already **Succeeded**: the stored result is returned, nothing is rerun or re-notified.
    **Running** in another invocation whose lease has not expired: :class:`TaskRunning` (transient)
    is raised so SQS delivers the message again later. **Failed** before: the task is run again
@@ -14,7 +14,7 @@ Life of a task (:meth:`Worker.execute`):
 3. Checks before any byte of video is decoded: every save-as bucket and the notify target against
    the allow-lists, ``num`` against ``MAX_FRAMES``. A refusal is a permanent failure: nothing is
    written (and no notification when the refused thing is the notify target itself).
-4. :func:`vidsnap.engine.run_task` writes the frames through the sink; progress goes to the record
+4. :func:`vidsnap.core.engine.run_task` writes the frames through the sink; progress goes to the record
    (throttled to one write per ~2 s).
 5. Exactly one notification when the task names a target, sent *before* the record is finished:
    if finishing the record fails, the redelivery re-runs and re-notifies (at least once) instead of
@@ -22,7 +22,7 @@ Life of a task (:meth:`Worker.execute`):
 
 Failures:
 
-- **Permanent** (a :class:`~vidsnap.errors.VidsnapError` that is not transient, and any unexpected
+- **Permanent** (a :class:`~vidsnap.core.errors.VidsnapError` that is not transient, and any unexpected
   exception, reported as InternalError): the record becomes Failed, the notification says Failed,
   and :meth:`execute` returns normally, so the SQS message is deleted, not retried.
 - **Transient** (throttling, timeouts, connection errors; :attr:`VidsnapError.transient`): the
@@ -37,7 +37,7 @@ Loops: an upload rule writing its outputs where uploads are watched must not tri
 guards, any of which stops it: keys under ``RESULTS_PREFIX`` are ignored; keys with an image
 extension vidsnap writes (``.jpg .jpeg .png .webp .avif``) are ignored (vidsnap takes videos and
 audio files as sources, never its own images); and objects carrying the ``vidsnap-output`` user
-metadata that :class:`~vidsnap.storage.S3Sink` writes are ignored after the HEAD.
+metadata that :class:`~vidsnap.aws.storage.S3Sink` writes are ignored after the HEAD.
 """
 
 from __future__ import annotations
@@ -50,16 +50,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Protocol
 
-from vidsnap.aws import Clients
-from vidsnap.errors import BadRequest, NotAllowed, SourceChanged, Throttled, VidsnapError
-from vidsnap.events import UploadEvent, classify_message
-from vidsnap.notify import Notifier, build_message
-from vidsnap.observe import MetricUnit, emit, logger
-from vidsnap.plan import SourceRef, Task, task_id
-from vidsnap.s3io import map_client_error, open_s3
-from vidsnap.settings import Settings
-from vidsnap.storage import OUTPUT_MARKER, S3Sink
-from vidsnap.taskstore import TaskStore, message_from_record
+from vidsnap.aws.clients import Clients
+from vidsnap.aws.events import UploadEvent, classify_message
+from vidsnap.aws.notify import Notifier, build_message
+from vidsnap.aws.observe import MetricUnit, emit, logger
+from vidsnap.aws.s3io import map_client_error, open_s3
+from vidsnap.aws.settings import Settings
+from vidsnap.aws.storage import OUTPUT_MARKER, S3Sink
+from vidsnap.aws.taskstore import TaskStore, message_from_record
+from vidsnap.core.errors import BadRequest, NotAllowed, SourceChanged, Throttled, VidsnapError
+from vidsnap.core.plan import SourceRef, Task, task_id
 
 #: Extensions of images vidsnap writes: never sources, so never worth an upload trigger.
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
@@ -129,9 +129,9 @@ def resolve_source(task: Task, settings: Settings) -> SourceRef:
 class Worker:
     """Runs tasks for the asynchronous function; all collaborators are injectable for tests.
 
-    Defaults: an :class:`~vidsnap.storage.S3Sink` on ``OUTPUT_BUCKET`` and the allow-list, sources
-    opened with :func:`~vidsnap.s3io.open_s3`, a :class:`~vidsnap.notify.Notifier`, and a
-    :class:`~vidsnap.taskstore.TaskStore` when ``TASK_TABLE`` is set (without one there are no
+    Defaults: an :class:`~vidsnap.aws.storage.S3Sink` on ``OUTPUT_BUCKET`` and the allow-list, sources
+    opened with :func:`~vidsnap.aws.s3io.open_s3`, a :class:`~vidsnap.aws.notify.Notifier`, and a
+    :class:`~vidsnap.aws.taskstore.TaskStore` when ``TASK_TABLE`` is set (without one there are no
     records, no idempotency and no progress). ``time_left`` returns the seconds the running
     invocation has left; a task's lease ends then (plus :data:`LEASE_MARGIN_S`), so when the
     invocation dies (a timeout) the retry Lambda sends a minute later can take the task over.
@@ -188,7 +188,7 @@ class Worker:
         if rule is None:
             logger.info("ignoring upload: no UPLOAD_RULES entry matches", extra=log)
             return None
-        from vidsnap.parse import parse_task
+        from vidsnap.core.lang import parse_task
 
         source = SourceRef(key, upload.bucket, upload.version)
         try:
@@ -200,7 +200,7 @@ class Worker:
 
     def handle_task_message(self, body: str | Mapping[str, Any], request_id: str) -> dict[str, Any]:
         """Parse and run a task message (IMM/MPS/OSS JSON or a process string naming no source fails)."""
-        from vidsnap.parse import parse_task
+        from vidsnap.core.lang import parse_task
 
         try:
             task = parse_task(body)
@@ -372,7 +372,7 @@ class Worker:
         context: dict[str, Any],
     ) -> dict[str, Any]:
         # PyAV loads only when a task really runs (not for skipped uploads or refused tasks).
-        from vidsnap import engine
+        from vidsnap.core import engine
 
         recording = _RecordingSink(self.sink)
         tasks = self.tasks

@@ -47,10 +47,10 @@ Decisions of our own (keep in sync with the README):
   tells the engine so it can warn.
 
 Errors: a bad *template* (unknown variable, unbalanced braces, a literal part that is absolute or
-traverses) is a :class:`~vidsnap.errors.BadRequest` naming the parameter it came from. A bad
+traverses) is a :class:`~vidsnap.core.errors.BadRequest` naming the parameter it came from. A bad
 *expanded key* found by :func:`check_key` (``..`` segments, absolute paths, backslash traversal,
-control characters) is :class:`~vidsnap.errors.NotAllowed` (403, README: Configuration), while an empty or
-over-long key is a :class:`~vidsnap.errors.BadRequest`.
+control characters) is :class:`NotAllowed` (403, README: Configuration), while an empty or
+over-long key is a :class:`~vidsnap.core.errors.BadRequest`.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import BadRequest, NotAllowed
-from .plan import SourceRef
+from vidsnap.core.errors import BadRequest, NotAllowed
+from vidsnap.core.plan import SourceRef
 
 __all__ = [
     "INDEX_VARIABLES",

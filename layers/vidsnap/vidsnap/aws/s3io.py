@@ -1,15 +1,15 @@
 """Reading S3 objects with HTTP range requests through a block cache (docs/ARCHITECTURE.md, blockio).
 
-:class:`S3RangeReader` is a :class:`~vidsnap.blockio.BlockReader` (block cache, read-ahead, one
+:class:`S3RangeReader` is a :class:`~vidsnap.core.blockio.BlockReader` (block cache, read-ahead, one
 ranged GET per run of missing blocks) whose fetches are ``GetObject`` calls with ``Range:
 bytes=a-b``. Every GET carries ``If-Match`` with the ETag seen at open time, so an object replaced
 mid-read fails cleanly with :class:`SourceChanged` instead of mixing bytes of two uploads. That
 412 is the *only* sign of a changed source: a body that is short, cut, times out or fails
-botocore's checksum is a network fault, retried by the reader (:class:`~vidsnap.blockio.RetryPolicy`,
+botocore's checksum is a network fault, retried by the reader (:class:`~vidsnap.core.blockio.RetryPolicy`,
 the body read included, which botocore's own retries do not cover) and, when it persists,
-:class:`~vidsnap.errors.SourceUnavailable` (503, transient).
+:class:`~vidsnap.core.errors.SourceUnavailable` (503, transient).
 
-:func:`map_client_error` is the one place botocore failures become :class:`~vidsnap.errors.VidsnapError`;
+:func:`map_client_error` is the one place botocore failures become :class:`~vidsnap.core.errors.VidsnapError`;
 storage, notify and taskstore reuse it.
 """
 
@@ -35,9 +35,9 @@ from botocore.exceptions import (
 )
 from urllib3.exceptions import HTTPError as URLLib3HTTPError
 
-from vidsnap.aws import mapped_errors
-from vidsnap.blockio import BlockReader, RetryPolicy, content_range_total
-from vidsnap.errors import (
+from vidsnap.aws.clients import mapped_errors
+from vidsnap.core.blockio import BlockReader, RetryPolicy, content_range_total
+from vidsnap.core.errors import (
     InternalError,
     NotAllowed,
     NotFound,
@@ -157,9 +157,9 @@ class S3RangeReader(BlockReader):
     """A seekable, read-only file object over one S3 object, read with ranged GETs.
 
     Every GET carries ``If-Match`` with the ETag seen at open time (and ``VersionId`` when pinned).
-    Failed fetches are retried as ``retry`` says (:class:`~vidsnap.blockio.RetryPolicy`).
+    Failed fetches are retried as ``retry`` says (:class:`~vidsnap.core.blockio.RetryPolicy`).
     ``bytes_read`` counts bytes transferred from S3, ``requests`` counts ranged GETs (the HEAD of
-    :func:`open_s3` is not counted). See :class:`~vidsnap.blockio.BlockReader` for the cache.
+    :func:`open_s3` is not counted). See :class:`~vidsnap.core.blockio.BlockReader` for the cache.
     """
 
     def __init__(
@@ -197,7 +197,7 @@ class S3RangeReader(BlockReader):
         """One ranged GET of bytes start..end inclusive, its body read whole.
 
         Raises mapped errors: transient ones (throttling, 5xx, connection and body-read faults)
-        are retried by :meth:`~vidsnap.blockio.BlockReader._fetch_whole`, the 412 of a failed
+        are retried by :meth:`~vidsnap.core.blockio.BlockReader._fetch_whole`, the 412 of a failed
         ``If-Match`` (:class:`SourceChanged`), 404 and 403 are not.
         """
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, "Range": f"bytes={start}-{end}"}
@@ -228,7 +228,7 @@ def open_s3(client: Any, bucket: str, key: str, *, version_id: str | None = None
     5xx, timeouts). An empty object opens fine (the decoder reports it). ``kw`` goes to the reader
     (``block_size``, ``cache_blocks``, ``readahead``, ``retry``).
 
-    The HEAD has no body, so the S3 client's own retries (standard mode, :mod:`vidsnap.aws`)
+    The HEAD has no body, so the S3 client's own retries (standard mode, :mod:`vidsnap.aws.clients`)
     cover all its faults: it is not retried again here.
     """
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
@@ -246,7 +246,6 @@ def open_s3(client: Any, bucket: str, key: str, *, version_id: str | None = None
         metadata=head.get("Metadata") or {},
         **kw,
     )
-
 
 
 def _quoted(etag: str) -> str:

@@ -393,9 +393,7 @@ def make_video(
     )
 
 
-def remux(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, format: str | None = None
-) -> str:
+def remux(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, format: str | None = None) -> str:
     """Copy the first video stream of ``src`` into another container (``format``, or guessed from
     ``dst``'s extension) without re-encoding, as ``ffmpeg -c copy`` does: an MPEG-TS or a raw
     elementary stream of the same pictures, as recorders and remuxers write them. Returns ``dst``."""

@@ -44,9 +44,10 @@ from urllib.parse import parse_qsl, unquote_plus
 
 import boto3
 
-from . import imaging, settings
-from .synth import make_video
-from .taskstore import create_table
+from vidsnap.aws import settings
+from vidsnap.aws.taskstore import create_table
+from vidsnap.core import imaging
+from vidsnap.local.synth import make_video
 
 __all__ = ["DemoError", "find_repo_root", "run_demo"]
 
@@ -368,7 +369,13 @@ class Aws:
 def _check_pieces() -> None:
     """Fail early, naming what is missing, when a module the demo needs is not there (yet)."""
     missing = []
-    for module in ("moto", "vidsnap.synth", "vidsnap.imaging", "vidsnap.settings", "vidsnap.httpapp"):
+    for module in (
+        "moto",
+        "vidsnap.local.synth",
+        "vidsnap.core.imaging",
+        "vidsnap.aws.settings",
+        "vidsnap.aws.httpapp",
+    ):
         try:
             importlib.import_module(module)
         except ImportError as exc:
@@ -713,7 +720,7 @@ def _run_logged(out: Path, report: Report, logs_path: Path) -> dict[str, Any]:
 def _contact_sheet(captured: list[Captured]) -> bytes:
     sheet = getattr(imaging, "contact_sheet", None)
     if sheet is None:
-        raise DemoError("vidsnap.imaging.contact_sheet is missing; cannot make the contact sheet")
+        raise DemoError("vidsnap.core.imaging.contact_sheet is missing; cannot make the contact sheet")
     items = [(c.data, f"{c.step}  t={c.time_ms} ms") for c in captured]
     data: bytes = sheet(items, columns=5, thumb_width=256)
     return data

@@ -28,8 +28,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 
-from .decode import Picked, Video, cpu_cores, decoder_threads
-from .errors import UndecodableMedia
+from vidsnap.core.decode import Picked, Video, cpu_cores, decoder_threads
+from vidsnap.core.errors import UndecodableMedia
 
 __all__ = ["available_cores", "frames_at"]
 
@@ -44,7 +44,7 @@ _Item = tuple[int, Picked | None, BaseException | None]
 
 
 def available_cores() -> int:
-    """The cores this process may run on (see :func:`vidsnap.decode.cpu_cores`)."""
+    """The cores this process may run on (see :func:`vidsnap.core.decode.cpu_cores`)."""
     return cpu_cores()
 
 

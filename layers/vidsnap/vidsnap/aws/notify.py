@@ -21,14 +21,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
-from vidsnap.aws import Clients, mapped_errors, topic_arn
-from vidsnap.errors import BadRequest, NotAllowed
-from vidsnap.plan import NotifyTarget
+from vidsnap.aws.clients import Clients, mapped_errors, topic_arn
+from vidsnap.core.errors import BadRequest, NotAllowed
+from vidsnap.core.plan import NotifyTarget
 
 if TYPE_CHECKING:
     from fractions import Fraction
 
-    from vidsnap.settings import Settings
+    from vidsnap.aws.settings import Settings
 
 TASK_TYPE = "VideoSnapshots"
 STATUSES = ("Succeeded", "Failed")
@@ -59,7 +59,7 @@ def rfc3339(moment: datetime) -> str:
 def output_entry(output: OutputLike) -> dict[str, Any]:
     """One ``Outputs[]`` entry: ``{"URI","TimeMs","Width","Height","Bytes"}``."""
     # The engine imports PyAV; the notifier is also used where no media is decoded.
-    from vidsnap.engine import report_ms
+    from vidsnap.core.engine import report_ms
 
     return {
         "URI": output.uri,

@@ -1,7 +1,7 @@
 """Which frames an asynchronous job captures (README): ``inter``, ``key``, ``avg``, ``dhash``.
 
-:func:`select_frames` turns a :class:`~vidsnap.plan.Selection` into a lazy stream of
-:class:`~vidsnap.decode.Picked` frames, in presentation order, each carrying its exact time.
+:func:`select_frames` turns a :class:`~vidsnap.core.plan.Selection` into a lazy stream of
+:class:`~vidsnap.core.decode.Picked` frames, in presentation order, each carrying its exact time.
 Frames are produced one at a time so a caller can encode and drop each before the next is decoded.
 
 Shared rules:
@@ -26,10 +26,10 @@ from fractions import Fraction
 import av
 from av.video.reformatter import VideoReformatter
 
-from .decode import Picked, Video
-from .errors import SourceEndsEarly
-from .parallel import frames_at
-from .plan import Selection
+from vidsnap.core.decode import Picked, Video
+from vidsnap.core.errors import SourceEndsEarly
+from vidsnap.core.parallel import frames_at
+from vidsnap.core.plan import Selection
 
 __all__ = ["DEFAULT_AVG_NUM", "DEFAULT_DHASH_INTERVAL_MS", "dhash", "select_frames"]
 
@@ -194,7 +194,7 @@ def _planned(
 
     Times are planned from the duration the container *claims*; a header can claim 10¹² ms for a
     clip of two seconds. So the times are never listed up front: they are taken ``_CHUNK`` at a
-    time and handed to the decoders (:func:`vidsnap.parallel.frames_at`), and the caller's limit
+    time and handed to the decoders (:func:`vidsnap.core.parallel.frames_at`), and the caller's limit
     (``num``, ``MAX_FRAMES``) stops the generator, which stops the decoders. When the stream really
     ends before a planned time (:class:`SourceEndsEarly`: the decoder reached the end of the data
     well before the claimed duration), the frames before it are kept, a warning says why the
@@ -307,7 +307,7 @@ def select_frames(
 
     ``warnings`` receives a message when ``max_frames`` stops a ``num`` 0 selection early, and when
     the video's duration, over which times are planned, may be short (``Video.duration_note``).
-    ``decoders`` caps the decoders serving planned times at once (see :mod:`vidsnap.parallel`).
+    ``decoders`` caps the decoders serving planned times at once (see :mod:`vidsnap.core.parallel`).
     An attached picture (cover art) is the one frame of any selection.
     """
     if video.is_cover_art:

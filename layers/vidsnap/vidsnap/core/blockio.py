@@ -7,17 +7,18 @@ default), each fetched once and kept in a small LRU cache; a read that misses se
 blocks fetches them in one request, and when reads are sequential the next block is fetched in the
 same request (read-ahead), halving the request count of a sequential decode. :meth:`BlockReader.clone`
 gives another reader over the same object (its own position) sharing the cache and the counters,
-for a second decoder on another thread (``vidsnap.parallel``); fetches run outside the cache lock,
+for a second decoder on another thread (``vidsnap.core.parallel``); fetches run outside the cache lock,
 so clones read from the object concurrently.
 
-A subclass says how to fetch a byte range (:meth:`BlockReader._fetch`); :class:`vidsnap.s3io.S3RangeReader`
-(S3 ranged GETs) and :class:`vidsnap.objectlambda.HTTPRangeReader` (HTTP ``Range`` GETs of a
+A subclass says how to fetch a byte range (:meth:`BlockReader._fetch`);
+:class:`~vidsnap.aws.s3io.S3RangeReader`
+(S3 ranged GETs) and :class:`vidsnap.aws.objectlambda.HTTPRangeReader` (HTTP ``Range`` GETs of a
 presigned URL) are the two.
 
 Fetches are retried (:class:`RetryPolicy`): a transient failure of the request *or of its body*
 (throttling, 5xx, a reset or timed-out connection, a body shorter than the range asked for, a
 checksum mismatch) is tried again after an exponential backoff with full jitter, a bounded number
-of times; a fetch that still fails raises :class:`~vidsnap.errors.SourceUnavailable` (503,
+of times; a fetch that still fails raises :class:`~vidsnap.core.errors.SourceUnavailable` (503,
 transient). Only a subclass's permanent error (404, 403, an ETag that no longer matches) ends the
 read at once. A short body is never kept: a reader that hands PyAV fewer bytes than the object has
 makes the decoder see a truncated file and pick a wrong frame or fail.
@@ -36,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Self, TypeVar
 
-from vidsnap.errors import SourceUnavailable, VidsnapError
+from vidsnap.core.errors import SourceUnavailable, VidsnapError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class RetryPolicy:
     a uniformly random time in ``[0, min(cap_s, base_s * 2**n)]`` ("full jitter": concurrent
     readers hit by the same fault do not retry in lockstep). The defaults bound the sleeping of
     one fetch to 0.7 s, small next to a synchronous request's budget; the S3 client's own retries
-    (:mod:`vidsnap.aws`) come on top for failures before the body. ``sleep`` and ``rng`` are
+    (:mod:`vidsnap.aws.clients`) come on top for failures before the body. ``sleep`` and ``rng`` are
     injectable for tests.
     """
 
@@ -206,7 +207,7 @@ class BlockReader(io.RawIOBase, BinaryIO):
     def _fetch(self, start: int, end: int) -> bytes:
         """Bytes ``start..end`` (inclusive) of the object, in one request.
 
-        Errors are raised as :class:`~vidsnap.errors.VidsnapError`: transient ones (``transient``
+        Errors are raised as :class:`~vidsnap.core.errors.VidsnapError`: transient ones (``transient``
         True) are retried by the caller (:attr:`retry`), others end the read. Fewer bytes than
         asked are a transient fault too: never kept, retried.
         """

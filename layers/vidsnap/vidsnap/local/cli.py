@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from .engine import Limits, Output, Source, run_task, snapshot
-from .errors import BadRequest, as_vidsnap_error
-from .plan import SnapshotRequest, SourceRef, Task
+from vidsnap.core.engine import Limits, Output, Source, run_task, snapshot
+from vidsnap.core.errors import BadRequest, as_vidsnap_error
+from vidsnap.core.plan import SnapshotRequest, SourceRef, Task
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,7 +99,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _load_request(process: str) -> SnapshotRequest | Task:
     """A process string, or a path to a JSON task file (IMM/MPS/OSS forms)."""
-    from .parse import parse_process, parse_task
+    from vidsnap.core.lang import parse_process, parse_task
 
     path = Path(process)
     if process.lstrip().startswith(("{", "[")):
@@ -116,8 +116,8 @@ def _load_request(process: str) -> SnapshotRequest | Task:
 
 def _open_source(source: str, stack: ExitStack) -> tuple[Source, SourceRef]:
     if source.startswith("s3://"):
-        from .aws import Clients
-        from .s3io import open_s3
+        from vidsnap.aws.clients import Clients
+        from vidsnap.aws.s3io import open_s3
 
         bucket, _, key = source[len("s3://") :].partition("/")
         if not bucket or not key:
@@ -125,14 +125,14 @@ def _open_source(source: str, stack: ExitStack) -> tuple[Source, SourceRef]:
         reader: BinaryIO = stack.enter_context(open_s3(Clients().s3, bucket, key))
         return reader, SourceRef(key=key, bucket=bucket)
     if not Path(source).is_file():
-        from .errors import NotFound
+        from vidsnap.core.errors import NotFound
 
         raise NotFound(f"no such file: {source}")
     return source, SourceRef(key=source)
 
 
 def _local_sink(out: Path) -> Any:
-    from .storage import LocalSink
+    from vidsnap.aws.storage import LocalSink
 
     return LocalSink(out)
 
@@ -156,10 +156,10 @@ def _manifest(
     outputs: list[Output],
     warnings: list[str],
 ) -> dict[str, Any]:
-    from .notify import build_message
+    from vidsnap.aws.notify import build_message
 
     if task:
-        from .plan import task_id
+        from vidsnap.core.plan import task_id
 
         tid = task_id(ref, None, task)
     else:
@@ -181,7 +181,7 @@ def _manifest(
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from .serve import serve
+        from vidsnap.local.serve import serve
 
         return serve(args.root, host=args.host, port=args.port)
     except KeyboardInterrupt:  # Ctrl+C outside the server loop: while starting, or stopping again
@@ -190,7 +190,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from vidsnap.local.demo import run_demo
 
     return run_demo(args.out)
 

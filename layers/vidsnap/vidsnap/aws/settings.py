@@ -23,17 +23,17 @@ variable                   meaning                                              
 ``DECODE_BUDGET_FRAMES``   frames decoded to reach one requested frame (1080p frames)  6000
 ``SIGNING_SECRET``         HMAC secret for unauthenticated function-URL requests       unset
 ``TASK_LEASE_SECONDS``     how long a Running task record is owned by one invocation   900
-``DECODERS``               decoders one job runs at once (``vidsnap.parallel``)         one per core
+``DECODERS``               decoders one job runs at once (``vidsnap.core.parallel``)         one per core
 =========================  ==========================================================  ==============
 
 ``SIGNING_SECRET_PARAMETER`` (unset by default) is how a deployment gives the secret (template.yaml):
 where it is kept, an SSM parameter name or a Secrets Manager ARN; only that name is in the
-environment, and :class:`vidsnap.secret.SigningSecret` fetches the value once, on first use.
+environment, and :class:`vidsnap.aws.secret.SigningSecret` fetches the value once, on first use.
 ``SIGNING_SECRET`` (the value itself) is for local runs and tests, and wins when both are set.
 
 ``TASK_LEASE_SECONDS`` and ``DECODERS`` are vidsnap extensions. ``TASK_LEASE_SECONDS`` defaults to
 the Lambda maximum timeout (15 min), so a record left Running by a crashed invocation can be taken
-over once that much time has passed (see :mod:`vidsnap.taskstore`). ``DECODERS`` (≥ 1) caps the
+over once that much time has passed (see :mod:`vidsnap.aws.taskstore`). ``DECODERS`` (≥ 1) caps the
 decoders an asynchronous job runs on separate cores; Lambda gives a function more than one vCPU
 from 1,769 MB of memory up.
 
@@ -57,10 +57,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vidsnap.plan import DEFAULT_DECODE_BUDGET_FRAMES, DEFAULT_MAX_SOURCE_PIXELS
+from vidsnap.core.plan import DEFAULT_DECODE_BUDGET_FRAMES, DEFAULT_MAX_SOURCE_PIXELS
 
 if TYPE_CHECKING:
-    from vidsnap.engine import Limits
+    from vidsnap.core.engine import Limits
 
 DEFAULT_RESULTS_PREFIX = "_vidsnap/results/"
 DEFAULT_MAX_FRAMES = 1000
@@ -119,7 +119,7 @@ class Settings:
         """Parse the documented variables from ``env``; raise :class:`ValueError` naming a bad variable.
 
         Empty values count as unset. ``validate_rules`` parses every upload rule's process string
-        with :func:`vidsnap.parse.parse_process` now, so a typo fails the cold start.
+        with :func:`vidsnap.core.lang.parse_process` now, so a typo fails the cold start.
         """
         settings = cls(
             source_bucket=_str(env, "SOURCE_BUCKET"),
@@ -147,8 +147,8 @@ class Settings:
     def validate_rules(self) -> None:
         """Parse every upload rule's process string; :class:`ValueError` naming UPLOAD_RULES if one is bad."""
         # Imported here so that reading settings stays cheap for modules that never parse rules.
-        from vidsnap.errors import VidsnapError
-        from vidsnap.parse import parse_process
+        from vidsnap.core.errors import VidsnapError
+        from vidsnap.core.lang import parse_process
 
         for i, rule in enumerate(self.upload_rules):
             try:
@@ -174,7 +174,7 @@ class Settings:
     def limits(self) -> Limits:
         """The engine limits (frames per task, output and source pixels, decode budget, decoders)."""
         # The engine imports PyAV: load it only when limits are actually needed.
-        from vidsnap.engine import Limits
+        from vidsnap.core.engine import Limits
 
         return Limits(
             max_frames=self.max_frames,

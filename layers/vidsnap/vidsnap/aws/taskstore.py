@@ -1,4 +1,4 @@
-"""Task records in DynamoDB (README); their deterministic ids come from :func:`vidsnap.plan.task_id`.
+"""Task records in DynamoDB (README); their deterministic ids come from :func:`vidsnap.core.plan.task_id`.
 
 One item per task, keyed by ``TaskId`` (string hash key). Public fields (what ``GET /tasks/{id}``
 shows): ``TaskId, Status (Running|Succeeded|Failed), Progress (0-100), StartTime, EndTime, Code,
@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vidsnap.aws import Clients, mapped_errors
-from vidsnap.s3io import error_code, map_client_error
+from vidsnap.aws.clients import Clients, mapped_errors
+from vidsnap.aws.s3io import error_code, map_client_error
 
 log = logging.getLogger(__name__)
 

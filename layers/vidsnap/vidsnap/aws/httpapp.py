@@ -31,7 +31,6 @@ from dataclasses import asdict
 from decimal import Decimal
 from fractions import Fraction
 from html import escape
-from importlib import resources
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import parse_qsl, quote, urlencode
 
@@ -41,8 +40,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .engine import Limits, OpenVideos, check_limits, report_ms, snapshot
-from .errors import (
+from vidsnap.aws.events import load_json
+from vidsnap.aws.s3io import map_client_error
+from vidsnap.aws.settings import DEFAULT_RESULTS_PREFIX
+from vidsnap.aws.worker import resolve_source
+from vidsnap.core.engine import Limits, OpenVideos, check_limits, report_ms, snapshot
+from vidsnap.core.errors import (
     EC_MALFORMED,
     BadRequest,
     NotAllowed,
@@ -51,13 +54,9 @@ from .errors import (
     VidsnapError,
     as_vidsnap_error,
 )
-from .events import load_json
-from .naming import check_key
-from .parse import MAX_BODY_BYTES, parse_sync, parse_task
-from .plan import NotifyTarget, SnapshotRequest, task_id
-from .s3io import map_client_error
-from .settings import DEFAULT_RESULTS_PREFIX
-from .worker import resolve_source
+from vidsnap.core.lang import MAX_BODY_BYTES, parse_sync, parse_task
+from vidsnap.core.naming import check_key
+from vidsnap.core.plan import NotifyTarget, SnapshotRequest, task_id
 
 log = logging.getLogger(__name__)
 
@@ -344,9 +343,10 @@ class _Routes:
         self.presign = presign
         self.max_inline = max_inline
         # A callable: a secret kept in SSM / Secrets Manager is fetched on the first request that
-        # needs it (vidsnap.secret), not when the app is built.
+        # needs it (vidsnap.aws.secret), not when the app is built.
         static: str | None = getattr(settings, "signing_secret", None) or None
         self.secret: Callable[[], str | None] = signing_secret or (lambda: static)
+        self.index_page: Callable[[], str] | None = None
         limits = getattr(settings, "limits", None)
         self.limits: Limits = limits if isinstance(limits, Limits) else Limits()
         prefix = getattr(settings, "results_prefix", None) or DEFAULT_RESULTS_PREFIX
@@ -524,11 +524,11 @@ class _Routes:
 
     async def index(self, request: Request) -> Response:
         list_videos = getattr(self.store, "list_videos", None)
-        if not callable(list_videos):
+        if not callable(list_videos) or self.index_page is None:
             raise NotFound("no index here: this store cannot list videos")
         self.authorise(request, "", "/")
         keys: list[str] = await run_in_threadpool(list_videos)
-        page = resources.files("vidsnap").joinpath("static/index.html").read_text("utf-8")
+        page = self.index_page()
         data = (
             json.dumps(sorted(keys)).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         )
@@ -570,6 +570,7 @@ def create_app(
     max_inline: int | None = None,
     check_notify: Callable[[NotifyTarget], None] | None = None,
     signing_secret: Callable[[], str | None] | None = None,
+    index_page: Callable[[], str] | None = None,
 ) -> Starlette:
     """Build the ASGI app.
 
@@ -580,8 +581,9 @@ def create_app(
     through ``presign``, or refused with 413 without it. ``check_notify`` refuses (``NotAllowed``) a
     POSTed task's notify target off the allow-lists before it is queued (the worker checks again).
     ``signing_secret`` returns the HMAC secret for requests without IAM authentication (None: no
-    signing), called per such request (:class:`vidsnap.secret.SigningSecret` fetches it once);
-    without it, ``settings.signing_secret`` is used.
+    signing), called per such request (:class:`vidsnap.aws.secret.SigningSecret` fetches it once);
+    without it, ``settings.signing_secret`` is used. ``index_page`` returns the HTML of ``/`` (the
+    local server's page, which is not shipped to Lambda); without it ``/`` is 404.
     """
     r = _Routes(
         settings=settings,
@@ -593,6 +595,7 @@ def create_app(
         check_notify=check_notify,
         signing_secret=signing_secret,
     )
+    r.index_page = index_page
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
@@ -653,10 +656,10 @@ def sqs_submitter(client: Any, queue_url: str) -> Submit:
 def lambda_app(settings: Any, clients: Any) -> Starlette:
     """The app as the object-get function runs it: S3 sources, SQS tasks, DynamoDB records, and
     oversize results redirected through the output bucket (413 without one)."""
-    from .notify import Notifier
-    from .secret import SigningSecret
-    from .storage import S3Store
-    from .taskstore import TaskStore
+    from vidsnap.aws.notify import Notifier
+    from vidsnap.aws.secret import SigningSecret
+    from vidsnap.aws.storage import S3Store
+    from vidsnap.aws.taskstore import TaskStore
 
     if not settings.source_bucket:
         raise ValueError("SOURCE_BUCKET is required by the object-get function")

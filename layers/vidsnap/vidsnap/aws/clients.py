@@ -23,15 +23,15 @@ if TYPE_CHECKING:  # importing boto3 costs ~120 ms: done when the first client i
 
 @contextlib.contextmanager
 def mapped_errors(what: str) -> Iterator[None]:
-    """Raise botocore failures inside the block as :class:`~vidsnap.errors.VidsnapError`.
+    """Raise botocore failures inside the block as :class:`~vidsnap.core.errors.VidsnapError`.
 
-    See :func:`vidsnap.s3io.map_client_error` (``what`` names the resource in the message).
+    See :func:`vidsnap.aws.s3io.map_client_error` (``what`` names the resource in the message).
     botocore is imported on the first call, not with the module: a local ``vidsnap run`` writes
-    through a local sink and builds its manifest with :mod:`vidsnap.notify` without it (~9 ms).
+    through a local sink and builds its manifest with :mod:`vidsnap.aws.notify` without it (~9 ms).
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from vidsnap.s3io import map_client_error
+    from vidsnap.aws.s3io import map_client_error
 
     try:
         yield
@@ -45,7 +45,7 @@ def mapped_errors(what: str) -> Iterator[None]:
 _RETRIES = {"mode": "standard", "max_attempts": 5}
 #: S3: fewer attempts per call, because botocore retries only the request (status, connection,
 #: timeout before the headers), never the reading of a streamed body: range reads are retried
-#: again, body included, by the reader (:class:`vidsnap.blockio.RetryPolicy`, 4 attempts), and
+#: again, body included, by the reader (:class:`vidsnap.core.blockio.RetryPolicy`, 4 attempts), and
 #: 3 x 4 attempts with backoff keep a synchronous snapshot within its time budget (botocore waits
 #: up to 1 s, then 2 s, before its retries of a throttled call). 503 SlowDown, 500, resets and
 #: timeouts are retried by both layers.
@@ -162,12 +162,12 @@ class Clients:
 
     @cached_property
     def ssm(self) -> Any:
-        """SSM client (the signing secret's parameter, :mod:`vidsnap.secret`)."""
+        """SSM client (the signing secret's parameter, :mod:`vidsnap.aws.secret`)."""
         return self._client("ssm")
 
     @cached_property
     def secretsmanager(self) -> Any:
-        """Secrets Manager client (the signing secret, :mod:`vidsnap.secret`)."""
+        """Secrets Manager client (the signing secret, :mod:`vidsnap.aws.secret`)."""
         return self._client("secretsmanager")
 
     @cached_property
