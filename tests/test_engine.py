@@ -10,10 +10,10 @@ import pytest
 from conftest import MemorySink
 from PIL import Image
 
-from vidsnap.core.engine import Limits, Output, TaskFailed, report_ms, run_task, snapshot
+from vidsnap.core.engine import Limits, Output, TaskFailed, run_task, snapshot
 from vidsnap.core.errors import BadRequest, UndecodableMedia, UnsupportedMedia
 from vidsnap.core.lang import parse_process, parse_sync, parse_task
-from vidsnap.core.plan import SourceRef
+from vidsnap.core.plan import SourceRef, report_ms
 from vidsnap.local.synth import make_audio_only, make_audio_with_cover, make_video
 
 

@@ -53,7 +53,6 @@ def _message(status: str = "Succeeded") -> dict[str, Any]:
 
 
 def test_build_message_has_exactly_the_spec_keys() -> None:
-    pytest.importorskip("vidsnap.core.engine", reason="report_ms lives in vidsnap.core.engine")
     msg = _message()
     assert list(msg) == KEYS
     assert msg["TaskType"] == "VideoSnapshots"
@@ -114,7 +113,6 @@ def _receive(clients: Clients, url: str) -> list[dict[str, Any]]:
 
 
 def test_sns_publish_read_back_through_a_subscribed_queue(aws: Clients) -> None:
-    pytest.importorskip("vidsnap.core.engine", reason="report_ms lives in vidsnap.core.engine")
     topic = aws.sns.create_topic(Name="done")["TopicArn"]
     url, arn = _queue(aws, "listener")
     aws.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)

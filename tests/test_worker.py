@@ -19,9 +19,9 @@ from vidsnap.aws.observe import metrics_enabled
 from vidsnap.aws.settings import Settings, UploadRule
 from vidsnap.aws.storage import OUTPUT_MARKER
 from vidsnap.aws.taskstore import TaskStore, create_table
-from vidsnap.aws.worker import TaskRunning, Worker, resolve_source
+from vidsnap.aws.worker import TaskRunning, Worker
 from vidsnap.core.errors import Throttled, UndecodableMedia
-from vidsnap.core.plan import SourceRef, task_id
+from vidsnap.core.plan import SourceRef, resolve_source, task_id
 
 engine = pytest.importorskip(
     "vidsnap.core.engine", reason="vidsnap.core.engine (the real engine) is not available yet"
@@ -220,7 +220,7 @@ def test_task_id_matches_what_the_http_surface_computes(env: Env) -> None:
     message = _run_task_message(env, proc)
     etag = env.clients.s3.head_object(Bucket="src", Key=KEY)["ETag"]
     task = parse.parse_task({"Bucket": "src", "Key": KEY, "Process": proc, "UserData": "ud"})
-    source = resolve_source(task, env.settings)
+    source = resolve_source(task, env.settings.source_bucket)
     assert message["TaskId"] == task_id(source, etag, task.with_source(source))
 
 

@@ -43,8 +43,7 @@ from starlette.routing import Route
 from vidsnap.aws.events import load_json
 from vidsnap.aws.s3io import map_client_error
 from vidsnap.aws.settings import DEFAULT_RESULTS_PREFIX
-from vidsnap.aws.worker import resolve_source
-from vidsnap.core.engine import Limits, OpenVideos, check_limits, report_ms, snapshot
+from vidsnap.core.engine import Limits, OpenVideos, check_limits, snapshot
 from vidsnap.core.errors import (
     EC_MALFORMED,
     BadRequest,
@@ -56,7 +55,7 @@ from vidsnap.core.errors import (
 )
 from vidsnap.core.lang import MAX_BODY_BYTES, parse_sync, parse_task
 from vidsnap.core.naming import check_key
-from vidsnap.core.plan import NotifyTarget, SnapshotRequest, task_id
+from vidsnap.core.plan import NotifyTarget, SnapshotRequest, report_ms, resolve_source, task_id
 
 log = logging.getLogger(__name__)
 
@@ -447,7 +446,7 @@ class _Routes:
         message = self._task_message(key, text, request.headers.get("content-type", ""))
         # Parse the message exactly as the worker will, so the TaskId is the one it computes.
         task = parse_task(message)
-        source = resolve_source(task, self.settings)
+        source = resolve_source(task, self.settings.source_bucket)
         if source.key != key:
             raise BadRequest(
                 f"the task's source {source.uri} is not the object in the URL ({key}); "

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from vidsnap.aws.clients import Clients, mapped_errors, topic_arn
 from vidsnap.core.errors import BadRequest, NotAllowed
-from vidsnap.core.plan import NotifyTarget
+from vidsnap.core.plan import NotifyTarget, report_ms
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -59,7 +59,6 @@ def rfc3339(moment: datetime) -> str:
 def output_entry(output: OutputLike) -> dict[str, Any]:
     """One ``Outputs[]`` entry: ``{"URI","TimeMs","Width","Height","Bytes"}``."""
     # The engine imports PyAV; the notifier is also used where no media is decoded.
-    from vidsnap.core.engine import report_ms
 
     return {
         "URI": output.uri,

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from vidsnap.aws.events import load_json
 from vidsnap.core.blockio import BlockReader, RetryPolicy, content_range_total
-from vidsnap.core.engine import Limits, report_ms, snapshot
+from vidsnap.core.engine import Limits, snapshot
 from vidsnap.core.errors import (
     EC_MALFORMED,
     BadRequest,
@@ -42,6 +42,7 @@ from vidsnap.core.errors import (
     misconfigured,
 )
 from vidsnap.core.lang import parse_sync
+from vidsnap.core.plan import report_ms
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ from vidsnap.aws.settings import Settings
 from vidsnap.aws.storage import OUTPUT_MARKER, S3Sink
 from vidsnap.aws.taskstore import TaskStore, message_from_record
 from vidsnap.core.errors import BadRequest, NotAllowed, SourceChanged, Throttled, VidsnapError
-from vidsnap.core.plan import SourceRef, Task, task_id
+from vidsnap.core.plan import SourceRef, Task, resolve_source, task_id
 
 #: Extensions of images vidsnap writes: never sources, so never worth an upload trigger.
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
@@ -112,18 +112,6 @@ class _RecordingSink:
                 logger.warning("could not delete partial output", extra={"uri": uri, "error": str(exc)})
                 left.append(uri)
         return left
-
-
-def resolve_source(task: Task, settings: Settings) -> SourceRef:
-    """The source of a task message: the task's own, with the bucket defaulting to SOURCE_BUCKET.
-
-    The HTTP surface uses the same rule, so a TaskId it returns is the id the worker computes:
-    ``task_id(source, etag_from_HEAD, task.with_source(source))``.
-    """
-    if task.source is None:
-        raise BadRequest("the task names no source object (Bucket/Key, Sources or Input)", param="source")
-    src = task.source
-    return SourceRef(src.key, src.bucket or settings.source_bucket, src.version)
 
 
 class Worker:
@@ -204,7 +192,7 @@ class Worker:
 
         try:
             task = parse_task(body)
-            source = resolve_source(task, self.settings)
+            source = resolve_source(task, self.settings.source_bucket)
         except VidsnapError as exc:
             # Nothing to notify (no target could be read) and nothing to record: log and drop.
             logger.error("task message rejected", extra={"code": exc.code, "error": exc.message})

@@ -28,6 +28,7 @@ from vidsnap.core.plan import (
     SnapshotRequest,
     SourceRef,
     Task,
+    report_ms,
 )
 
 if TYPE_CHECKING:
@@ -119,13 +120,6 @@ class TaskFailed(VidsnapError):
         self.status = cause.status  # type: ignore[misc]
         self.code = cause.code  # type: ignore[misc]
         self.transient = cause.transient  # type: ignore[misc]
-
-
-def report_ms(t: Fraction) -> int | float:
-    """A presentation time for people and JSON: an int when whole, else ms rounded to 3 decimals."""
-    if t.denominator == 1:
-        return int(t)
-    return round(float(t), 3)
 
 
 def snapshot(source: Source, req: SnapshotRequest, *, limits: Limits | None = None) -> Rendered:

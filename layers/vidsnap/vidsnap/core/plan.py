@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
+from vidsnap.core.errors import BadRequest
+
 Format = Literal["jpg", "png", "webp", "avif"]
 ScaleType = Literal["stretch", "crop", "fill", "fit"]
 Rotate = Literal["auto", "h", "w"]
@@ -178,3 +180,23 @@ def task_id(source: SourceRef, etag: str | None, task: Task) -> str:
         [source.bucket or "", source.key, identity, task.canonical()], separators=(",", ":")
     )
     return TASK_ID_PREFIX + hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+
+def report_ms(t: Fraction) -> int | float:
+    """A presentation time for people and JSON: an int when whole, else ms rounded to 3 decimals."""
+    if t.denominator == 1:
+        return int(t)
+    return round(float(t), 3)
+
+
+def resolve_source(task: Task, default_bucket: str | None) -> SourceRef:
+    """The source of a task: the task's own, with the bucket defaulting to ``default_bucket``.
+
+    The worker and the HTTP surface both use this rule (with ``SOURCE_BUCKET``), so a TaskId the HTTP
+    surface returns is the id the worker computes:
+    ``task_id(source, etag_from_HEAD, task.with_source(source))``.
+    """
+    if task.source is None:
+        raise BadRequest("the task names no source object (Bucket/Key, Sources or Input)", param="source")
+    src = task.source
+    return SourceRef(src.key, src.bucket or default_bucket, src.version)

@@ -89,7 +89,7 @@ def _score(prev: int | None, cur: int) -> Fraction:
 
 
 def _ms(t: Fraction) -> str:
-    """A time for a warning: whole milliseconds as an int, else 3 decimals (as ``engine.report_ms``)."""
+    """A time for a warning: whole milliseconds as an int, else 3 decimals (as ``plan.report_ms``)."""
     return str(int(t)) if t.denominator == 1 else f"{float(t):.3f}"
 
 
