@@ -31,7 +31,7 @@ from dataclasses import asdict
 from decimal import Decimal
 from fractions import Fraction
 from html import escape
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.applications import Starlette
@@ -56,6 +56,9 @@ from vidsnap.core.errors import (
 from vidsnap.core.lang import MAX_BODY_BYTES, parse_sync, parse_task
 from vidsnap.core.naming import check_key
 from vidsnap.core.plan import NotifyTarget, SnapshotRequest, report_ms, resolve_source, task_id
+
+if TYPE_CHECKING:  # storage is imported where a Lambda app is built (lambda_app), not by the local server
+    from vidsnap.aws.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +105,6 @@ PUBLIC_TASK_FIELDS = frozenset(
 Submit = Callable[[str], str]
 #: ``presign(key, data, content_type) -> url``: stores an oversize result and returns a URL to it.
 Presign = Callable[[str, bytes, str], str]
-
-
-class Store(Protocol):
-    """Where sources are read (``storage.LocalStore``, ``storage.S3Store``)."""
-
-    def info(self, key: str) -> Any: ...  # storage.ObjectInfo: key, size, etag, version, last_modified
-
-    def open(self, key: str) -> BinaryIO: ...
 
 
 class TaskRecords(Protocol):

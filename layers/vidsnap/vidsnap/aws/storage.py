@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from vidsnap.aws.clients import mapped_errors
 from vidsnap.core.errors import NotAllowed, NotFound
@@ -157,6 +157,18 @@ class ObjectInfo:
     etag: str
     version: str | None = None
     last_modified: datetime | None = None
+
+
+class Store(Protocol):
+    """Where sources are read: :class:`LocalStore` (a folder) or :class:`S3Store` (a bucket)."""
+
+    def info(self, key: str) -> ObjectInfo:
+        """Size, ETag, version and modification time of ``key``; NotFound when there is none."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A seekable reader over ``key``."""
+        ...
 
 
 class LocalStore:
