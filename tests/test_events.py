@@ -203,3 +203,15 @@ def test_a_real_notification_from_moto(aws: None) -> None:
     ]
     uploads = [u for body in bodies for u in (classify_message(body) or [])]
     assert [(u.bucket, u.key, u.size) for u in uploads if isinstance(u, UploadEvent)] == [("src", KEY, 3)]
+
+
+def test_the_bounded_json_loader_lives_in_the_core() -> None:
+    from vidsnap.aws import events
+    from vidsnap.core import jsonload
+
+    assert events.load_json is jsonload.load_json
+    assert events.JSONTooDeep is jsonload.JSONTooDeep
+    assert events.MAX_JSON_DEPTH == jsonload.MAX_JSON_DEPTH
+    assert jsonload.load_json('{"a": [1]}') == {"a": [1]}
+    with pytest.raises(jsonload.JSONTooDeep):
+        jsonload.load_json("[" * (jsonload.MAX_JSON_DEPTH + 1) + "]" * (jsonload.MAX_JSON_DEPTH + 1))

@@ -24,11 +24,25 @@ strings of other envelopes, and the plain dictionary walk below handles every ne
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
+
+# The bounded loader lives in the core (the request languages use it too); its names stay importable here.
+from vidsnap.core.jsonload import MAX_JSON_DEPTH, JSONTooDeep, json_depth, load_json
+
+__all__ = [
+    "MAX_EVENT_JSON_CHARS",
+    "MAX_JSON_DEPTH",
+    "JSONTooDeep",
+    "UploadEvent",
+    "classify_message",
+    "is_upload_shape",
+    "json_depth",
+    "load_json",
+    "uploads_from_event",
+]
 
 
 @dataclass(frozen=True)
@@ -42,55 +56,8 @@ class UploadEvent:
     size: int | None = None
 
 
-#: Deepest nesting of lists and objects accepted in JSON from outside. Every request language
-#: (IMM, MPS, OSS, S3/SNS/EventBridge envelopes) nests well under 10; 200 KB of ``[[[…]]]`` would
-#: otherwise end in a RecursionError (in the decoder, or later in anything walking the result).
-MAX_JSON_DEPTH = 32
 #: Largest JSON text taken from an event (SQS and asynchronous invocations carry at most 1 MiB).
 MAX_EVENT_JSON_CHARS = 1 << 20
-
-#: A JSON string (escapes included), to blank out before counting brackets. An unterminated one
-#: runs to the end of the text (as for the parser, which fails there), so every match attempt
-#: succeeds at once: no backtracking, linear even on 256 KB of quotes and backslashes.
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*\\?(?:"|\Z)', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
-
-
-class JSONTooDeep(ValueError):
-    """JSON text nested deeper than allowed (a :class:`ValueError`, like any other bad JSON)."""
-
-
-def json_depth(text: str) -> int:
-    """How deeply the lists and objects of JSON ``text`` nest, counted without recursion.
-
-    Brackets inside strings do not count. For text that is not valid JSON the number is a bound
-    the parser would reach at most, which is all a depth check needs.
-    """
-    depth = deepest = 0
-    for bracket in _BRACKET.findall(_JSON_STRING.sub('""', text)):
-        if bracket in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
-
-
-def load_json(text: str | bytes, *, max_depth: int = MAX_JSON_DEPTH, **kwargs: Any) -> Any:
-    """:func:`json.loads` for untrusted text: nesting deeper than ``max_depth`` is refused.
-
-    Raises :class:`JSONTooDeep` (a ``ValueError``) for too deep a text, before parsing it, and
-    also if the parser itself runs out of stack; other bad JSON raises ``json.JSONDecodeError`` as
-    usual. ``kwargs`` go to :func:`json.loads`.
-    """
-    if isinstance(text, bytes | bytearray):
-        text = bytes(text).decode("utf-8-sig")  # ValueError (UnicodeDecodeError) for junk
-    if json_depth(text) > max_depth:
-        raise JSONTooDeep(f"the JSON nests deeper than {max_depth} levels")
-    try:
-        return json.loads(text, **kwargs)
-    except RecursionError:  # defence in depth: the scan above should make this unreachable
-        raise JSONTooDeep(f"the JSON nests deeper than {max_depth} levels") from None
 
 
 def _loads(text: Any) -> Any:
