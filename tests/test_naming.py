@@ -10,8 +10,8 @@ from vidsnap.core.naming import (
     VARIABLES,
     check_key,
     frames_overwrite,
-    has_index,
     output_key,
+    split_s3_uri,
     validate_template,
 )
 from vidsnap.core.plan import DEFAULT_KEY_TEMPLATE, SourceRef
@@ -163,7 +163,7 @@ def test_deterministic() -> None:
     assert [key(template, i) for i in range(1, 4)] == [key(template, i) for i in range(1, 4)]
 
 
-# --- has_index -------------------------------------------------------------------------------------
+# --- which templates number their frames -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -180,8 +180,10 @@ def test_deterministic() -> None:
         ("{barename}.{autoext}", False),
     ],
 )
-def test_has_index(template: str, expected: bool) -> None:
-    assert has_index(template) is expected
+def test_index_variables(template: str, expected: bool) -> None:
+    # Every template here has an extension, so its frames overwrite each other exactly when it
+    # does not number them.
+    assert frames_overwrite(template) is not expected
 
 
 def test_literal_percent_and_braces() -> None:
@@ -311,3 +313,27 @@ def test_error_messages_are_bounded() -> None:
     with pytest.raises(NotAllowed) as info:
         check_key("../" + "x" * 1000)
     assert len(info.value.message) < 300
+
+
+# --- split_s3_uri ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://b/k/x.jpg", ("b", "k/x.jpg")),
+        ("oss://b/k", ("b", "k")),
+        ("s3://b//k", ("b", "/k")),  # a plain splitter: the key is not checked here
+        ("s3://b/{index}.jpg", ("b", "{index}.jpg")),
+    ],
+)
+def test_split_s3_uri(uri: str, expected: tuple[str, str]) -> None:
+    assert split_s3_uri(uri) == expected
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket-only", "s3://b/", "s3:///k", "s3://", "S3://b/k", "http://b/k", "b/k", ""]
+)
+def test_split_s3_uri_rejects(uri: str) -> None:
+    with pytest.raises(ValueError, match="s3://"):
+        split_s3_uri(uri)

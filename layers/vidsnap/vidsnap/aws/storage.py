@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from vidsnap.aws.clients import mapped_errors
 from vidsnap.core.errors import NotAllowed, NotFound
 from vidsnap.core.naming import check_key
+from vidsnap.core.naming import split_s3_uri as parse_s3_uri
 
 if TYPE_CHECKING:
     from vidsnap.aws.s3io import S3RangeReader
@@ -36,16 +37,6 @@ MEDIA_EXTENSIONS = frozenset(
         ".mpg", ".mpeg", ".3gp", ".ogv", ".mxf", ".m4a", ".mp3", ".flac", ".ogg", ".opus",
     }
 )  # fmt: skip
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """Split ``s3://bucket/key`` (``oss://`` accepted) into ``(bucket, key)``; ValueError otherwise."""
-    for scheme in ("s3://", "oss://"):
-        if uri.startswith(scheme):
-            bucket, _, key = uri[len(scheme) :].partition("/")
-            if bucket and key:
-                return bucket, key
-    raise ValueError(f"not an s3:// URI: {uri!r}")
 
 
 def _path_under(root: Path, key: str, folder: str) -> Path:

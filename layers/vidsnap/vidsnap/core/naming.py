@@ -1,4 +1,4 @@
-"""Output key templates and key safety checks (README: Request languages; README: Configuration).
+"""Output key templates, key safety checks, object URIs (README: Request languages; README: Configuration).
 
 A key template names the objects (or, with the CLI, the files) that an asynchronous job writes,
 one per captured frame. It is plain text with variables in braces, as in OSS ``sys/saveas``
@@ -70,8 +70,8 @@ __all__ = [
     "VARIABLES",
     "check_key",
     "frames_overwrite",
-    "has_index",
     "output_key",
+    "split_s3_uri",
     "validate_template",
 ]
 
@@ -278,14 +278,6 @@ def validate_template(template: str, *, param: str = "o") -> None:
         raise BadRequest(f"{param}: key template {_snip(template)}: {exc.message}", param=param) from None
 
 
-def has_index(template: str) -> bool:
-    """True when the template numbers its frames (``{index}``, ``{Count}``, ``%d``, ``%0Nd``).
-
-    Raises :class:`BadRequest` for a malformed template.
-    """
-    return _tokens_have_index(_tokenize(template, "template"))
-
-
 def output_key(template: str, *, index: int, ext: str, source: SourceRef) -> str:
     """The key of frame ``index`` (1-based) in format ``ext`` (``jpg``...) for ``source``.
 
@@ -344,3 +336,18 @@ def check_key(key: str) -> str:
     if any(seg == ".." for seg in re.split(r"[/\\]", key)):
         raise NotAllowed(f"key {_snip(key)} has a '..' segment; valid: a key without '..'", param="key")
     return key
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` (``oss://`` accepted) into ``(bucket, key)``.
+
+    A plain splitter: the scheme is matched as written (lower case), and the bucket and key are
+    only required to be non-empty. Raises :class:`ValueError` for anything else; callers that
+    answer a request turn that into their own error (and check the parts as they need).
+    """
+    for scheme in ("s3://", "oss://"):
+        if uri.startswith(scheme):
+            bucket, _, key = uri[len(scheme) :].partition("/")
+            if bucket and key:
+                return bucket, key
+    raise ValueError(f"not an s3:// URI: {uri!r}")

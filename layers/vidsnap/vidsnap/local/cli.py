@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, TextIO
 
 from vidsnap.core.engine import Limits, Output, Source, run_task, snapshot
 from vidsnap.core.errors import BadRequest, as_vidsnap_error
+from vidsnap.core.naming import split_s3_uri
 from vidsnap.core.plan import SnapshotRequest, SourceRef, Task
 
 
@@ -119,9 +120,12 @@ def _open_source(source: str, stack: ExitStack) -> tuple[Source, SourceRef]:
         from vidsnap.aws.clients import Clients
         from vidsnap.aws.s3io import open_s3
 
-        bucket, _, key = source[len("s3://") :].partition("/")
-        if not bucket or not key:
-            raise BadRequest(f"an s3:// source needs a bucket and a key, got {source!r}", param="source")
+        try:
+            bucket, key = split_s3_uri(source)
+        except ValueError:
+            raise BadRequest(
+                f"an s3:// source needs a bucket and a key, got {source!r}", param="source"
+            ) from None
         reader: BinaryIO = stack.enter_context(open_s3(Clients().s3, bucket, key))
         return reader, SourceRef(key=key, bucket=bucket)
     if not Path(source).is_file():

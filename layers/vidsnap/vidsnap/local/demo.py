@@ -47,9 +47,10 @@ import boto3
 from vidsnap.aws import settings
 from vidsnap.aws.taskstore import create_table
 from vidsnap.core import imaging
+from vidsnap.core.naming import split_s3_uri
 from vidsnap.local.synth import make_video
 
-__all__ = ["DemoError", "find_repo_root", "run_demo"]
+__all__ = ["FAKE_AWS_ENV", "DemoError", "find_repo_root", "run_demo"]
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account id
@@ -513,7 +514,7 @@ def _download_outputs(aws: Aws, note: dict[str, Any], folder: Path, step: str) -
         uri = str(output["URI"])
         if not uri.startswith("s3://"):
             raise DemoError(f"{step}: output {uri!r} is not an s3:// URI")
-        bucket, _, key = uri[len("s3://") :].partition("/")
+        bucket, key = split_s3_uri(uri)
         data = aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         path = folder / bucket / key
         path.parent.mkdir(parents=True, exist_ok=True)
