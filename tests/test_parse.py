@@ -534,6 +534,39 @@ def test_oss_json_without_bucket_and_with_bom() -> None:
     assert parse_task(body.encode("utf-8")).source == SourceRef("a.mp4", None)
 
 
+def test_each_language_module_parses_its_own_style() -> None:
+    from vidsnap.core.lang import imm, mps, oss
+
+    oss_body = {"Key": "a.mp4", "Process": "video/snapshots,f_jpg"}
+    assert imm.parse_body(IMM_EXAMPLE) == parse_task(IMM_EXAMPLE)
+    assert mps.parse_body(MPS_EXAMPLE) == parse_task(MPS_EXAMPLE)
+    assert oss.parse_body(oss_body) == parse_task(oss_body)
+    assert oss.parse_async("video/snapshots,f_jpg") == parse_task("video/snapshots,f_jpg")
+
+
+@pytest.mark.parametrize(
+    ("uri", "outcome"),
+    [
+        ("S3://media/v.mp4", SourceRef("v.mp4", "media")),  # the scheme in any case
+        ("Oss://media/a/v.mp4", SourceRef("a/v.mp4", "media")),
+        ("s3:///v.mp4", "invalid value ''; valid: a bucket name of 1..255"),
+        ("s3://media", "no object key in 's3://media'"),
+        ("s3://media/", "no object key in 's3://media/'"),
+        ("s3://", "no object key in 's3://'"),
+        ("media/v.mp4", "invalid value 'media/v.mp4'; valid: s3://bucket/key or oss://bucket/key"),
+    ],
+)
+def test_imm_source_uri(uri: str, outcome: SourceRef | str) -> None:
+    body = _imm_one({"Format": "jpg"}) | {"Sources": [{"URI": uri}]}
+    if isinstance(outcome, SourceRef):
+        assert parse_task(body).source == outcome
+        return
+    with pytest.raises(BadRequest) as info:
+        parse_task(body)
+    assert info.value.message.startswith(f"Sources[0].URI: {outcome}")
+    assert info.value.param == "URI"
+
+
 # =====================================================================================================
 # Malformed requests: exception class, param and EC
 

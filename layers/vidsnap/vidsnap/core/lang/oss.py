@@ -1,0 +1,390 @@
+"""OSS process strings and the OSS JSON task (README: Request languages, "OSS synchronous", "OSS
+asynchronous" and "OSS JSON"; EC codes: README: HTTP API, errors).
+
+Process strings
+---------------
+``<action>,<k>_<v>,...`` segments separated by ``|``; a ``notify`` segment may also follow the
+save-as segment after ``/`` (``sys/saveas,o_..,b_../notify,topic_..``) as the OSS docs write it.
+A leading ``x-oss-process=`` / ``x-oss-async-process=`` is ignored, and a string that still holds
+``%XX`` escapes (``%2C``, ``%7C``, ``%3D``) is URL-decoded once (``+`` is kept: it is a base64
+character). Parameter names are case-sensitive (OSS names are lower case); enumerated values
+(``f``, ``m``, ``ar``, ``scaletype``) are accepted in any case. A duplicated parameter, an empty item
+(``t_1,,w_2``, a trailing comma), a missing ``_`` and an unknown parameter are errors.
+
+- Integers are ASCII digits only: no sign, no fraction, no exponent, no spaces; leading zeros are
+  accepted. Times (``t``, ``ss``, ``inter``) are limited to 0..2147483647 ms (a signed 32-bit int,
+  ~24.8 days), so ``t_99999999999999999999`` is rejected as out of range, not wrapped.
+- ``num`` has a sanity ceiling of 100000 here; the per-task ``MAX_FRAMES`` limit is the engine's.
+- Async ``w``/``h`` are 32..4096 (README); sync ``w``/``h`` are 0..4096 with 0 meaning "derived".
+- A sync string takes no further segments (``video/snapshot,...|sys/saveas`` → EC ``0053-00000109``).
+- ``sys/saveas``: ``o_`` required, ``b_`` optional (``OutputTarget.bucket`` None → the configured
+  output bucket). Values are URL-safe or standard base64, padding optional; the decoded bytes must be
+  UTF-8; trailing whitespace/newlines are stripped (docs examples encode ``echo`` output). Bucket
+  names must look like S3 bucket names (letters, digits, ``.``, ``-``, ``_``; 1..255); whether the
+  bucket is *allowed* is decided later against the allow-list.
+- ``notify``: exactly one of ``topic_`` (an SNS topic name or ARN) or ``queue_`` (an SQS queue name,
+  ARN or URL), base64 like the save-as values.
+- Async errors carry no ``EC`` (the README defines them for sync parameters only).
+
+OSS JSON
+--------
+``{"Bucket", "Key", "Process", "UserData"}``: ``Process`` must be a ``video/snapshots`` string;
+``Bucket`` is optional (None → the configured source bucket).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import re
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+from urllib.parse import unquote
+
+from vidsnap.core.errors import (
+    EC_FORMAT,
+    EC_HEIGHT,
+    EC_MALFORMED,
+    EC_MODE,
+    EC_ROTATE,
+    EC_TIME,
+    EC_WIDTH,
+    BadRequest,
+)
+from vidsnap.core.lang.fields import (
+    FORMATS,
+    FORMATS_TEXT,
+    MAX_MS,
+    MAX_NUM,
+    MAX_PARAM,
+    MAX_PROCESS_CHARS,
+    MAX_SIDE,
+    MIN_ASYNC_SIDE,
+    SCALES,
+    as_str,
+    check_bucket,
+    check_fields,
+    choice,
+    fail,
+    int_param,
+    malformed,
+    opt_str,
+    queue_target,
+    snip,
+    source_key,
+    topic_target,
+    user_data,
+)
+from vidsnap.core.naming import validate_template
+from vidsnap.core.plan import (
+    Format,
+    ImageSpec,
+    Mode,
+    NotifyTarget,
+    OutputTarget,
+    Rotate,
+    ScaleType,
+    Selection,
+    SnapshotJob,
+    SnapshotRequest,
+    SourceRef,
+    Task,
+)
+
+__all__ = ["parse_async", "parse_body", "parse_process", "parse_sync"]
+
+#: Selection modes of ``video/snapshots`` (``m_``).
+MODES: dict[str, Mode] = {"inter": "inter", "key": "key", "avg": "avg", "dhash": "dhash"}
+#: Rotations of ``video/snapshot`` (``ar_``).
+ROTATES: dict[str, Rotate] = {"auto": "auto", "h": "h", "w": "w"}
+
+_B64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+_NOTIFY_SPLIT = re.compile(r"/(?=notify(?:,|$))")
+_PREFIXES = ("x-oss-async-process=", "x-oss-process=")
+
+#: The parameters of ``video/snapshot`` and the EC code of each.
+_SYNC_EC = {"t": EC_TIME, "w": EC_WIDTH, "h": EC_HEIGHT, "m": EC_MODE, "f": EC_FORMAT, "ar": EC_ROTATE}
+#: The parameters of ``video/snapshots`` (no EC codes).
+_ASYNC_PARAMS: dict[str, str | None] = dict.fromkeys(
+    ("ss", "f", "m", "inter", "num", "thr", "w", "h", "pw", "ph", "scaletype")
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the string
+
+
+def _clean_process(text: object, param: str, ec: str | None) -> str:
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            malformed("process string is not UTF-8 text", param=param, ec=ec)
+    if not isinstance(text, str):
+        malformed(f"process string must be a string, not {type(text).__name__}", param=param, ec=ec)
+    if len(text) > MAX_PROCESS_CHARS:
+        malformed(
+            f"process string is {len(text)} characters long; valid: at most {MAX_PROCESS_CHARS}",
+            param=param,
+            ec=ec,
+        )
+    text = text.strip()
+    for prefix in _PREFIXES:
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+            break
+    # Percent-decode once when the string arrived URL-encoded (video/snapshot%2Ct_1000...). Base64
+    # never contains '%', so a '%' can only be an escape; '+' is kept since base64 uses it.
+    if "%" in text:
+        # Not decodable: not an encoded string after all; the parameter checks name what is wrong.
+        with contextlib.suppress(UnicodeDecodeError):
+            text = unquote(text, errors="strict")
+    if not text:
+        malformed(
+            "process string is empty; valid: video/snapshot,... or video/snapshots,...", param=param, ec=ec
+        )
+    return text
+
+
+def _split_action(segment: str) -> tuple[str, list[str]]:
+    action, comma, rest = segment.partition(",")
+    return action, (rest.split(",") if comma else [])
+
+
+def _pairs(
+    items: list[str], where: str, *, ec: str | None, known: Mapping[str, str | None]
+) -> dict[str, str]:
+    """``k_v`` items → dict, rejecting empty items, missing ``_``, unknown and duplicated names.
+
+    ``known`` maps each accepted name to its EC code (None for async parameters).
+    """
+    out: dict[str, str] = {}
+    names = ", ".join(known)
+    for item in items:
+        name, sep, value = item.partition("_")
+        if not item:
+            malformed(
+                f"{where}: empty parameter (a doubled or trailing ','); valid: <name>_<value>",
+                param=where,
+                ec=ec,
+            )
+        if not sep or not name:
+            malformed(
+                f"{where}: malformed parameter {snip(item)}; valid: <name>_<value> with name one of {names}",
+                param=(name or where)[:MAX_PARAM],
+                ec=ec,
+            )
+        if name not in known:
+            malformed(
+                f"{where}: unknown parameter {snip(name)} in {snip(item)}; valid: {names}",
+                param=name[:MAX_PARAM],
+                ec=ec,
+            )
+        if name in out:
+            malformed(
+                f"{where}: parameter {name!r} is given twice ({snip(out[name])} and {snip(value)}); "
+                "valid: each parameter at most once",
+                param=name,
+                ec=ec,
+            )
+        out[name] = value
+    return out
+
+
+def _b64(param: str, value: str) -> str:
+    """Decode an OSS base64 parameter value (URL-safe or standard, padding optional) to text."""
+    valid = "URL-safe base64 of UTF-8 text"
+    if not value or not _B64.fullmatch(value):
+        fail(param, value, valid)
+    body = value.rstrip("=").replace("+", "-").replace("/", "_")
+    if len(body) % 4 == 1:  # no base64 string has this length, whatever the padding
+        fail(param, value, valid)
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        decoded = raw.decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        fail(param, value, valid, why="value does not decode")
+    # Docs examples encode `echo` output: drop the trailing newline (and any trailing spaces).
+    decoded = decoded.rstrip()
+    if not decoded:
+        fail(param, value, valid, why="value decodes to empty text")
+    return decoded
+
+
+# ---------------------------------------------------------------------------------------------------
+# video/snapshot
+
+
+def parse_sync(text: str) -> SnapshotRequest:
+    """Parse ``video/snapshot,<k>_<v>,...`` (README: Request languages) into a :class:`SnapshotRequest`.
+
+    Raises :class:`BadRequest` with the OSS ``EC`` code of the parameter at fault (``0053-00000101``
+    t, ``...104`` w, ``...105`` h, ``...106`` m, ``...107`` f, ``...108`` ar, ``...109`` malformed
+    string, unknown or duplicated parameter, other actions).
+    """
+    return _parse_snapshot(_clean_process(text, "process", EC_MALFORMED))
+
+
+def _parse_snapshot(text: str) -> SnapshotRequest:
+    segments = text.split("|")
+    action, items = _split_action(segments[0])
+    if action != "video/snapshot":
+        malformed(
+            f"process: unsupported action {snip(action)}; valid: video/snapshot",
+            param="process",
+            ec=EC_MALFORMED,
+        )
+    if len(segments) > 1:
+        malformed(
+            f"process: video/snapshot takes no further segments, got {snip('|' + '|'.join(segments[1:]))}; "
+            "valid: video/snapshot,<k>_<v>,... (use video/snapshots with sys/saveas to save frames)",
+            param="process",
+            ec=EC_MALFORMED,
+        )
+    params = _pairs(items, "video/snapshot", ec=EC_MALFORMED, known=_SYNC_EC)
+    time_ms = 0
+    exact = True
+    width = height = 0
+    fmt: Format = "jpg"
+    ar: Rotate = "auto"
+    if "t" in params:
+        time_ms = int_param("t", params["t"], 0, MAX_MS, ec=EC_TIME, unit=" (ms)")
+    if "w" in params:
+        width = int_param("w", params["w"], 0, MAX_SIDE, ec=EC_WIDTH, unit=" (px)")
+    if "h" in params:
+        height = int_param("h", params["h"], 0, MAX_SIDE, ec=EC_HEIGHT, unit=" (px)")
+    if "m" in params:
+        choice("m", params["m"], {"fast": True}, ec=EC_MODE)
+        exact = False
+    if "f" in params:
+        fmt = choice("f", params["f"], FORMATS, ec=EC_FORMAT)
+    if "ar" in params:
+        ar = choice("ar", params["ar"], ROTATES, ec=EC_ROTATE)
+    return SnapshotRequest(
+        time_ms=time_ms, exact=exact, image=ImageSpec(format=fmt, width=width, height=height, ar=ar)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# video/snapshots|sys/saveas|notify
+
+
+def _parse_snapshots(text: str) -> Task:
+    segments: list[str] = []
+    for segment in text.split("|"):
+        # "sys/saveas,...,o_x/notify,topic_y": the OSS docs chain notify with '/' too.
+        segments.extend(_NOTIFY_SPLIT.split(segment))
+    _action, items = _split_action(segments[0])
+    params = _pairs(items, "video/snapshots", ec=None, known=_ASYNC_PARAMS)
+    if "f" not in params:
+        malformed(
+            f"f: the output format is required in video/snapshots; valid: {FORMATS_TEXT}", param="f", ec=None
+        )
+    fmt: Format = choice("f", params["f"], FORMATS)
+    mode: Mode = choice("m", params["m"], MODES) if "m" in params else "inter"
+    scale: ScaleType = (
+        choice("scaletype", params["scaletype"], SCALES) if "scaletype" in params else "stretch"
+    )
+
+    def num(name: str, lo: int, hi: int, default: int, unit: str = "") -> int:
+        return int_param(name, params[name], lo, hi, unit=unit) if name in params else default
+
+    selection = Selection(
+        mode=mode,
+        start_ms=Fraction(num("ss", 0, MAX_MS, 0, " (ms)")),
+        interval_ms=Fraction(num("inter", 0, MAX_MS, 0, " (ms)")),
+        num=num("num", 0, MAX_NUM, 0),
+        threshold=num("thr", 0, 100, 0),
+        exact=True,
+    )
+    image = ImageSpec(
+        format=fmt,
+        width=num("w", MIN_ASYNC_SIDE, MAX_SIDE, 0, " (px)"),
+        height=num("h", MIN_ASYNC_SIDE, MAX_SIDE, 0, " (px)"),
+        pw=Fraction(num("pw", 1, 200, 100, " (%)")),
+        ph=Fraction(num("ph", 1, 200, 100, " (%)")),
+        scale_type=scale,
+    )
+    output: OutputTarget | None = None
+    notify: NotifyTarget | None = None
+    for segment in segments[1:]:
+        name, items = _split_action(segment)
+        if name == "sys/saveas":
+            if output is not None:
+                malformed(
+                    "sys/saveas: given twice; valid: at most one sys/saveas", param="sys/saveas", ec=None
+                )
+            kv = _pairs(items, "sys/saveas", ec=None, known={"o": None, "b": None})
+            if "o" not in kv:
+                malformed("o: sys/saveas needs o_<base64 key template>", param="o", ec=None)
+            template = _b64("o", kv["o"])
+            validate_template(template, param="o")
+            bucket = check_bucket("b", _b64("b", kv["b"])) if "b" in kv else None
+            output = OutputTarget(bucket=bucket, key_template=template)
+        elif name == "notify":
+            if notify is not None:
+                malformed("notify: given twice; valid: at most one notify", param="notify", ec=None)
+            kv = _pairs(items, "notify", ec=None, known={"topic": None, "queue": None})
+            if len(kv) != 1:
+                malformed(
+                    "notify: needs exactly one of topic_<base64> or queue_<base64>", param="notify", ec=None
+                )
+            if "topic" in kv:
+                notify = topic_target("topic", _b64("topic", kv["topic"]))
+            else:
+                notify = queue_target("queue", _b64("queue", kv["queue"]))
+        else:
+            malformed(
+                f"process: unsupported segment {snip(segment)} after video/snapshots; "
+                "valid: sys/saveas,o_..,b_.. and notify,topic_.. | notify,queue_..",
+                param="process",
+                ec=None,
+            )
+    return Task(jobs=(SnapshotJob(selection, image, output or OutputTarget()),), notify=notify, style="oss")
+
+
+# ---------------------------------------------------------------------------------------------------
+# entry points
+
+
+def parse_process(text: str) -> SnapshotRequest | Task:
+    """Parse an OSS process string: ``video/snapshot`` → :class:`SnapshotRequest`, ``video/snapshots``
+    (with optional ``sys/saveas`` and ``notify``) → :class:`Task` without a source.
+
+    Raises :class:`BadRequest` for anything else (unknown actions carry EC ``0053-00000109``).
+    """
+    text = _clean_process(text, "process", EC_MALFORMED)
+    action = text.split("|", 1)[0].split(",", 1)[0]
+    if action == "video/snapshot":
+        return _parse_snapshot(text)
+    if action == "video/snapshots":
+        return _parse_snapshots(text)
+    raise BadRequest(
+        f"process: unsupported action {snip(action)}; valid: video/snapshot, video/snapshots",
+        param="process",
+        ec=EC_MALFORMED,
+    )
+
+
+def parse_async(process: str) -> Task:
+    """Parse a process string that must be a task (``video/snapshots``), not a synchronous request."""
+    parsed = parse_process(process)
+    if not isinstance(parsed, Task):
+        raise BadRequest(
+            "process: a task needs video/snapshots (video/snapshot answers synchronously)", param="process"
+        )
+    return parsed
+
+
+def parse_body(body: Mapping[str, Any]) -> Task:
+    """The OSS JSON task ``{"Bucket"?, "Key", "Process", "UserData"?}`` (a decoded object) → :class:`Task`."""
+    check_fields(body, "", {"Bucket", "Key", "Process", "UserData"})
+    process = as_str(body.get("Process"), "Process", limit=MAX_PROCESS_CHARS)
+    key = source_key(as_str(body.get("Key"), "Key", limit=2048), "Key")
+    bucket = opt_str(body.get("Bucket"), "Bucket", limit=255)
+    if bucket is not None:
+        check_bucket("Bucket", bucket)
+    task = parse_async(process)
+    return Task(task.jobs, SourceRef(key=key, bucket=bucket), task.notify, user_data(body), "oss")
