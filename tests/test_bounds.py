@@ -6,6 +6,7 @@ quickly with the frames that exist or a clear error, never run unbounded or answ
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import threading
@@ -22,6 +23,7 @@ from PIL import Image
 
 from vidsnap.aws.settings import Settings
 from vidsnap.core.decode import Video
+from vidsnap.core.decode.budget import frames_allowed
 from vidsnap.core.engine import Limits, TaskFailed, run_task, snapshot
 from vidsnap.core.errors import (
     BadRequest,
@@ -368,7 +370,7 @@ def test_the_decode_budget_is_estimated_from_the_index(one_keyframe: dict[str, P
         assert err.value.status == 422
         assert err.value.code == "DecodeBudgetExceeded"
         assert "DECODE_BUDGET_FRAMES" in err.value.message
-        assert v2._pulled <= 2  # refused before decoding towards the target
+        assert v2._cursor.pulled <= 2  # refused before decoding towards the target
         # The keyframe (m_fast) decodes no frame in between, and a job stepping forward decodes
         # 30 frames a step.
         assert v.frame_at(1500, exact=False).time_ms == 0
@@ -384,7 +386,7 @@ def test_the_decode_budget_is_counted_without_an_index(one_keyframe: dict[str, P
     with Video(one_keyframe[ext], decode_budget_frames=50) as v:
         with pytest.raises(DecodeBudgetExceeded, match="passed 51 frames"):
             v.frame_at(9000)
-        assert v._pulled < 60  # stopped at the budget, not at the target (270 frames on)
+        assert v._cursor.pulled < 60  # stopped at the budget, not at the target (270 frames on)
 
 
 def test_the_decode_budget_through_the_engine(one_keyframe: dict[str, Path]) -> None:
@@ -400,9 +402,9 @@ def test_the_decode_budget_through_the_engine(one_keyframe: dict[str, Path]) -> 
 
 def test_the_decode_budget_scales_with_the_picture(one_keyframe: dict[str, Path]) -> None:
     with Video(one_keyframe["mp4"], decode_budget_frames=6000) as v:
-        assert v._budget_frames() == 6000  # small pictures get no more than the budget
-        v.coded_width, v.coded_height = 3840, 2160
-        assert v._budget_frames() == 1500  # 4K: a quarter of the 1080p budget
+        assert frames_allowed(6000, v.description, keyonly=False) == 6000  # small pictures: no more
+        uhd = dataclasses.replace(v.description, coded_width=3840, coded_height=2160)
+        assert frames_allowed(6000, uhd, keyonly=False) == 1500  # 4K: a quarter of the 1080p budget
 
 
 # -- 7. extreme pixel aspect ratio -----------------------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,8 +16,8 @@ import av
 import numpy as np
 import pytest
 
-from vidsnap.core import decode
 from vidsnap.core.decode import Video
+from vidsnap.core.decode import cursor as decode_cursor
 from vidsnap.core.errors import UndecodableMedia, UnsupportedMedia
 from vidsnap.local import synth
 
@@ -147,7 +149,7 @@ def test_long_gop_keyframes_hopping_or_sequential(
     hop_min: int, make_media: Callable[[str], synth.SynthInfo], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """keyframes() hopping through the index (long GOPs) and decoding NONKEY give the same frames."""
-    monkeypatch.setattr(decode, "_HOP_MIN_GOP_PACKETS", hop_min)
+    monkeypatch.setattr(decode_cursor, "_HOP_MIN_GOP_PACKETS", hop_min)
     info = make_media("mp4_long_gop")
     ref = reference(info.path)
     key_pts = [p for p, k in zip(ref.pts, ref.keys, strict=True) if k]
@@ -281,3 +283,58 @@ def test_close_is_idempotent(make_media: Callable[[str], synth.SynthInfo]) -> No
     v = Video(os.fspath(make_media("mp4_h264").path))
     v.close()
     v.close()
+
+
+#: Cursor attributes a clone takes from its original on purpose: the shared description and
+#: settings, the seek hints (about the demuxer, not the position), and its own source/container.
+_NOT_POSITION = {"description", "settings", "hints", "source", "_guard", "container", "stream", "codec"}
+
+
+def _position(video: Video) -> dict[str, object]:
+    """Everything else a Video's cursor holds: what decoding changes (any attribute added later too)."""
+    return {k: v for k, v in vars(video._cursor).items() if k not in _NOT_POSITION}
+
+
+def test_a_clone_is_a_new_cursor_over_the_same_description(
+    make_media: Callable[[str], synth.SynthInfo],
+) -> None:
+    info = make_media("mp4_long_gop")
+    ref = reference(info.path)
+    with Video(info.path, bulk=True) as v:
+        assert set(vars(v)) == {"_cursor"}  # a Video is its cursor, nothing else to copy
+        fresh = v.clone()
+        assert fresh is not None
+        with fresh:
+            # Move the original: exact frames, a run of frames, then keyframe mode.
+            v.frame_at(Fraction(2500))
+            list(itertools.islice(v.every_frame(Fraction(1000)), 5))
+            next(v.keyframes(Fraction(2000)))
+            assert _position(v) != _position(fresh)
+            late = v.clone(threads=1)
+            assert late is not None
+            with late:
+                assert late.description is v.description is fresh.description
+                assert _position(late) == _position(fresh)  # nothing of v's decoding came along
+                assert late._cursor.hints == v._cursor.hints
+                assert late._cursor.settings.threads == 1
+                assert late._cursor.container is not v._cursor.container
+                for t in (Fraction(3000), Fraction(500), Fraction(1700)):
+                    want = ref.pts[ref.index_at(t)]
+                    assert late.frame_at(t).pts == want
+                    assert v.frame_at(t).pts == want
+                    assert fresh.frame_at(t).pts == want
+                # Decoding in the clone moves the clone only.
+                assert _position(late) != _position(fresh)
+                assert late.description is v.description
+
+
+def test_the_stream_description_is_frozen(make_media: Callable[[str], synth.SynthInfo]) -> None:
+    with Video(make_media("mp4_h264").path) as v:
+        description = v.description
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            description.start_pts = 5  # type: ignore[misc]
+        with pytest.raises(AttributeError):
+            v.duration_ms = Fraction(1)  # type: ignore[misc]
+        assert isinstance(description.key_ts, tuple)  # no mutable part either
+        v.frame_at(Fraction(2000))
+        assert v.description is description  # decoding does not touch it

@@ -9,6 +9,7 @@ and dhash selections over the whole length.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -216,7 +217,9 @@ def test_duration_note_is_a_warning(tmp_path: Path) -> None:
         tmp_path / "es.m2v", codec="mpeg2video", gop=18, duration_s=2, width=160, height=96
     )
     with Video(info.path) as v:
-        v.duration_note = "the source could not be read to its end (test)"
+        # The description is frozen: the Video's cursor is given one with a note.
+        note = "the source could not be read to its end (test)"
+        v._cursor.description = dataclasses.replace(v.description, duration_note=note)
         warnings: list[str] = []
         list(select_frames(v, Selection(mode="avg", num=3), max_frames=10, warnings=warnings))
     assert len(warnings) == 1

@@ -1,4 +1,4 @@
-"""Cheap guards for the performance work of issue 5 (counters, never wall-clock time).
+"""Cheap guards for the performance work (counters, never wall-clock time).
 
 Each test pins one lever measured in docs/PERFORMANCE.md, so that a change undoing it fails here
 instead of silently slowing the benchmark: frames that cannot be the answer are skipped, a seek
@@ -20,9 +20,11 @@ import numpy as np
 import pytest
 from conftest import MemoryBlockReader
 
-from vidsnap.core import decode, engine
+from vidsnap.core import engine
 from vidsnap.core.blockio import BlockReader
 from vidsnap.core.decode import Video
+from vidsnap.core.decode import cursor as decode_cursor
+from vidsnap.core.decode.cursor import Cursor
 from vidsnap.core.engine import OpenVideos, snapshot
 from vidsnap.core.errors import UndecodableMedia
 from vidsnap.core.plan import SnapshotRequest
@@ -76,15 +78,15 @@ class CountingReader(io.RawIOBase, BinaryIO):  # type: ignore[misc]
 def pulled(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the frames the decoder hands out (skipped frames never come out)."""
     count = [0]
-    original = Video._pull
+    original = Cursor.pull
 
-    def counting(self: Video) -> av.VideoFrame | None:
+    def counting(self: Cursor) -> av.VideoFrame | None:
         frame = original(self)
         if frame is not None:
             count[0] += 1
         return frame
 
-    monkeypatch.setattr(Video, "_pull", counting)
+    monkeypatch.setattr(Cursor, "pull", counting)
     return count
 
 
@@ -109,7 +111,7 @@ def test_a_keyframe_time_seeks_to_that_keyframe(clip: Path, pulled: list[int]) -
 
 
 def test_keyframe_hopping_reads_only_keyframes(clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(decode, "_HOP_MIN_GOP_PACKETS", 1)
+    monkeypatch.setattr(decode_cursor, "_HOP_MIN_GOP_PACKETS", 1)
     reader = CountingReader(clip)
     with Video(reader) as v:
         start = reader.bytes_read

@@ -7,9 +7,9 @@ for the first worker, :meth:`Video.clone` for the others), and the caller gets t
 the planned order. PyAV releases the GIL while it demuxes and decodes, so N workers use N cores.
 
 Why not the decoder's own threads: once frames that cannot be the answer are skipped
-(``decode._skip_mode``), what is left is a chain of reference frames, each predicted from the one
+(``decode.cursor``, NONREF), what is left is a chain of reference frames, each predicted from the one
 before, and the x264/x265 streams people upload have one slice per picture: neither frame nor slice
-threads find much to overlap there (measured in ``decode``, ``_THREAD_TYPE_*``). Runs are
+threads find much to overlap there (measured in ``decode.threads``). Runs are
 independent, so decoders on separate runs overlap fully. Measured on the benchmark machine's two
 vCPUs (which give 1.6-1.8× one when both decode): decoding every 10 s of the 60 s 720p clip with
 film grain 387 → 235 ms, every 60 s of the 10-minute 1080p one 700 → 620 ms; whole jobs: 720p grain
