@@ -29,8 +29,6 @@ KNOWN: set[str] = {
     "vidsnap.core.lang -> vidsnap.aws.events",
     "vidsnap.aws.settings -> vidsnap.core.engine",
     "vidsnap.aws.settings -> vidsnap.core.lang",
-    "vidsnap.aws.taskstore -> vidsnap.aws.s3io",
-    "vidsnap.aws.clients -> vidsnap.aws.s3io",
 }
 
 
