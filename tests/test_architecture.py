@@ -28,8 +28,6 @@ FORBIDDEN = {
 KNOWN: set[str] = {
     "vidsnap.aws.settings -> vidsnap.core.engine",
     "vidsnap.aws.settings -> vidsnap.core.lang",
-    "vidsnap.aws.taskstore -> vidsnap.aws.s3io",
-    "vidsnap.aws.clients -> vidsnap.aws.s3io",
 }
 
 

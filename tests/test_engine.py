@@ -10,7 +10,7 @@ import pytest
 from conftest import MemorySink
 from PIL import Image
 
-from vidsnap.core.engine import Limits, Output, TaskFailed, run_task, snapshot
+from vidsnap.core.engine import Limits, run_task, snapshot
 from vidsnap.core.errors import BadRequest, UndecodableMedia, UnsupportedMedia
 from vidsnap.core.lang import parse_process, parse_sync, parse_task
 from vidsnap.core.plan import SourceRef, report_ms
@@ -120,18 +120,21 @@ def test_audio_only_is_unsupported(tmp_path: Path) -> None:
         snapshot(path, parse_sync("video/snapshot,t_0"))
 
 
-def test_failure_after_outputs_is_task_failed(small: Path) -> None:
+def test_failure_after_outputs_fails_the_task(small: Path) -> None:
+    """The error that stopped the task is raised as it is; what was written went through the sink."""
+
     class FailingSink(MemorySink):
         def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
             if len(self.objects) == 2:
                 raise BadRequest("refused")
             return super().put(bucket, key, data, content_type)
 
-    with pytest.raises(TaskFailed) as info:
-        run_task(parse_process("video/snapshots,f_jpg,inter_500"), small, FailingSink())
-    assert len(info.value.written) == 2
+    sink = FailingSink()
+    with pytest.raises(BadRequest) as info:
+        run_task(parse_process("video/snapshots,f_jpg,inter_500"), small, sink)
+    assert str(info.value) == "refused"
     assert info.value.status == 400
-    assert all(isinstance(o, Output) for o in info.value.written)
+    assert len(sink.objects) == 2
 
 
 def test_report_ms() -> None:

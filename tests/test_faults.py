@@ -39,8 +39,9 @@ with warnings.catch_warnings():  # starlette 1.x suggests httpx2; httpx is what 
 from vidsnap.aws import clients as aws
 from vidsnap.aws import objectlambda
 from vidsnap.aws.clients import Clients
+from vidsnap.aws.errors import map_client_error
 from vidsnap.aws.httpapp import create_app, function_url_error
-from vidsnap.aws.s3io import S3RangeReader, map_client_error
+from vidsnap.aws.s3io import S3RangeReader
 from vidsnap.aws.settings import Settings
 from vidsnap.aws.storage import S3Store
 from vidsnap.aws.taskstore import TaskStore, create_table
@@ -232,7 +233,7 @@ def big_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 def _s3(endpoint: str) -> Any:
     """An S3 client with the production configuration (retries, timeouts, checksums)."""
-    return boto3.client("s3", endpoint_url=endpoint, config=aws.S3_CONFIG, **CREDS)
+    return boto3.client("s3", endpoint_url=endpoint, config=aws.s3_config(), **CREDS)
 
 
 @pytest.fixture(scope="module")

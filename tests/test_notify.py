@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from vidsnap.aws.clients import Clients
-from vidsnap.aws.notify import Notifier, build_message, rfc3339
+from vidsnap.aws.notify import Notification, Notifier, build_message, rfc3339
 from vidsnap.aws.settings import Settings
 from vidsnap.core.errors import BadRequest, NotAllowed, NotFound
 from vidsnap.core.plan import NotifyTarget
@@ -33,8 +33,12 @@ class Out:
 
 
 def _message(status: str = "Succeeded") -> dict[str, Any]:
+    return _note(status).as_message()
+
+
+def _note(status: str = "Succeeded") -> Notification:
     start = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
-    return build_message(
+    return Notification.build(
         "vs-abc",
         status,
         code="Success",
@@ -85,6 +89,33 @@ def test_build_message_accepts_record_dicts_and_rejects_bad_status() -> None:
         )  # fmt: skip
 
 
+def test_build_message_is_the_notification_as_a_message() -> None:
+    note = _note()
+    start = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    assert build_message(
+        "vs-abc", "Succeeded", code="Success", message="2 frame(s) written", request_id="req-1",
+        start=start, end=start + timedelta(seconds=2), sources=["s3://src/clip.mp4"],
+        outputs=[Out("s3://out/clip/1.jpg", Fraction(0), 160, 90, 1234),
+                 Out("s3://out/clip/2.jpg", Fraction(1001, 3), 160, 90, 1300)],
+        warnings=["w"], user_data="ud",
+    ) == note.as_message()  # fmt: skip
+    assert json.loads(note.to_json()) == note.as_message()
+    assert "\\u" not in Notification.build(
+        "t", "Failed", code="X", message="échec", request_id="r", start=start, end=start,
+        sources=[], outputs=[], warnings=[], user_data=None,
+    ).to_json()  # fmt: skip
+
+
+def test_a_notification_is_changed_by_making_a_new_one() -> None:
+    note = _note()
+    warned = note.with_warning("notification failed: gone")
+    assert warned.warnings == ("w", "notification failed: gone")
+    assert note.warnings == ("w",)  # the original is untouched
+    assert warned.as_message()["Warnings"] == ["w", "notification failed: gone"]
+    with pytest.raises(ValueError, match="status"):
+        Notification("t", "Done", "X", "m", "r", "", "")  # type: ignore[arg-type]
+
+
 def test_rfc3339_is_utc_with_z() -> None:
     plus2 = timezone(timedelta(hours=2))
     assert rfc3339(datetime(2025, 6, 1, 12, 0, 0, tzinfo=plus2)) == "2025-06-01T10:00:00.000Z"
@@ -119,7 +150,7 @@ def test_sns_publish_read_back_through_a_subscribed_queue(aws: Clients) -> None:
     notifier = Notifier(aws, Settings(allowed_topics=frozenset({"done"})))
     assert notifier.resolve(NotifyTarget("sns", "done")) == ("sns", f"arn:aws:sns:{REGION}:{ACCOUNT}:done")
     message = _message()
-    assert notifier.send(NotifyTarget("sns", "done"), message)
+    assert notifier.send(NotifyTarget("sns", "done"), _note())
     (got,) = _receive(aws, url)
     envelope = json.loads(got["Body"])
     assert envelope["Type"] == "Notification"
@@ -143,10 +174,11 @@ def test_sqs_send_with_attributes(aws: Clients) -> None:
     url, _ = _queue(aws, "results")
     notifier = Notifier(aws, Settings(allowed_queues=frozenset({"results"})))
     assert notifier.resolve(NotifyTarget("sqs", "results")) == ("sqs", url)
-    message = {"TaskId": "t", "TaskType": "VideoSnapshots", "Status": "Failed", "Code": "X"}
-    notifier.send(NotifyTarget("sqs", "results"), message)
+    note = Notification("t", "Failed", "X", "m", "r", "2025-01-01T00:00:00.000Z", "2025-01-01T00:00:01.000Z")
+    notifier.send(NotifyTarget("sqs", "results"), note)
     (got,) = _receive(aws, url)
-    assert json.loads(got["Body"]) == message
+    assert json.loads(got["Body"]) == note.as_message()
+    assert json.loads(got["Body"])["TaskType"] == "VideoSnapshots"
     attrs = got["MessageAttributes"]
     assert attrs["Status"] == {"StringValue": "Failed", "DataType": "String"}
     assert attrs["TaskType"] == {"StringValue": "VideoSnapshots", "DataType": "String"}
@@ -176,7 +208,7 @@ def test_refused_targets_send_nothing(aws: Clients, target: NotifyTarget) -> Non
         aws, Settings(allowed_topics=frozenset({"done"}), allowed_queues=frozenset({"results"}))
     )
     with pytest.raises(NotAllowed):
-        notifier.send(target, {"Status": "Succeeded"})
+        notifier.send(target, _note())
     assert _receive(aws, url) == []
 
 
@@ -196,7 +228,7 @@ def test_malformed_targets_are_bad_requests(aws: Clients, target: NotifyTarget) 
 def test_allowed_but_missing_queue_is_not_found(aws: Clients) -> None:
     notifier = Notifier(aws, Settings(allowed_queues=frozenset({"gone"})))
     with pytest.raises(NotFound):
-        notifier.send(NotifyTarget("sqs", "gone"), {"Status": "Failed"})
+        notifier.send(NotifyTarget("sqs", "gone"), _note("Failed"))
 
 
 def test_explicit_account_and_region_skip_sts(aws: Clients) -> None:
@@ -219,11 +251,10 @@ def test_clients_are_created_lazily_and_cached(aws: Clients) -> None:
 
 
 def test_arn_helpers() -> None:
-    from vidsnap.aws.clients import account_from_arn, partition_for, region_from_arn, topic_arn
+    from vidsnap.aws.clients import account_from_arn, partition_for, topic_arn
 
     arn = "arn:aws:lambda:eu-west-1:111122223333:function:vidsnap-async"
     assert account_from_arn(arn) == "111122223333"
-    assert region_from_arn(arn) == "eu-west-1"
     assert account_from_arn(None) is None
     assert account_from_arn("not-an-arn") is None
     assert partition_for("cn-north-1") == "aws-cn"

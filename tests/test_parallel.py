@@ -228,14 +228,15 @@ def test_a_failing_sink_stops_the_decoders_before_the_video_closes(make_media: M
     class FailingSink(MemorySink):
         def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
             if len(self.objects) == 2:
-                raise engine.VidsnapError("the sink is full")
+                raise VidsnapError("the sink is full")
             return super().put(bucket, key, data, content_type)
 
     info = make_media("mp4_long_gop")
     task = parse_process("video/snapshots,f_jpg,inter_100")
-    with pytest.raises(engine.TaskFailed) as failed:
-        engine.run_task(task, info.path, FailingSink(), limits=engine.Limits(decoders=3))
-    assert len(failed.value.written) == 2
+    sink = FailingSink()
+    with pytest.raises(VidsnapError, match="the sink is full"):
+        engine.run_task(task, info.path, sink, limits=engine.Limits(decoders=3))
+    assert len(sink.objects) == 2
     assert not _decode_threads()
 
 

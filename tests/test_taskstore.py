@@ -10,12 +10,13 @@ import pytest
 from moto import mock_aws
 
 from vidsnap.aws.clients import Clients
+from vidsnap.aws.notify import Notification
 from vidsnap.aws.taskstore import (
     TTL_SECONDS,
     TaskStore,
     create_table,
     from_dynamo,
-    message_from_record,
+    notification_from_record,
     to_dynamo,
 )
 from vidsnap.core.plan import ImageSpec, NotifyTarget, Selection, SnapshotJob, SourceRef, Task, task_id
@@ -80,6 +81,12 @@ def _store(clients: Clients, clock: Clock, **kw: Any) -> TaskStore:
 OUTPUTS = [{"URI": "s3://o/1.jpg", "TimeMs": 333.667, "Width": 160, "Height": 90, "Bytes": 10}]
 
 
+def _note(task: str, status: str, *, code: str = "", message: str = "", **kw: Any) -> Notification:
+    """A notification of ``task`` (what :meth:`TaskStore.finish` records)."""
+    times = {"start_time": "2025-01-01T00:00:00.000Z", "end_time": "2025-01-01T00:00:05.000Z"}
+    return Notification(task, status, code, message, **{"request_id": "", **times, **kw})  # type: ignore[arg-type]
+
+
 def test_begin_then_finish_then_get(clients: Clients) -> None:
     clock = Clock()
     store = _store(clients, clock)
@@ -93,11 +100,11 @@ def test_begin_then_finish_then_get(clients: Clients) -> None:
     assert record["ExpiresAt"] == int(clock.now) + TTL_SECONDS == int(clock.now) + 7 * 24 * 3600
     assert record["StartTime"].endswith("Z")
     clock.now += 5
-    message = {"EndTime": "2025-01-01T00:00:05.000Z", "RequestId": "r1", "UserData": "u"}
-    store.finish(
-        "vs-1", "Succeeded", code="Success", message="1 frame(s) written", outputs=OUTPUTS,
-        warnings=["w"], notification=message, notified="msg-1",
+    note = _note(
+        "vs-1", "Succeeded", code="Success", message="1 frame(s) written", outputs=tuple(OUTPUTS),
+        warnings=("w",), request_id="r1", user_data="u", sources=("s3://src/clip.mp4",),
     )  # fmt: skip
+    store.finish(note, notified="msg-1")
     record = store.get("vs-1")
     assert record is not None
     assert record["Status"] == "Succeeded"
@@ -107,11 +114,11 @@ def test_begin_then_finish_then_get(clients: Clients) -> None:
     assert record["Warnings"] == ["w"]
     assert record["Notified"] == "msg-1"
     assert record["EndTime"] == "2025-01-01T00:00:05.000Z"
-    rebuilt = message_from_record(record)
-    assert rebuilt["Status"] == "Succeeded"
-    assert rebuilt["Outputs"] == OUTPUTS
-    assert rebuilt["Sources"] == [{"URI": "s3://src/clip.mp4"}]
-    assert rebuilt["UserData"] == "u"
+    rebuilt = notification_from_record(record)
+    assert rebuilt == note  # the very notification that was recorded
+    assert rebuilt.as_message()["Outputs"] == OUTPUTS
+    assert rebuilt.as_message()["Sources"] == [{"URI": "s3://src/clip.mp4"}]
+    assert rebuilt.user_data == "u"
     assert store.get("vs-missing") is None
 
 
@@ -120,10 +127,10 @@ def test_redelivery_is_one_task(clients: Clients) -> None:
     store = _store(clients, clock)
     assert store.begin("vs-1", {}, []) == "new"
     assert store.begin("vs-1", {}, []) == "running"  # a second invocation while the first runs
-    store.finish("vs-1", "Succeeded", code="Success", message="", outputs=[], warnings=[])
+    store.finish(_note("vs-1", "Succeeded", code="Success", message=""))
     assert store.begin("vs-1", {}, []) == "succeeded"
     assert store.begin("vs-2", {}, []) == "new"
-    store.finish("vs-2", "Failed", code="MediaDecodeFailed", message="bad", outputs=[], warnings=[])
+    store.finish(_note("vs-2", "Failed", code="MediaDecodeFailed", message="bad"))
     assert store.begin("vs-2", {}, []) == "failed"
     record = store.get("vs-2")
     assert record is not None
@@ -134,7 +141,7 @@ def test_redelivery_is_one_task(clients: Clients) -> None:
 def test_a_failed_task_can_be_retried_once(clients: Clients) -> None:
     store = _store(clients, Clock())
     store.begin("vs-1", {}, [])
-    store.finish("vs-1", "Failed", code="X", message="m", outputs=[], warnings=[])
+    store.finish(_note("vs-1", "Failed", code="X", message="m"))
     assert store.retry("vs-1") is True
     assert store.retry("vs-1") is False  # someone else already took it
     record = store.get("vs-1")
@@ -186,7 +193,7 @@ def test_progress_is_throttled(clients: Clients, monkeypatch: pytest.MonkeyPatch
 def test_progress_never_touches_a_finished_task_and_never_raises(clients: Clients) -> None:
     store = _store(clients, Clock(), progress_interval=0)
     store.begin("vs-1", {}, [])
-    store.finish("vs-1", "Succeeded", code="Success", message="", outputs=[], warnings=[])
+    store.finish(_note("vs-1", "Succeeded", code="Success", message=""))
     assert store.progress("vs-1", 10) is False  # conditional on Running: logged, not raised
     record = store.get("vs-1")
     assert record is not None
@@ -196,7 +203,7 @@ def test_progress_never_touches_a_finished_task_and_never_raises(clients: Client
 
 def test_finish_rejects_unknown_status(clients: Clients) -> None:
     with pytest.raises(ValueError, match="status"):
-        _store(clients, Clock()).finish("vs-1", "Done", code="", message="", outputs=[], warnings=[])
+        _store(clients, Clock()).finish(_note("vs-1", "Done"))
 
 
 def test_missing_table_is_an_error(clients: Clients) -> None:

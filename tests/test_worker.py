@@ -415,3 +415,136 @@ def test_metrics_only_inside_lambda(
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "vidsnap"
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     assert not metrics_enabled()
+
+
+# -- the seams: the source allow-list, partial outputs, the invocation's clock, the notification --
+
+
+class UndoSink:
+    """A sink that keeps objects and records every delete (``fail_on``: URIs whose delete fails)."""
+
+    def __init__(self, *, fail_on: frozenset[str] = frozenset()) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.deletes: list[str] = []
+        self.fail_on = fail_on
+
+    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:  # noqa: ARG002
+        uri = f"mem://{bucket or 'out'}/{key}"
+        self.objects[uri] = data
+        return uri
+
+    def delete(self, uri: str) -> None:
+        self.deletes.append(uri)
+        if uri in self.fail_on:
+            raise OSError("delete refused")
+        self.objects.pop(uri, None)
+
+
+def test_the_source_bucket_check_applies_with_an_injected_store(env: Env, tmp_path: Path) -> None:
+    """A store stands for SOURCE_BUCKET: a source elsewhere is refused before the store is asked."""
+    from vidsnap.aws.storage import LocalStore
+
+    (tmp_path / "a.mp4").write_bytes(env.video)
+    opened: list[str] = []
+
+    class Store(LocalStore):
+        def open(self, key: str) -> Any:
+            opened.append(key)
+            return super().open(key)
+
+    worker = env.worker(store=Store(tmp_path))
+    body = json.dumps({"Bucket": "extra", "Key": "a.mp4", "Process": process(topic=None)})
+    (refused,) = worker.handle_message(body, "r1")
+    assert (refused["Status"], refused["Code"]) == ("Failed", "AccessDenied")
+    assert "SOURCE_BUCKET" in refused["Message"]
+    assert opened == []
+    body = json.dumps({"Bucket": "src", "Key": "a.mp4", "Process": process(topic=None)})
+    (ran,) = worker.handle_message(body, "r2")
+    assert ran["Status"] == "Succeeded"
+    assert opened == ["a.mp4"]
+
+
+def test_partial_outputs_are_undone_once_each(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key written twice (a template without index) is deleted once; the engine's own error is kept."""
+
+    def writes_then_fails(task: Any, source: Any, sink: Any, **_: Any) -> Any:
+        for key in ("same.jpg", "same.jpg", "other.jpg"):
+            sink.put(None, key, b"x", "image/jpeg")
+        raise UndecodableMedia("corrupt packet at 1500 ms")
+
+    monkeypatch.setattr(engine, "run_task", writes_then_fails)
+    sink = UndoSink()
+    message = env.worker(sink=sink).handle_upload(env.upload(), "r")
+    assert message is not None
+    assert (message["Status"], message["Code"], message["Outputs"]) == ("Failed", "MediaDecodeFailed", [])
+    assert message["Message"] == "corrupt packet at 1500 ms"
+    assert sink.deletes == ["mem://out/same.jpg", "mem://out/other.jpg"]
+    assert sink.objects == {}
+
+
+def test_outputs_that_could_not_be_undone_are_listed(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    def writes_then_breaks(task: Any, source: Any, sink: Any, **_: Any) -> Any:
+        sink.put(None, "1.jpg", b"x", "image/jpeg")
+        sink.put(None, "2.jpg", b"x", "image/jpeg")
+        raise RuntimeError("a bug, not a VidsnapError")
+
+    monkeypatch.setattr(engine, "run_task", writes_then_breaks)
+    sink = UndoSink(fail_on=frozenset({"mem://out/2.jpg"}))
+    message = env.worker(sink=sink).handle_upload(env.upload(), "r")
+    assert message is not None
+    assert (message["Status"], message["Code"]) == ("Failed", "InternalError")
+    assert message["Message"].endswith("could not be deleted: mem://out/2.jpg)")
+    assert sink.deletes == ["mem://out/1.jpg", "mem://out/2.jpg"]
+    assert list(sink.objects) == ["mem://out/2.jpg"]
+    assert env.record(message["TaskId"])["Message"] == message["Message"]
+
+
+def test_a_real_task_failing_midway_leaves_nothing(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine raises its error as it is after writing frames; the worker deletes those frames."""
+    from vidsnap.aws.storage import S3Sink
+
+    class FailsOnTheThirdFrame(S3Sink):
+        def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
+            if key.endswith("/3.jpg"):
+                raise Throttled("SlowDown")
+            return super().put(bucket, key, data, content_type)
+
+    sink = FailsOnTheThirdFrame(env.clients.s3, "out")
+    with pytest.raises(Throttled):
+        env.worker(sink=sink).handle_upload(env.upload(), "r")
+    assert env.keys("out") == []
+
+
+def test_each_call_brings_its_invocation_s_clock(env: Env) -> None:
+    """The lease follows the time_left of the call, else the worker's own, else TASK_LEASE_SECONDS."""
+    upload = env.upload()
+    task = parse.parse_task(process()).with_source(SourceRef(KEY, "src"))
+    tid = task_id(SourceRef(KEY, "src"), upload.etag, task)
+    leases = []
+
+    class Tasks(TaskStore):
+        def begin(self, task_id: str, *args: Any, lease_seconds: float | None = None, **kw: Any) -> Any:
+            leases.append(lease_seconds)
+            return super().begin(task_id, *args, lease_seconds=lease_seconds, **kw)
+
+    worker = env.worker(tasks=Tasks(env.clients, "tasks"), time_left=lambda: 100.0)
+    worker.handle_upload(upload, "r1", time_left=lambda: 30.0)
+    env.clients.dynamodb.Table("tasks").delete_item(Key={"TaskId": tid})
+    worker.handle_upload(upload, "r2")
+    env.clients.dynamodb.Table("tasks").delete_item(Key={"TaskId": tid})
+    env.worker(tasks=Tasks(env.clients, "tasks")).handle_upload(upload, "r3")
+    margin = worker_module.LEASE_MARGIN_S
+    assert leases == [30.0 + margin, 100.0 + margin, float(env.settings.task_lease_seconds)]
+
+
+def test_a_permanent_notify_failure_is_a_warning(env: Env) -> None:
+    """The task's outcome stands; the warning is in the answer and in the record, nothing was sent."""
+    env.clients.sns.delete_topic(TopicArn=f"arn:aws:sns:{REGION}:{ACCOUNT}:done")
+    message = env.worker().handle_upload(env.upload(), "r")
+    assert message is not None
+    assert message["Status"] == "Succeeded"
+    (warning,) = message["Warnings"]
+    assert warning.startswith("notification failed:")
+    record = env.record(message["TaskId"])
+    assert record["Warnings"] == [warning]
+    assert "Notified" not in record

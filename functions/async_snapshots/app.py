@@ -9,7 +9,8 @@ exception), so the records that failed are the only ones retried.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -22,18 +23,23 @@ from vidsnap.aws.settings import get_settings
 from vidsnap.aws.worker import Worker
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-_worker: Worker | None = None
+
+
+@functools.cache
+def _worker_for(account: str | None) -> Worker:
+    """One worker (settings, clients) per cold start; ``account``: the function's own account."""
+    return Worker(get_settings(), Clients(account_id=account))
 
 
 def _get_worker(context: Any) -> Worker:
-    global _worker  # noqa: PLW0603 - one worker (settings, clients) per cold start
-    if _worker is None:
-        account = account_from_arn(getattr(context, "invoked_function_arn", None))
-        _worker = Worker(get_settings(), Clients(account_id=account))
-    # Task leases end with this invocation, so a retry after a timeout can take the task over.
+    return _worker_for(account_from_arn(getattr(context, "invoked_function_arn", None)))
+
+
+def _time_left(context: Any) -> Callable[[], float] | None:
+    """Seconds the invocation has left: task leases end with it, so a retry after a timeout can
+    take the task over."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
-    _worker.time_left = (lambda: remaining() / 1000) if callable(remaining) else None
-    return _worker
+    return (lambda: remaining() / 1000) if callable(remaining) else None
 
 
 def _record(record: SQSRecord, lambda_context: Any) -> None:
@@ -44,19 +50,16 @@ def _record(record: SQSRecord, lambda_context: Any) -> None:
     if not isinstance(body, str):  # not a message SQS can deliver: poison, never retried
         logger.error("dropping an SQS record without a text body", extra={"message_id": message_id})
         return
-    results = _get_worker(lambda_context).handle_message(body, request_id)
+    worker = _get_worker(lambda_context)
+    results = worker.handle_message(body, request_id, time_left=_time_left(lambda_context))
     metrics.add_metric(name="MessagesHandled", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="TasksHandled", unit=MetricUnit.Count, value=len(results))
 
 
 def _is_sqs_record(record: Any) -> bool:
     """An SQS delivery: failures are reported by ``messageId``, so it must have one."""
-    return (
-        isinstance(record, Mapping)
-        and record.get("eventSource") == "aws:sqs"
-        and isinstance(record.get("messageId"), str)
-        and bool(record["messageId"])
-    )
+    message_id = record.get("messageId") if isinstance(record, Mapping) else None
+    return isinstance(message_id, str) and bool(message_id) and record.get("eventSource") == "aws:sqs"
 
 
 @metrics.log_metrics
@@ -74,9 +77,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric(name="MessagesRetried", unit=MetricUnit.Count, value=failed)
         return response
     uploads = uploads_from_event(event)
-    worker = _get_worker(context)
+    worker, request_id = _get_worker(context), getattr(context, "aws_request_id", None) or ""
     for upload in uploads:  # a transient failure raises: Lambda retries the asynchronous event
-        worker.handle_upload(upload, getattr(context, "aws_request_id", None) or "")
+        worker.handle_upload(upload, request_id, time_left=_time_left(context))
     metrics.add_metric(name="Uploads", unit=MetricUnit.Count, value=len(uploads))
     logger.info("direct event handled", extra={"uploads": len(uploads)})
     return {"uploads": len(uploads)}

@@ -10,6 +10,7 @@ server, LocalStack), so nothing here special-cases endpoints.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -25,13 +26,13 @@ if TYPE_CHECKING:  # importing boto3 costs ~120 ms: done when the first client i
 def mapped_errors(what: str) -> Iterator[None]:
     """Raise botocore failures inside the block as :class:`~vidsnap.core.errors.VidsnapError`.
 
-    See :func:`vidsnap.aws.s3io.map_client_error` (``what`` names the resource in the message).
+    See :func:`vidsnap.aws.errors.map_client_error` (``what`` names the resource in the message).
     botocore is imported on the first call, not with the module: a local ``vidsnap run`` writes
     through a local sink and builds its manifest with :mod:`vidsnap.aws.notify` without it (~9 ms).
     """
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from vidsnap.aws.s3io import map_client_error
+    from vidsnap.aws.errors import map_client_error
 
     try:
         yield
@@ -51,40 +52,37 @@ _RETRIES = {"mode": "standard", "max_attempts": 5}
 #: timeouts are retried by both layers.
 _S3_RETRIES = {"mode": "standard", "max_attempts": 3}
 
-#: Range reads are small and many: short connect timeout, moderate read timeout, and a pool large
-#: enough for the engine's threads. Signature v4 is required for KMS-encrypted objects and
-#: presigned URLs in every region.
-_CONFIGS: dict[str, Config] = {}
+
+@functools.cache
+def s3_config() -> Config:
+    """The S3 clients' configuration (built on first use: botocore is imported then).
+
+    Range reads are small and many: short connect timeout, moderate read timeout, and a pool large
+    enough for the engine's threads. Signature v4 is required for KMS-encrypted objects and
+    presigned URLs in every region.
+    """
+    from botocore.config import Config
+
+    return Config(
+        signature_version="s3v4",
+        retries=_S3_RETRIES,  # type: ignore[arg-type]
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=16,
+        # Validate the checksum S3 sends when a range covers the whole object (the only ranged
+        # answers that carry one): it catches corrupted bytes. A mismatch (a short or damaged body)
+        # raises FlexibleChecksumError, which the reader retries as a network fault; it never means
+        # the object changed (only If-Match's 412 does).
+        response_checksum_validation="when_supported",
+    )
 
 
-def _config(name: str) -> Config:
-    """``S3_CONFIG`` / ``DEFAULT_CONFIG``, built on first use (botocore is imported then)."""
-    if name not in _CONFIGS:
-        from botocore.config import Config
+@functools.cache
+def default_config() -> Config:
+    """The configuration of every other client (built on first use, like :func:`s3_config`)."""
+    from botocore.config import Config
 
-        if name == "S3_CONFIG":
-            _CONFIGS[name] = Config(
-                signature_version="s3v4",
-                retries=_S3_RETRIES,  # type: ignore[arg-type]
-                connect_timeout=5,
-                read_timeout=30,
-                max_pool_connections=16,
-                # Validate the checksum S3 sends when a range covers the whole object (the only
-                # ranged answers that carry one): it catches corrupted bytes. A mismatch (a short or
-                # damaged body) raises FlexibleChecksumError, which the reader retries as a network
-                # fault; it never means the object changed (only If-Match's 412 does).
-                response_checksum_validation="when_supported",
-            )
-        else:
-            _CONFIGS[name] = Config(retries=_RETRIES, connect_timeout=5, read_timeout=20)  # type: ignore[arg-type]
-    return _CONFIGS[name]
-
-
-def __getattr__(name: str) -> Any:
-    """``aws.S3_CONFIG`` / ``aws.DEFAULT_CONFIG`` for callers, created lazily."""
-    if name in ("S3_CONFIG", "DEFAULT_CONFIG"):
-        return _config(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return Config(retries=_RETRIES, connect_timeout=5, read_timeout=20)  # type: ignore[arg-type]
 
 
 class Clients:
@@ -142,13 +140,13 @@ class Clients:
         # The service name is a plain str here; typed stubs only accept literal names.
         session: Any = self.session
         with self._lock:
-            config = config or _config("DEFAULT_CONFIG")
+            config = config or default_config()
             return session.client(service, region_name=self.region, config=config)
 
     @cached_property
     def s3(self) -> Any:
         """S3 client: signature v4, standard retries, short timeouts."""
-        return self._client("s3", _config("S3_CONFIG"))
+        return self._client("s3", s3_config())
 
     @cached_property
     def sns(self) -> Any:
@@ -184,7 +182,7 @@ class Clients:
     def dynamodb(self) -> Any:
         """DynamoDB service resource (``.Table(name)``)."""
         with self._lock:
-            config = _config("DEFAULT_CONFIG")
+            config = default_config()
             return self.session.resource("dynamodb", region_name=self.region, config=config)
 
 
@@ -195,16 +193,6 @@ def account_from_arn(arn: str | None) -> str | None:
     parts = arn.split(":")
     if len(parts) >= 6 and parts[0] == "arn" and parts[4].isdigit():
         return parts[4]
-    return None
-
-
-def region_from_arn(arn: str | None) -> str | None:
-    """The region field of an ARN, or None."""
-    if not arn:
-        return None
-    parts = arn.split(":")
-    if len(parts) >= 6 and parts[0] == "arn" and parts[3]:
-        return parts[3]
     return None
 
 

@@ -40,8 +40,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from vidsnap.aws.errors import map_client_error
 from vidsnap.aws.events import load_json
-from vidsnap.aws.s3io import map_client_error
 from vidsnap.aws.settings import DEFAULT_RESULTS_PREFIX
 from vidsnap.core.engine import Limits, OpenVideos, check_limits, snapshot
 from vidsnap.core.errors import (

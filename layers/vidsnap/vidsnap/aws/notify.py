@@ -15,10 +15,12 @@ call to learn the account id (skipped when the account id is given).
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 from urllib.parse import urlparse
 
 from vidsnap.aws.clients import Clients, mapped_errors, topic_arn
@@ -31,11 +33,12 @@ if TYPE_CHECKING:
     from vidsnap.aws.settings import Settings
 
 TASK_TYPE = "VideoSnapshots"
-STATUSES = ("Succeeded", "Failed")
+Status = Literal["Succeeded", "Failed"]
+STATUSES: tuple[Status, ...] = ("Succeeded", "Failed")
 
 
 class OutputLike(Protocol):
-    """What :func:`build_message` needs of an output (``engine.Output`` has it)."""
+    """What :meth:`Notification.build` needs of an output (``engine.Output`` has it)."""
 
     @property
     def uri(self) -> str: ...
@@ -58,8 +61,6 @@ def rfc3339(moment: datetime) -> str:
 
 def output_entry(output: OutputLike) -> dict[str, Any]:
     """One ``Outputs[]`` entry: ``{"URI","TimeMs","Width","Height","Bytes"}``."""
-    # The engine imports PyAV; the notifier is also used where no media is decoded.
-
     return {
         "URI": output.uri,
         "TimeMs": report_ms(output.time_ms),
@@ -67,6 +68,91 @@ def output_entry(output: OutputLike) -> dict[str, Any]:
         "Height": output.height,
         "Bytes": output.size,
     }
+
+
+@dataclass(frozen=True)
+class Notification:
+    """The documented end-of-task message (README: Events handled), one field per key.
+
+    Times are RFC 3339 strings and outputs ``Outputs[]`` entries, as sent and as stored in a task
+    record, so a stored result rebuilds the very message that was sent. Frozen: a change (a warning
+    added after a failed send) makes a new notification with :meth:`with_warning`.
+    """
+
+    task_id: str
+    status: Status
+    code: str
+    message: str
+    request_id: str
+    start_time: str
+    end_time: str
+    sources: tuple[str, ...] = ()
+    outputs: tuple[Mapping[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()
+    user_data: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @classmethod
+    def build(
+        cls,
+        task_id: str,
+        status: str,
+        *,
+        code: str,
+        message: str,
+        request_id: str,
+        start: datetime,
+        end: datetime,
+        sources: Sequence[str],
+        outputs: Sequence[OutputLike | Mapping[str, Any]],
+        warnings: Sequence[str],
+        user_data: str | None,
+    ) -> Notification:
+        """A notification from engine outputs (or ``Outputs[]`` entries) and datetimes.
+
+        Raises ValueError for a status other than ``Succeeded`` / ``Failed``.
+        """
+        return cls(
+            task_id=task_id,
+            status=cast("Status", status),
+            code=code,
+            message=message,
+            request_id=request_id,
+            start_time=rfc3339(start),
+            end_time=rfc3339(end),
+            sources=tuple(sources),
+            outputs=tuple(dict(o) if isinstance(o, Mapping) else output_entry(o) for o in outputs),
+            warnings=tuple(warnings),
+            user_data=user_data,
+        )
+
+    def with_warning(self, warning: str) -> Notification:
+        """The same notification with ``warning`` added to its warnings."""
+        return dataclasses.replace(self, warnings=(*self.warnings, warning))
+
+    def as_message(self) -> dict[str, Any]:
+        """The message as JSON types, exactly the documented keys in the documented order."""
+        return {
+            "TaskId": self.task_id,
+            "TaskType": TASK_TYPE,
+            "Status": self.status,
+            "Code": self.code,
+            "Message": self.message,
+            "RequestId": self.request_id,
+            "StartTime": self.start_time,
+            "EndTime": self.end_time,
+            "Sources": [{"URI": uri} for uri in self.sources],
+            "Outputs": [dict(o) for o in self.outputs],
+            "Warnings": list(self.warnings),
+            "UserData": self.user_data,
+        }
+
+    def to_json(self) -> str:
+        """The message as compact JSON (UTF-8 text, not ASCII-escaped): the body that is sent."""
+        return json.dumps(self.as_message(), separators=(",", ":"), ensure_ascii=False)
 
 
 def build_message(
@@ -79,30 +165,27 @@ def build_message(
     start: datetime,
     end: datetime,
     sources: Sequence[str],
-    outputs: Sequence[OutputLike | dict[str, Any]],
+    outputs: Sequence[OutputLike | Mapping[str, Any]],
     warnings: Sequence[str],
     user_data: str | None,
 ) -> dict[str, Any]:
-    """The documented notification, exactly these keys in this order.
+    """The documented notification as a dict: :meth:`Notification.build`, then ``as_message()``.
 
     ``outputs`` are engine outputs or already-built ``Outputs[]`` dicts (from a task record).
     """
-    if status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    return {
-        "TaskId": task_id,
-        "TaskType": TASK_TYPE,
-        "Status": status,
-        "Code": code,
-        "Message": message,
-        "RequestId": request_id,
-        "StartTime": rfc3339(start),
-        "EndTime": rfc3339(end),
-        "Sources": [{"URI": uri} for uri in sources],
-        "Outputs": [dict(o) if isinstance(o, dict) else output_entry(o) for o in outputs],
-        "Warnings": list(warnings),
-        "UserData": user_data,
-    }
+    return Notification.build(
+        task_id,
+        status,
+        code=code,
+        message=message,
+        request_id=request_id,
+        start=start,
+        end=end,
+        sources=sources,
+        outputs=outputs,
+        warnings=warnings,
+        user_data=user_data,
+    ).as_message()
 
 
 class Notifier:
@@ -214,17 +297,17 @@ class Notifier:
         with mapped_errors(f"sqs queue {name}"):
             return str(self.clients.sqs.get_queue_url(**params)["QueueUrl"])
 
-    def send(self, target: NotifyTarget, message: dict[str, Any]) -> str:
-        """Publish ``message`` (JSON) to ``target``; return the SNS/SQS message id.
+    def send(self, target: NotifyTarget, notification: Notification) -> str:
+        """Publish ``notification`` (JSON) to ``target``; return the SNS/SQS message id.
 
         ``Status`` and ``TaskType`` travel as String message attributes too, so subscribers can
         filter without parsing the body.
         """
         kind, address = self.resolve(target)
-        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        body = notification.to_json()
         attributes = {
-            "Status": {"DataType": "String", "StringValue": str(message.get("Status", ""))},
-            "TaskType": {"DataType": "String", "StringValue": str(message.get("TaskType", TASK_TYPE))},
+            "Status": {"DataType": "String", "StringValue": notification.status},
+            "TaskType": {"DataType": "String", "StringValue": TASK_TYPE},
         }
         with mapped_errors(f"notify {address}"):
             if kind == "sns":

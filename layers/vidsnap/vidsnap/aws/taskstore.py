@@ -28,7 +28,8 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vidsnap.aws.clients import Clients, mapped_errors
-from vidsnap.aws.s3io import error_code, map_client_error
+from vidsnap.aws.errors import error_code, map_client_error
+from vidsnap.aws.notify import Notification, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def from_dynamo(value: Any) -> Any:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.fromtimestamp(epoch, tz=UTC))
 
 
 class TaskStore:
@@ -269,34 +270,19 @@ class TaskStore:
             log.warning("task %s not released: %s", task_id, map_client_error(exc).message)
         self._last_progress.pop(task_id, None)
 
-    def finish(
-        self,
-        task_id: str,
-        status: str,
-        *,
-        code: str,
-        message: str,
-        outputs: Sequence[Mapping[str, Any]],
-        warnings: Sequence[str],
-        notification: Mapping[str, Any] | None = None,
-        notified: str | None = None,
-    ) -> None:
-        """End the task: Status ``Succeeded``/``Failed``, Progress 100 on success, EndTime, results.
-
-        ``outputs`` are ``Outputs[]`` entries of the notification; ``notification`` is the documented
-        message (its ``EndTime``, ``RequestId`` and ``UserData`` are stored so that
-        :func:`message_from_record` can rebuild it); ``notified`` is the id of the sent message.
-        """
-        if status not in ("Succeeded", "Failed"):
-            raise ValueError(f"status must be Succeeded or Failed, got {status!r}")
-        note = dict(notification or {})
+    def finish(self, notification: Notification, *, notified: str | None = None) -> None:
+        """End the task ``notification`` reports: its Status, Code, Message, Outputs, Warnings and
+        times, RequestId and UserData (so that :func:`notification_from_record` rebuilds it);
+        Progress 100 on success. ``notified`` is the id of the message sent, if one was."""
+        task_id = notification.task_id
+        outputs = notification.outputs
         values: dict[str, Any] = {
-            ":s": status,
-            ":c": code,
-            ":m": message,
-            ":o": to_dynamo(list(outputs)),
-            ":w": list(warnings),
-            ":e": note.get("EndTime") or _iso(self.clock()),
+            ":s": notification.status,
+            ":c": notification.code,
+            ":m": notification.message,
+            ":o": to_dynamo([dict(o) for o in outputs]),
+            ":w": list(notification.warnings),
+            ":e": notification.end_time or _iso(self.clock()),
             ":now": int(self.clock()),
             ":zero": 0,
         }
@@ -304,13 +290,18 @@ class TaskStore:
             "#s = :s", "Code = :c", "Message = :m", "Outputs = :o", "Warnings = :w",
             "EndTime = :e", "UpdatedAt = :now", "LeaseExpiresAt = :zero",
         ]  # fmt: skip
-        if status == "Succeeded":
+        if notification.status == "Succeeded":
             sets.append("Progress = :hundred")
             values[":hundred"] = 100
-        for name in ("RequestId", "UserData", "StartTime"):
-            if note.get(name) is not None:
+        fields = {
+            "RequestId": notification.request_id,
+            "UserData": notification.user_data,
+            "StartTime": notification.start_time,
+        }
+        for name, value in fields.items():
+            if value is not None:
                 sets.append(f"{name} = :{name}")
-                values[f":{name}"] = note[name]
+                values[f":{name}"] = value
         if notified:
             sets.append("Notified = :n")
             values[":n"] = notified
@@ -360,19 +351,18 @@ def create_table(client: Any, name: str) -> None:
     )
 
 
-def message_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Rebuild the documented notification of a finished task from its record."""
-    return {
-        "TaskId": record["TaskId"],
-        "TaskType": "VideoSnapshots",
-        "Status": record.get("Status", ""),
-        "Code": record.get("Code", ""),
-        "Message": record.get("Message", ""),
-        "RequestId": record.get("RequestId", ""),
-        "StartTime": record.get("StartTime", ""),
-        "EndTime": record.get("EndTime", ""),
-        "Sources": [{"URI": uri} for uri in record.get("Sources", [])],
-        "Outputs": list(record.get("Outputs", [])),
-        "Warnings": list(record.get("Warnings", [])),
-        "UserData": record.get("UserData"),
-    }
+def notification_from_record(record: Mapping[str, Any]) -> Notification:
+    """Rebuild the notification of a finished task (Succeeded or Failed) from its record."""
+    return Notification(
+        task_id=record["TaskId"],
+        status=record["Status"],
+        code=record.get("Code", ""),
+        message=record.get("Message", ""),
+        request_id=record.get("RequestId", ""),
+        start_time=record.get("StartTime", ""),
+        end_time=record.get("EndTime", ""),
+        sources=tuple(record.get("Sources", [])),
+        outputs=tuple(record.get("Outputs", [])),
+        warnings=tuple(record.get("Warnings", [])),
+        user_data=record.get("UserData"),
+    )

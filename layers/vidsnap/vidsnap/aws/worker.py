@@ -43,23 +43,29 @@ metadata that :class:`~vidsnap.aws.storage.S3Sink` writes are ignored after the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vidsnap.aws.clients import Clients
+from vidsnap.aws.errors import map_client_error
 from vidsnap.aws.events import UploadEvent, classify_message
-from vidsnap.aws.notify import Notifier, build_message
+from vidsnap.aws.notify import Notification, Notifier, OutputLike
 from vidsnap.aws.observe import MetricUnit, emit, logger
-from vidsnap.aws.s3io import map_client_error, open_s3
+from vidsnap.aws.s3io import open_s3
 from vidsnap.aws.settings import Settings
-from vidsnap.aws.storage import OUTPUT_MARKER, S3Sink
-from vidsnap.aws.taskstore import TaskStore, message_from_record
+from vidsnap.aws.storage import OUTPUT_MARKER, S3Sink, Store
+from vidsnap.aws.taskstore import TaskStore, notification_from_record
 from vidsnap.core.errors import BadRequest, NotAllowed, SourceChanged, Throttled, VidsnapError
 from vidsnap.core.plan import SourceRef, Task, resolve_source, task_id
+
+if TYPE_CHECKING:  # the engine loads PyAV: imported where a task really runs
+    from vidsnap.core.engine import Sink
 
 #: Extensions of images vidsnap writes: never sources, so never worth an upload trigger.
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
@@ -68,6 +74,9 @@ OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
 #: event (~1 minute after a failure), which must be able to take the task over.
 LEASE_MARGIN_S = 10.0
 
+#: Seconds the running invocation has left (from the Lambda context).
+TimeLeft = Callable[[], float]
+
 
 class TaskRunning(Throttled):
     """The task is being run by another invocation right now: retry the message later."""
@@ -75,21 +84,66 @@ class TaskRunning(Throttled):
     code = "TaskRunning"
 
 
-class Sink(Protocol):
-    """The engine's sink protocol (``put``); ``delete`` is optional and used to undo partial work."""
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at a task: what runs on what, for which request, and until when it may hold the task.
 
-    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str: ...
+    ``etag`` is the one the trigger saw, then (:meth:`Worker._execute`) the one the source's HEAD
+    saw; with the source and the task it makes :attr:`task_id`. ``time_left`` is the invocation's
+    clock (None: unknown); ``start`` and ``started`` (monotonic) are when the attempt began.
+    """
 
+    task: Task
+    source: SourceRef
+    request_id: str
+    etag: str | None = None
+    from_upload: bool = False
+    time_left: TimeLeft | None = None
+    start: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = field(default_factory=time.monotonic)
 
-class Store(Protocol):
-    """Where sources are opened when not straight from S3 (tests, local runs)."""
+    @cached_property
+    def task_id(self) -> str:
+        """The deterministic task id (:func:`vidsnap.core.plan.task_id`)."""
+        return task_id(self.source, self.etag, self.task)
 
-    def open(self, key: str) -> BinaryIO: ...
+    @property
+    def log_context(self) -> dict[str, str]:
+        """What every log line about this attempt says."""
+        return {"task_id": self.task_id, "source": self.source.uri, "request_id": self.request_id}
+
+    def notification(
+        self,
+        status: str,
+        *,
+        code: str,
+        message: str,
+        outputs: Sequence[OutputLike] = (),
+        warnings: Sequence[str] = (),
+    ) -> Notification:
+        """The attempt's notification, ending now (``outputs``: engine outputs)."""
+        return Notification.build(
+            self.task_id,
+            status,
+            code=code,
+            message=message,
+            request_id=self.request_id,
+            start=self.start,
+            end=datetime.now(UTC),
+            sources=[self.source.uri],
+            outputs=outputs,
+            warnings=warnings,
+            user_data=self.task.user_data,
+        )
 
 
 @dataclass
 class _RecordingSink:
-    """Passes writes through to a sink and remembers their URIs so a failed task can undo them."""
+    """Passes writes through to a sink and remembers their URIs, so a failed task can undo them.
+
+    The one record of a task's partial outputs: the engine raises the error that stopped the task
+    as it is, whatever was written before it.
+    """
 
     inner: Sink
     written: list[str] = field(default_factory=list)
@@ -100,12 +154,14 @@ class _RecordingSink:
         return uri
 
     def undo(self) -> list[str]:
-        """Delete what was written; return the URIs that could not be deleted."""
+        """Delete what was written, each URI once; return the URIs that could not be deleted."""
+        written = list(dict.fromkeys(self.written))  # a template without index writes one key many times
+        self.written.clear()
         delete = getattr(self.inner, "delete", None)
         if delete is None:
-            return list(dict.fromkeys(self.written))
+            return written
         left: list[str] = []
-        for uri in dict.fromkeys(self.written):  # a template without index writes one key many times
+        for uri in written:
             try:
                 delete(uri)
             except Exception as exc:  # cleanup is best effort; what is left is reported
@@ -115,14 +171,18 @@ class _RecordingSink:
 
 
 class Worker:
-    """Runs tasks for the asynchronous function; all collaborators are injectable for tests.
+    """Runs tasks for the asynchronous function; all collaborators are injectable.
 
     Defaults: an :class:`~vidsnap.aws.storage.S3Sink` on ``OUTPUT_BUCKET`` and the allow-list, sources
-    opened with :func:`~vidsnap.aws.s3io.open_s3`, a :class:`~vidsnap.aws.notify.Notifier`, and a
-    :class:`~vidsnap.aws.taskstore.TaskStore` when ``TASK_TABLE`` is set (without one there are no
-    records, no idempotency and no progress). ``time_left`` returns the seconds the running
-    invocation has left; a task's lease ends then (plus :data:`LEASE_MARGIN_S`), so when the
-    invocation dies (a timeout) the retry Lambda sends a minute later can take the task over.
+    opened with :func:`~vidsnap.aws.s3io.open_s3` (``store``: from a :class:`~vidsnap.aws.storage.Store`
+    instead, e.g. a local folder standing for ``SOURCE_BUCKET``), a
+    :class:`~vidsnap.aws.notify.Notifier`, and a :class:`~vidsnap.aws.taskstore.TaskStore` when
+    ``TASK_TABLE`` is set (without one there are no records, no idempotency and no progress).
+
+    ``time_left`` returns the seconds the running invocation has left (each entry point takes the
+    invocation's own; this one applies when a call passes none). A task's lease ends then (plus
+    :data:`LEASE_MARGIN_S`), so when the invocation dies (a timeout) the retry Lambda sends a minute
+    later can take the task over; unknown, leases last ``TASK_LEASE_SECONDS``.
     """
 
     def __init__(
@@ -134,13 +194,11 @@ class Worker:
         store: Store | None = None,
         notifier: Notifier | None = None,
         tasks: TaskStore | None = None,
-        time_left: Callable[[], float] | None = None,
+        time_left: TimeLeft | None = None,
     ) -> None:
         self.settings = settings
-        #: Seconds the current invocation has left (set per invocation by the handler, from
-        #: ``context.get_remaining_time_in_millis``); None: unknown, leases last TASK_LEASE_SECONDS.
-        self.time_left = time_left
         self.clients = clients
+        self.time_left = time_left
         self.sink: Sink = sink or S3Sink(clients.s3, settings.output_bucket, settings.allowed_output_buckets)
         self.store = store
         self.notifier = notifier or Notifier(clients, settings)
@@ -150,19 +208,19 @@ class Worker:
 
     # -- entry points -------------------------------------------------------------------------
 
-    def handle_message(self, body: str, request_id: str) -> list[dict[str, Any]]:
+    def handle_message(
+        self, body: str, request_id: str, *, time_left: TimeLeft | None = None
+    ) -> list[dict[str, Any]]:
         """One SQS message body: uploads (S3/SNS/EventBridge shapes) or a task; the results."""
         kind = classify_message(body)
         if isinstance(kind, str):
-            return [self.handle_task_message(kind, request_id)]
-        results = []
-        for upload in kind:
-            result = self.handle_upload(upload, request_id)
-            if result is not None:
-                results.append(result)
-        return results
+            return [self.handle_task_message(kind, request_id, time_left=time_left)]
+        results = (self.handle_upload(upload, request_id, time_left=time_left) for upload in kind)
+        return [result for result in results if result is not None]
 
-    def handle_upload(self, upload: UploadEvent, request_id: str) -> dict[str, Any] | None:
+    def handle_upload(
+        self, upload: UploadEvent, request_id: str, *, time_left: TimeLeft | None = None
+    ) -> dict[str, Any] | None:
         """Run the upload rule matching ``upload``; None when no rule applies (logged) or it is ours."""
         key = upload.key
         log = {"bucket": upload.bucket, "key": key}
@@ -183,10 +241,16 @@ class Worker:
             task = parse_task(rule.process).with_source(source)
         except VidsnapError as exc:  # rules are validated at cold start; this is belt and braces
             logger.error("upload rule does not parse", extra={**log, "error": exc.message})
-            return self._failed_without_task(exc, request_id, [source.uri])
-        return self._execute(task, source, request_id, etag=upload.etag, from_upload=True)
+            return _failed_without_task(exc, request_id, [source.uri])
+        clock = time_left or self.time_left
+        result = self._execute(
+            Attempt(task, source, request_id, etag=upload.etag, from_upload=True, time_left=clock)
+        )
+        return None if result is None else result.as_message()
 
-    def handle_task_message(self, body: str | Mapping[str, Any], request_id: str) -> dict[str, Any]:
+    def handle_task_message(
+        self, body: str | Mapping[str, Any], request_id: str, *, time_left: TimeLeft | None = None
+    ) -> dict[str, Any]:
         """Parse and run a task message (IMM/MPS/OSS JSON or a process string naming no source fails)."""
         from vidsnap.core.lang import parse_task
 
@@ -196,85 +260,83 @@ class Worker:
         except VidsnapError as exc:
             # Nothing to notify (no target could be read) and nothing to record: log and drop.
             logger.error("task message rejected", extra={"code": exc.code, "error": exc.message})
-            return self._failed_without_task(exc, request_id, [])
-        return self.execute(task.with_source(source), source, request_id)
+            return _failed_without_task(exc, request_id, [])
+        return self.execute(task.with_source(source), source, request_id, time_left=time_left)
 
     def execute(
-        self, task: Task, source: SourceRef, request_id: str, *, etag: str | None = None
+        self,
+        task: Task,
+        source: SourceRef,
+        request_id: str,
+        *,
+        etag: str | None = None,
+        time_left: TimeLeft | None = None,
     ) -> dict[str, Any]:
         """Run ``task`` on ``source``; return the notification message (also for failures).
 
         Raises only transient errors (for SQS to retry). ``etag`` is the one the trigger saw.
         """
-        result = self._execute(task, source, request_id, etag=etag, from_upload=False)
+        clock = time_left or self.time_left
+        result = self._execute(Attempt(task, source, request_id, etag=etag, time_left=clock))
         assert result is not None  # only uploads of our own outputs are skipped
-        return result
+        return result.as_message()
 
     # -- the task ---------------------------------------------------------------------------
 
-    def _execute(
-        self, task: Task, source: SourceRef, request_id: str, *, etag: str | None, from_upload: bool
-    ) -> dict[str, Any] | None:
-        start = datetime.now(UTC)
-        started = time.monotonic()
-        sources = [source.uri]
-        reader: Any = None
-        early: VidsnapError | None = None
+    def _execute(self, attempt: Attempt) -> Notification | None:
+        """Open the source, claim the task and run it; None for an upload of our own output."""
+        reader: BinaryIO | None = None
+        refusal: VidsnapError | None = None  # a permanent failure found before the task is claimed
         try:
-            self._check_source_bucket(source)
-            reader = self._open(source)
-        except VidsnapError as exc:
-            if exc.transient:
-                raise
-            early = exc
-        if reader is not None:
-            seen = getattr(reader, "etag", None)
-            if etag and seen and etag.strip('"') != seen:
-                early = SourceChanged(f"{source.uri} was replaced after the upload event (ETag changed)")
-            etag = etag or seen
-            if from_upload and OUTPUT_MARKER in (getattr(reader, "metadata", None) or {}):
-                logger.info("ignoring an upload written by vidsnap", extra={"uri": source.uri})
-                _close(reader)
-                return None
-        try:
-            tid = task_id(source, etag, task)
-            context = {"task_id": tid, "source": source.uri, "request_id": request_id}
-            logger.append_keys(task_id=tid)
-            claimed = self._claim(tid, task, source, sources, request_id)
-            if claimed is not None:
-                return claimed
-            if early is not None:
-                return self._fail(
-                    tid, task, early, request_id=request_id, start=start, sources=sources, notify_ok=True
-                )
-            notify_ok = True
             try:
-                self._preflight(task)
+                self._check_source_bucket(attempt.source)
+                reader = self._open(attempt.source)
             except VidsnapError as exc:
                 if exc.transient:
-                    self._release(tid, exc)
                     raise
-                notify_ok = not (isinstance(exc, NotAllowed | BadRequest) and exc.param in ("topic", "queue"))
-                return self._fail(
-                    tid, task, exc, request_id=request_id, start=start, sources=sources, notify_ok=notify_ok
-                )
-            return self._run(
-                tid=tid,
-                task=task,
-                reader=reader,
-                request_id=request_id,
-                start=start,
-                started=started,
-                sources=sources,
-                context=context,
-            )
+                refusal = exc
+            if reader is not None:
+                seen = getattr(reader, "etag", None)
+                if attempt.etag and seen and attempt.etag.strip('"') != seen:
+                    refusal = SourceChanged(
+                        f"{attempt.source.uri} was replaced after the upload event (ETag changed)"
+                    )
+                attempt = dataclasses.replace(attempt, etag=attempt.etag or seen)
+                if attempt.from_upload and OUTPUT_MARKER in (getattr(reader, "metadata", None) or {}):
+                    logger.info("ignoring an upload written by vidsnap", extra={"uri": attempt.source.uri})
+                    return None
+            logger.append_keys(task_id=attempt.task_id)
+            try:
+                return self._attempt(attempt, reader, refusal)
+            finally:
+                logger.remove_keys(["task_id"])
         finally:
-            logger.remove_keys(["task_id"])
-            _close(reader)
+            if reader is not None:
+                with contextlib.suppress(Exception):  # closing must never mask the task's outcome
+                    reader.close()
+
+    def _attempt(
+        self, attempt: Attempt, reader: BinaryIO | None, refusal: VidsnapError | None
+    ) -> Notification:
+        """Claim the task, then fail it (``refusal``, preflight) or run it on ``reader``."""
+        claimed = self._claim(attempt)
+        if claimed is not None:
+            return claimed
+        if refusal is not None:
+            return self._fail(attempt, refusal)
+        assert reader is not None  # nothing refused the source: it is open
+        try:
+            self._preflight(attempt.task)
+        except VidsnapError as exc:
+            if exc.transient:
+                self._release(attempt, exc)
+                raise
+            # A refused notify target is not notified.
+            notify = not (isinstance(exc, NotAllowed | BadRequest) and exc.param in ("topic", "queue"))
+            return self._fail(attempt, exc, notify=notify)
+        return self._run(attempt, reader)
 
     def _check_source_bucket(self, source: SourceRef) -> None:
-        if self.store is not None:
-            return  # an injected store decides what it serves (local runs, tests)
         allowed = self.settings.source_bucket
         if not source.bucket or source.bucket != allowed:
             raise NotAllowed(
@@ -282,22 +344,26 @@ class Worker:
                 param="bucket",
             )
 
-    def _open(self, source: SourceRef) -> Any:
+    def _open(self, source: SourceRef) -> BinaryIO:
         if self.store is not None:
             return self.store.open(source.key)
-        assert source.bucket is not None
+        assert source.bucket is not None  # _check_source_bucket refuses a source without one
         return open_s3(self.clients.s3, source.bucket, source.key, version_id=source.version)
 
-    def _claim(
-        self, tid: str, task: Task, source: SourceRef, sources: list[str], request_id: str
-    ) -> dict[str, Any] | None:
-        """Claim the task record; a result dict when the task must not run again here."""
+    def _claim(self, attempt: Attempt) -> Notification | None:
+        """Claim the task record; the result when the task must not run again here."""
         if self.tasks is None:
             return None
-        request = {"Source": source.uri, "Plan": json.loads(task.canonical()), "Style": task.style}
-        lease = self._lease_seconds()
+        tid, task = attempt.task_id, attempt.task
+        request = {"Source": attempt.source.uri, "Plan": json.loads(task.canonical()), "Style": task.style}
+        lease = self._lease_seconds(attempt)
         state = self.tasks.begin(
-            tid, request, sources, lease_seconds=lease, RequestId=request_id, UserData=task.user_data
+            tid,
+            request,
+            [attempt.source.uri],
+            lease_seconds=lease,
+            RequestId=attempt.request_id,
+            UserData=task.user_data,
         )
         if state == "new":
             return None
@@ -306,13 +372,13 @@ class Worker:
         record = self.tasks.get(tid)
         if state == "succeeded" and record is not None:
             logger.info("task already succeeded: returning the stored result, not re-notifying")
-            return message_from_record(record)
+            return notification_from_record(record)
         # Failed before: run it again (see the module docstring); take the record over.
         if not self.tasks.retry(tid, lease_seconds=lease):
             raise TaskRunning(f"task {tid} was claimed by another invocation; retry later")
         return None
 
-    def _lease_seconds(self) -> float:
+    def _lease_seconds(self, attempt: Attempt) -> float:
         """How long a claim lasts: never past the end of this invocation (plus a margin).
 
         A fixed 15-minute lease outlived an invocation that timed out, so both of Lambda's retries
@@ -320,9 +386,9 @@ class Worker:
         record stayed Running for good.
         """
         lease = float(self.settings.task_lease_seconds)
-        if self.time_left is not None:
+        if attempt.time_left is not None:
             with contextlib.suppress(Exception):  # a broken context must not stop the task
-                lease = min(lease, max(0.0, float(self.time_left())) + LEASE_MARGIN_S)
+                lease = min(lease, max(0.0, float(attempt.time_left())) + LEASE_MARGIN_S)
         return lease
 
     def _preflight(self, task: Task) -> None:
@@ -347,163 +413,105 @@ class Worker:
                 param="num",
             )
 
-    def _run(
-        self,
-        *,
-        tid: str,
-        task: Task,
-        reader: Any,
-        request_id: str,
-        start: datetime,
-        started: float,
-        sources: list[str],
-        context: dict[str, Any],
-    ) -> dict[str, Any]:
+    def _run(self, attempt: Attempt, reader: BinaryIO) -> Notification:
         # PyAV loads only when a task really runs (not for skipped uploads or refused tasks).
         from vidsnap.core import engine
 
-        recording = _RecordingSink(self.sink)
+        sink = _RecordingSink(self.sink)
         tasks = self.tasks
 
         def progress(fraction: float) -> None:
             if tasks is not None:
-                tasks.progress(tid, fraction * 100)
+                tasks.progress(attempt.task_id, fraction * 100)
 
         try:
-            outcome = engine.run_task(task, reader, recording, limits=self.settings.limits, progress=progress)
+            outcome = engine.run_task(
+                attempt.task, reader, sink, limits=self.settings.limits, progress=progress
+            )
         except Exception as exc:  # every failure ends the task one way or another
             error = map_client_error(exc)
             if not isinstance(exc, VidsnapError):
-                logger.exception("task failed unexpectedly", extra=context)
-            left = recording.undo()
+                logger.exception("task failed unexpectedly", extra=attempt.log_context)
+            left = sink.undo()
             if error.transient:
-                self._release(tid, error)
+                self._release(attempt, error)
+                if error is exc:
+                    raise
                 raise error from exc
-            return self._fail(
-                tid,
-                task,
-                error,
-                request_id=request_id,
-                start=start,
-                sources=sources,
-                notify_ok=True,
-                left=left,
-            )
-        latency_ms = (time.monotonic() - started) * 1000
-        message = build_message(
-            tid,
+            return self._fail(attempt, error, left=left)
+        latency_ms = (time.monotonic() - attempt.started) * 1000
+        note = attempt.notification(
             "Succeeded",
             code="Success",
             message=f"{len(outcome.outputs)} frame(s) written",
-            request_id=request_id,
-            start=start,
-            end=datetime.now(UTC),
-            sources=sources,
             outputs=outcome.outputs,
             warnings=outcome.warnings,
-            user_data=task.user_data,
         )
-        notified = self._notify(tid, task, message)
-        self._finish(tid, message, notified)
+        note = self._conclude(attempt, note)
         _emit_metrics(len(outcome.outputs), int(getattr(reader, "bytes_read", 0)), latency_ms)
         logger.info(
-            "task succeeded", extra={**context, "frames": len(outcome.outputs), "ms": int(latency_ms)}
+            "task succeeded",
+            extra={**attempt.log_context, "frames": len(outcome.outputs), "ms": int(latency_ms)},
         )
-        return message
+        return note
 
     def _fail(
-        self,
-        tid: str,
-        task: Task,
-        error: VidsnapError,
-        *,
-        request_id: str,
-        start: datetime,
-        sources: list[str],
-        notify_ok: bool,
-        left: list[str] | None = None,
-    ) -> dict[str, Any]:
+        self, attempt: Attempt, error: VidsnapError, *, notify: bool = True, left: list[str] | None = None
+    ) -> Notification:
+        """End the task as Failed; ``left``: outputs written before the failure that are still there."""
         text = error.message
         if left:
             text += f" (outputs written before the failure could not be deleted: {', '.join(left[:20])})"
-        message = build_message(
-            tid,
-            "Failed",
-            code=error.code,
-            message=text,
-            request_id=request_id,
-            start=start,
-            end=datetime.now(UTC),
-            sources=sources,
-            outputs=[],
-            warnings=[],
-            user_data=task.user_data,
+        note = self._conclude(
+            attempt, attempt.notification("Failed", code=error.code, message=text), notify=notify
         )
-        notified = self._notify(tid, task, message) if notify_ok else None
-        self._finish(tid, message, notified)
-        logger.warning("task failed", extra={"task_id": tid, "code": error.code, "error": text})
-        return message
+        logger.warning("task failed", extra={"task_id": attempt.task_id, "code": error.code, "error": text})
+        return note
 
-    def _notify(self, tid: str, task: Task, message: dict[str, Any]) -> str | None:
-        """Send the one notification; transient errors release the task and propagate."""
-        if task.notify is None:
-            return None
-        try:
-            return self.notifier.send(task.notify, message)
-        except VidsnapError as exc:
-            if exc.transient:
-                self._release(tid, exc)
-                raise
-            # A permanent notify failure (topic deleted, access denied) does not change the task's
-            # outcome; it is recorded in the task's warnings.
-            logger.error("notification failed", extra={"task_id": tid, "error": exc.message})
-            message["Warnings"] = [*message["Warnings"], f"notification failed: {exc.message}"]
-            return None
+    def _conclude(self, attempt: Attempt, note: Notification, *, notify: bool = True) -> Notification:
+        """Send the one notification (when the task names a target), then finish the record.
 
-    def _finish(self, tid: str, message: dict[str, Any], notified: str | None) -> None:
-        if self.tasks is None:
-            return
-        self.tasks.finish(
-            tid,
-            message["Status"],
-            code=message["Code"],
-            message=message["Message"],
-            outputs=message["Outputs"],
-            warnings=message["Warnings"],
-            notification=message,
-            notified=notified,
-        )
-
-    def _release(self, tid: str, error: VidsnapError) -> None:
+        The notification goes first: when finishing the record fails, the redelivery re-runs and
+        re-notifies instead of losing it. A transient send failure releases the task and
+        propagates; a permanent one (topic deleted, access denied) does not change the task's
+        outcome and is added to its warnings.
+        """
+        target = attempt.task.notify
+        notified: str | None = None
+        if notify and target is not None:
+            try:
+                notified = self.notifier.send(target, note)
+            except VidsnapError as exc:
+                if exc.transient:
+                    self._release(attempt, exc)
+                    raise
+                logger.error("notification failed", extra={"task_id": attempt.task_id, "error": exc.message})
+                note = note.with_warning(f"notification failed: {exc.message}")
         if self.tasks is not None:
-            self.tasks.release(tid, error.code, error.message)
+            self.tasks.finish(note, notified=notified)
+        return note
 
-    def _failed_without_task(
-        self, error: VidsnapError, request_id: str, sources: list[str]
-    ) -> dict[str, Any]:
-        """The Failed message of a request that never became a task (not recorded, not notified)."""
-        now = datetime.now(UTC)
-        return build_message(
-            "",
-            "Failed",
-            code=error.code,
-            message=error.message,
-            request_id=request_id,
-            start=now,
-            end=now,
-            sources=sources,
-            outputs=[],
-            warnings=[],
-            user_data=None,
-        )
+    def _release(self, attempt: Attempt, error: VidsnapError) -> None:
+        if self.tasks is not None:
+            self.tasks.release(attempt.task_id, error.code, error.message)
 
 
-def _close(reader: Any) -> None:
-    close = getattr(reader, "close", None)
-    if close is not None:
-        # Closing a reader must never mask the real outcome of the task.
-        with contextlib.suppress(Exception):
-            close()
+def _failed_without_task(error: VidsnapError, request_id: str, sources: list[str]) -> dict[str, Any]:
+    """The Failed message of a request that never became a task (not recorded, not notified)."""
+    now = datetime.now(UTC)
+    return Notification.build(
+        "",
+        "Failed",
+        code=error.code,
+        message=error.message,
+        request_id=request_id,
+        start=now,
+        end=now,
+        sources=sources,
+        outputs=[],
+        warnings=[],
+        user_data=None,
+    ).as_message()
 
 
 def _emit_metrics(frames: int, bytes_read: int, latency_ms: float) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO, Protocol
 import av
 
 from vidsnap.core.decode import Picked, Video, cpu_cores, decoder_threads
-from vidsnap.core.errors import BadRequest, UndecodableMedia, VidsnapError
+from vidsnap.core.errors import BadRequest, UndecodableMedia
 from vidsnap.core.imaging import Geometry, plan_geometry, render
 from vidsnap.core.naming import frames_overwrite, output_key
 from vidsnap.core.plan import (
@@ -103,23 +103,6 @@ class Outcome:
 
     outputs: list[Output] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-class TaskFailed(VidsnapError):
-    """Wraps the error that stopped a task, with the outputs already written before it stopped.
-
-    The task is Failed as a whole (no partial output is reported as success); callers may delete or
-    list ``written`` so that nothing is left unexplained.
-    """
-
-    def __init__(self, cause: VidsnapError, written: list[Output]) -> None:
-        super().__init__(cause.message, ec=cause.ec, param=cause.param)
-        self.cause = cause
-        self.written = written
-        # Keep the cause's classification so the edges map the status/retry correctly.
-        self.status = cause.status  # type: ignore[misc]
-        self.code = cause.code  # type: ignore[misc]
-        self.transient = cause.transient  # type: ignore[misc]
 
 
 def snapshot(source: Source, req: SnapshotRequest, *, limits: Limits | None = None) -> Rendered:
@@ -369,9 +352,12 @@ def run_task(
     """Run every job of ``task`` on ``source`` and write the frames to ``sink``.
 
     ``source_ref`` names the source for output key templates (``{barename}`` …); it defaults to the
-    task's own source, then to the path. Raises :class:`TaskFailed` when a job fails after some
-    outputs were written, so that no partial result is mistaken for success. ``budget`` counts the
-    task's frames across its jobs (default: :meth:`FrameBudget.for_task`, ``MAX_FRAMES`` per task).
+    task's own source, then to the path. ``budget`` counts the task's frames across its jobs
+    (default: :meth:`FrameBudget.for_task`, ``MAX_FRAMES`` per task).
+
+    A failure raises, also after some outputs were written: the task failed as a whole, and no
+    partial result is returned as its outcome. What was written is what went through ``sink``; a
+    caller that must not leave it behind records its writes there and undoes them (the worker does).
     """
     limits = limits or Limits()
     if budget is None:
@@ -395,13 +381,8 @@ def run_task(
                     part=part,
                     budget=budget,
                 )
-    except VidsnapError as exc:
-        if outcome.outputs:
-            raise TaskFailed(exc, outcome.outputs) from exc
-        raise
     except (av.error.FFmpegError, OSError) as exc:
-        err = UndecodableMedia(f"media could not be decoded: {exc}")
-        raise (TaskFailed(err, outcome.outputs) if outcome.outputs else err) from exc
+        raise UndecodableMedia(f"media could not be decoded: {exc}") from exc
     if progress:
         progress(1.0)
     return outcome
