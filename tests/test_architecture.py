@@ -27,8 +27,6 @@ FORBIDDEN = {
 #: Edges still to be removed (each names the module and what it must stop importing).
 KNOWN: set[str] = {
     "vidsnap.core.lang -> vidsnap.aws.events",
-    "vidsnap.aws.settings -> vidsnap.core.engine",
-    "vidsnap.aws.settings -> vidsnap.core.lang",
     "vidsnap.aws.taskstore -> vidsnap.aws.s3io",
     "vidsnap.aws.clients -> vidsnap.aws.s3io",
 }

@@ -18,8 +18,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from vidsnap.aws.clients import Clients, account_from_arn
 from vidsnap.aws.events import uploads_from_event
 from vidsnap.aws.observe import MetricUnit, logger, metrics
-from vidsnap.aws.settings import get_settings
+from vidsnap.aws.settings import ASYNC_VARIABLES, get_settings
 from vidsnap.aws.worker import Worker
+from vidsnap.core.lang import parse_process
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _worker: Worker | None = None
@@ -29,7 +30,8 @@ def _get_worker(context: Any) -> Worker:
     global _worker  # noqa: PLW0603 - one worker (settings, clients) per cold start
     if _worker is None:
         account = account_from_arn(getattr(context, "invoked_function_arn", None))
-        _worker = Worker(get_settings(), Clients(account_id=account))
+        # The upload rules are parsed now: a typo fails the cold start loudly, not each upload later.
+        _worker = Worker(get_settings(ASYNC_VARIABLES, parse_rule=parse_process), Clients(account_id=account))
     # Task leases end with this invocation, so a retry after a timeout can take the task over.
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     _worker.time_left = (lambda: remaining() / 1000) if callable(remaining) else None
