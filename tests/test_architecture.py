@@ -24,18 +24,6 @@ FORBIDDEN = {
     "vidsnap.aws.taskstore": ("vidsnap.aws.s3io",),
 }
 
-#: Edges still to be removed (each names the module and what it must stop importing).
-KNOWN: set[str] = {
-    "vidsnap.aws.settings -> vidsnap.core.engine",
-    "vidsnap.aws.settings -> vidsnap.core.lang",
-}
-
-
-def _known(module: str, target: str) -> bool:
-    return f"{module} -> {target}" in KNOWN or any(
-        target.startswith(k.split(" -> ")[1] + ".") for k in KNOWN if k.startswith(module + " ")
-    )
-
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
@@ -91,10 +79,7 @@ def test_no_import_runs_upwards() -> None:
         f"{module} -> {target}"
         for module, targets in _graph().items()
         for target in targets
-        if (low := _floor(module)) is not None
-        and (high := _floor(target)) is not None
-        and high > low
-        and not _known(module, target)
+        if (low := _floor(module)) is not None and (high := _floor(target)) is not None and high > low
     ]
     assert not upward, upward
 
@@ -113,19 +98,14 @@ def test_the_core_never_imports_aws_or_web_code() -> None:
 @pytest.mark.parametrize("module", sorted(FORBIDDEN))
 def test_no_import_drags_in_more_than_it_needs(module: str) -> None:
     imported = _all_imports()[module]
-    bad = sorted(
-        t
-        for t in imported
-        for f in FORBIDDEN[module]
-        if (t == f or t.startswith(f + ".")) and not _known(module, t)
-    )
+    bad = sorted(t for t in imported for f in FORBIDDEN[module] if (t == f or t.startswith(f + ".")))
     assert not bad, bad
 
 
 def test_no_import_cycles() -> None:
     graph = _graph()
     # A package's __init__ importing its own submodules is how it re-exports them, not a cycle.
-    edges = {m: {t for t in ts if not t.startswith(m + ".") and not _known(m, t)} for m, ts in graph.items()}
+    edges = {m: {t for t in ts if not t.startswith(m + ".")} for m, ts in graph.items()}
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
     stack: list[str] = []

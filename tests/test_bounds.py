@@ -335,13 +335,13 @@ def test_a_video_stream_over_the_limit_is_refused(make_media: Callable[[str], An
     with Video(path, max_source_pixels=160 * 90) as v:
         assert v.coded_width == 160
     # The limit travels from the settings through the engine's limits.
-    limits = Settings.from_env({"MAX_SOURCE_PIXELS": str(160 * 90 - 1)}, validate_rules=False).limits
+    limits = Settings.from_env({"MAX_SOURCE_PIXELS": str(160 * 90 - 1)}).limits
     assert limits.max_source_pixels == 160 * 90 - 1
     with pytest.raises(SourceTooLarge):
         snapshot(path, parse_sync("video/snapshot,t_0,f_jpg"), limits=limits)
     with pytest.raises(SourceTooLarge):
         run_task(parse_process("video/snapshots,f_jpg,inter_1000"), path, MemorySink(), limits=limits)
-    assert Settings.from_env({}, validate_rules=False).limits.max_source_pixels == 8192 * 8192
+    assert Settings.from_env({}).limits.max_source_pixels == 8192 * 8192
 
 
 # -- 5. decode budget ------------------------------------------------------------------------------
@@ -389,7 +389,7 @@ def test_the_decode_budget_is_counted_without_an_index(one_keyframe: dict[str, P
 
 
 def test_the_decode_budget_through_the_engine(one_keyframe: dict[str, Path]) -> None:
-    limits = Settings.from_env({"DECODE_BUDGET_FRAMES": "50"}, validate_rules=False).limits
+    limits = Settings.from_env({"DECODE_BUDGET_FRAMES": "50"}).limits
     assert limits.decode_budget_frames == 50
     with pytest.raises(DecodeBudgetExceeded):
         snapshot(one_keyframe["mp4"], parse_sync("video/snapshot,t_9000,f_jpg"), limits=limits)
@@ -472,7 +472,7 @@ def test_the_http_answers(tmp_path: Path, one_keyframe: dict[str, Path], wide_sa
     (tmp_path / "bomb.png").write_bytes(_png(64, 64, declare=(16000, 16000)))
     (tmp_path / "onekey.mp4").write_bytes(one_keyframe["mp4"].read_bytes())
     (tmp_path / "sar.y4m").write_bytes(wide_sar.read_bytes())
-    settings = Settings.from_env({"DECODE_BUDGET_FRAMES": "50"}, validate_rules=False)
+    settings = Settings.from_env({"DECODE_BUDGET_FRAMES": "50"})
     client = TestClient(create_app(settings=settings, store=LocalStore(tmp_path)))
 
     def get(key: str, process: str) -> Any:

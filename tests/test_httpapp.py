@@ -493,7 +493,23 @@ def test_s3_post_enqueues_and_task_lookup(aws: dict[str, Any], media_root: Path)
     assert record == {"TaskId": body["TaskId"], "Status": "Running", "Progress": 42.5}
 
 
-def test_s3_warm_requests_reuse_the_open_video_and_stay_exact(aws: dict[str, Any], media_root: Path) -> None:
+@pytest.fixture
+def emitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
+    """The metrics documents vidsnap.aws.observe would publish (inside Lambda), as {name: value}."""
+    import vidsnap.aws.observe
+
+    documents: list[dict[str, float]] = []
+
+    def emit(values: dict[str, tuple[Any, float]]) -> None:
+        documents.append({name: value for name, (_, value) in values.items()})
+
+    monkeypatch.setattr(vidsnap.aws.observe, "emit", emit)
+    return documents
+
+
+def test_s3_warm_requests_reuse_the_open_video_and_stay_exact(
+    aws: dict[str, Any], media_root: Path, emitted: list[dict[str, float]]
+) -> None:
     """A warm app keeps the object version open: forward, backward and repeated times stay exact,
     a repeat reads nothing from S3, and a replaced object is opened afresh."""
     aws["s3"].put_object(Bucket="vidsnap-source", Key=CLIP, Body=(media_root / CLIP).read_bytes())
@@ -502,7 +518,12 @@ def test_s3_warm_requests_reuse_the_open_video_and_stay_exact(aws: dict[str, Any
     for t in (2000, 400, 2000, 2040, 0):
         r = client.get(_url(CLIP, f"video/snapshot,t_{t},f_png"))
         assert r.status_code == 200
-        frames.append((_counter(r.content), int(r.headers["x-vidsnap-bytes-read"])))
+        # How much was read is a metric, published directly; clients do not see it.
+        assert "x-vidsnap-bytes-read" not in r.headers
+        assert "server-timing" not in r.headers
+        frames.append((_counter(r.content), int(emitted[-1]["BytesRead"])))
+    assert len(emitted) == 5
+    assert all(doc["FramesWritten"] == 1 and doc["SnapshotLatencyMs"] > 0 for doc in emitted)
     assert [counter for counter, _ in frames] == [50, 10, 50, 51, 0]
     assert frames[0][1] > 0
     assert frames[2][1] == 0  # the same frame again: nothing read from S3
@@ -513,4 +534,55 @@ def test_s3_warm_requests_reuse_the_open_video_and_stay_exact(aws: dict[str, Any
     aws["s3"].put_object(Bucket="vidsnap-source", Key=CLIP, Body=other.read_bytes())
     r = client.get(_url(CLIP, "video/snapshot,t_2000,f_png"))
     assert _counter(r.content) == 100
-    assert int(r.headers["x-vidsnap-bytes-read"]) > 0
+    assert emitted[-1]["BytesRead"] > 0
+    assert len(emitted) == 6
+    client.get(_url(CLIP, "video/snapshot,t_2000,f_png"), headers={"If-None-Match": r.headers["etag"]})
+    client.get(_url("videos/none.mp4"))
+    assert len(emitted) == 6  # a 304 or an error renders nothing
+
+
+def _s3_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The S3 operations ``client`` sends from now on, with their parameters."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, dict(params)))
+
+    client.meta.events.register("provide-client-params.s3.*", record)
+    return calls
+
+
+def test_a_sync_snapshot_sends_one_head(aws: dict[str, Any], media_root: Path) -> None:
+    """One HEAD per snapshot (the ETag of the answer and the version the reads are pinned to), then
+    ranged GETs of that object only; the `/_info` page too."""
+    aws["s3"].put_object(Bucket="vidsnap-source", Key=CLIP, Body=(media_root / CLIP).read_bytes())
+    client = _s3_app(aws)
+    calls = _s3_calls(aws["s3"])
+    r = client.get(_url(CLIP, "video/snapshot,t_1240,f_png"))
+    assert r.status_code == 200
+    assert [name for name, _ in calls].count("HeadObject") == 1
+    gets = [params for name, params in calls if name == "GetObject"]
+    assert gets
+    etag = aws["s3"].head_object(Bucket="vidsnap-source", Key=CLIP)["ETag"]
+    assert {params["IfMatch"] for params in gets} == {etag}
+    calls.clear()
+    assert client.get(f"/_info/{CLIP}").json()["DurationMs"] == 3000
+    assert [name for name, _ in calls].count("HeadObject") == 1
+
+
+def test_reads_are_pinned_to_the_version_the_head_saw(aws: dict[str, Any], media_root: Path) -> None:
+    """On a versioned bucket the ranged GETs name the version id of the HEAD (and its ETag)."""
+    s3 = aws["s3"]
+    s3.put_bucket_versioning(Bucket="vidsnap-source", VersioningConfiguration={"Status": "Enabled"})
+    version = s3.put_object(Bucket="vidsnap-source", Key=CLIP, Body=(media_root / CLIP).read_bytes())[
+        "VersionId"
+    ]
+    client = _s3_app(aws)
+    calls = _s3_calls(s3)
+    r = client.get(_url(CLIP, "video/snapshot,t_2000,f_png"))
+    assert r.status_code == 200
+    assert _counter(r.content) == 50
+    assert [name for name, _ in calls].count("HeadObject") == 1
+    gets = [params for name, params in calls if name == "GetObject"]
+    assert gets
+    assert {params.get("VersionId") for params in gets} == {version}

@@ -33,6 +33,7 @@ import pytest
 import uvicorn
 from conftest import MemoryBlockReader
 
+from vidsnap.aws.snapshots import OPEN_VIDEOS
 from vidsnap.core.decode import Video, decoder_threads
 from vidsnap.core.errors import Throttled, UndecodableMedia
 from vidsnap.core.parallel import frames_at
@@ -71,7 +72,9 @@ def settle(limit: int, timeout: float = 5.0) -> int:
 
 @contextmanager
 def no_gc() -> Iterator[None]:
-    """The cyclic garbage collector off: what is freed must be freed by reference counting."""
+    """The cyclic garbage collector off: what is freed must be freed by reference counting. The
+    video an earlier test of this process left warm (the process-wide OPEN_VIDEOS) is closed first."""
+    OPEN_VIDEOS.close()
     was = gc.isenabled()
     gc.collect()
     gc.disable()

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
+import av
 import boto3
 import pytest
 from moto import mock_aws
@@ -475,9 +476,148 @@ def test_snapshot_metrics_inside_lambda(
     """Inside Lambda a rendered snapshot publishes FramesWritten, BytesRead and SnapshotLatencyMs."""
     from vidsnap.aws.observe import emit_snapshot_metrics
 
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "vidsnap-ObjectGetFunction")
-    emit_snapshot_metrics({"x-vidsnap-bytes-read": "123456", "server-timing": "render;dur=42.5"})
+    emit_snapshot_metrics(bytes_read=123456, render_ms=42.5)
     emf = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (emf["FramesWritten"], emf["BytesRead"], emf["SnapshotLatencyMs"]) == ([1.0], [123456.0], [42.5])
-    emit_snapshot_metrics({"etag": "x"})  # a 304 or an error: nothing
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
+    emit_snapshot_metrics(bytes_read=1, render_ms=1.0)  # outside Lambda: nothing on stdout
     assert capsys.readouterr().out == ""
+
+
+@pytest.fixture
+def emitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
+    """The metrics documents vidsnap.aws.observe would publish (inside Lambda), as {name: value}."""
+    import vidsnap.aws.observe
+
+    documents: list[dict[str, float]] = []
+
+    def emit(values: dict[str, tuple[Any, float]]) -> None:
+        documents.append({name: value for name, (_, value) in values.items()})
+
+    monkeypatch.setattr(vidsnap.aws.observe, "emit", emit)
+    return documents
+
+
+def test_both_paths_publish_the_metrics_of_a_rendered_snapshot(
+    aws: dict[str, Any], load_handler: Loader, context: Context, emitted: list[dict[str, float]]
+) -> None:
+    """Function URL snapshots publish their metrics directly; nothing of them reaches the caller."""
+    handler = load_handler().handler
+    response = handler(load_event("function-url-get.json"), context())
+    assert response["statusCode"] == 200
+    (doc,) = emitted
+    assert doc["FramesWritten"] == 1
+    assert doc["BytesRead"] > 0
+    assert doc["SnapshotLatencyMs"] > 0
+    assert not {"x-vidsnap-bytes-read", "server-timing"} & set(response["headers"])
+    again = load_event("function-url-get.json")
+    again["headers"]["if-none-match"] = response["headers"]["etag"]
+    assert handler(again, context())["statusCode"] == 304
+    assert len(emitted) == 1  # a 304 renders nothing
+
+
+def test_object_lambda_publishes_the_metrics_of_a_rendered_snapshot(
+    olap: dict[str, Any], run_olap: RunOlap, emitted: list[dict[str, float]]
+) -> None:
+    assert run_olap(_olap_event(olap))["StatusCode"] == 200
+    (doc,) = emitted
+    assert (doc["FramesWritten"], doc["BytesRead"] > 0) == (1, True)
+    assert run_olap(_olap_event(olap, query="x-oss-process=video/snapshot,t_x"))["StatusCode"] == 400
+    assert len(emitted) == 1
+
+
+BAD_WORKER_VARIABLES = {
+    "UPLOAD_RULES": '[{"prefix": "videos/", "process": "video/snapshots,zz_1"}]',
+    "TASK_LEASE_SECONDS": "soon",
+    "DECODERS": "many",
+}
+
+
+def test_a_typo_in_the_workers_variables_does_not_fail_snapshots(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch, load_handler: Loader, context: Context
+) -> None:
+    """UPLOAD_RULES, TASK_LEASE_SECONDS and DECODERS are read by the asynchronous function only:
+    the object-get function, which gets them too (template.yaml's Globals), leaves them unread."""
+    for name, value in BAD_WORKER_VARIABLES.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    handler = load_handler().handler
+    assert handler(load_event("function-url-get.json"), context())["statusCode"] == 200
+    assert handler(load_event("function-url-post.json"), context())["statusCode"] == 200
+    monkeypatch.setenv("MAX_FRAMES", "lots")  # one of its own: a documented 500
+    get_settings.cache_clear()
+    assert load_handler().handler(load_event("function-url-get.json"), context())["statusCode"] == 500
+
+
+def test_a_typo_in_the_workers_variables_does_not_fail_object_lambda(
+    olap: dict[str, Any], monkeypatch: pytest.MonkeyPatch, run_olap: RunOlap
+) -> None:
+    for name, value in BAD_WORKER_VARIABLES.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    assert run_olap(_olap_event(olap))["StatusCode"] == 200
+
+
+def test_object_lambda_reuses_the_warm_video_through_each_requests_url(
+    olap: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Object Lambda renders through the process's warm videos, keyed by the object (ETag, size,
+    where it is): a later request for the same object reads its first block (which tells the
+    ETag) and no more for a frame already decoded, and reads through its own presigned URL (the
+    earlier request's URL may have expired)."""
+    import urllib.error
+    import urllib.request
+    from email.message import Message
+
+    from vidsnap.aws import objectlambda
+    from vidsnap.aws.settings import Settings
+    from vidsnap.local import synth
+
+    real = urllib.request.urlopen
+    fetched: list[str] = []
+    expired: set[str] = set()
+
+    def urlopen(request: urllib.request.Request, *args: Any, **kwargs: Any) -> Any:
+        fetched.append(request.full_url)
+        if request.full_url in expired:
+            raise urllib.error.HTTPError(request.full_url, 403, "Request has expired", Message(), None)
+        return real(request, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+    def presigned(seconds: int) -> str:
+        params = {"Bucket": olap["bucket"], "Key": CLIP}
+        url: str = olap["s3"].generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
+        return url
+
+    def counter(url: str, t: int) -> int:
+        s3 = FakeS3()
+        objectlambda.answer_object_lambda(
+            s3,
+            route="r",
+            token="t",
+            input_url=url,
+            user_url=f"https://ap.example/{CLIP}?x-oss-process=video/snapshot,t_{t},f_png",
+            payload=None,
+            settings=Settings(),
+            request_id="rid",
+            block_size=1024,
+        )
+        (call,) = s3.calls
+        assert call["StatusCode"] == 200, call
+        image = Image.open(io.BytesIO(call["Body"])).convert("RGB")
+        return synth.read_counter(av.VideoFrame.from_image(image))
+
+    first, second, third = presigned(60), presigned(61), presigned(62)
+    assert counter(first, 1000) == 25
+    assert len(fetched) > 1
+    expired.add(first)
+    fetched.clear()
+    assert counter(second, 2000) == 50
+    assert fetched
+    assert set(fetched) == {second}
+    fetched.clear()
+    assert counter(third, 2000) == 50
+    assert fetched == [third]  # the first block, for the ETag; the frame is the kept one

@@ -7,13 +7,17 @@ import json
 import pytest
 
 from vidsnap.aws.settings import (
+    ASYNC_VARIABLES,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_RESULTS_PREFIX,
+    OBJECT_GET_VARIABLES,
+    VARIABLES,
     Settings,
     UploadRule,
     get_settings,
 )
+from vidsnap.core.lang import parse_process
 
 RULES = [
     {"prefix": "videos/", "suffix": ".mp4", "process": "video/snapshots,f_jpg,inter_1000,num_3"},
@@ -56,12 +60,10 @@ def test_every_variable() -> None:
         "SIGNING_SECRET_PARAMETER": " /vidsnap/signing ",
         "TASK_LEASE_SECONDS": "120",
     }
-    s = Settings.from_env(env)
+    s = Settings.from_env(env, parse_rule=parse_process)
     assert s.source_bucket == "src"
     # The output bucket is implicitly allowed.
     assert s.allowed_output_buckets == {"a", "b", "out"}
-    assert s.output_bucket_allowed("out")
-    assert not s.output_bucket_allowed("src")
     assert s.allowed_topics == {"done", "arn:aws:sns:us-east-1:123456789012:other"}
     assert s.allowed_queues == {"q1", "https://sqs.us-east-1.amazonaws.com/123456789012/q2"}
     assert s.task_queue_url
@@ -95,8 +97,10 @@ def test_rule_matching() -> None:
 
 
 def test_limits() -> None:
-    pytest.importorskip("vidsnap.core.engine", reason="vidsnap.core.engine not available yet")
+    from vidsnap.core.engine import Limits
+
     limits = Settings.from_env({"MAX_FRAMES": "7", "MAX_PIXELS": "100"}).limits
+    assert isinstance(limits, Limits)  # what the engine takes
     assert (limits.max_frames, limits.max_pixels) == (7, 100)
 
 
@@ -124,13 +128,56 @@ def test_limits() -> None:
 )
 def test_bad_values_fail_loudly_naming_the_variable(env: dict[str, str], names: str) -> None:
     with pytest.raises(ValueError, match=names.replace("[", r"\[").replace("]", r"\]")):
-        Settings.from_env(env)
+        Settings.from_env(env, parse_rule=parse_process)
 
 
 def test_rule_validation_can_be_deferred() -> None:
-    s = Settings.from_env({"UPLOAD_RULES": '[{"process": "video/snapshots,f_gif"}]'}, validate_rules=False)
-    with pytest.raises(ValueError, match="UPLOAD_RULES"):
-        s.validate_rules()
+    s = Settings.from_env({"UPLOAD_RULES": '[{"process": "video/snapshots,f_gif"}]'})
+    with pytest.raises(ValueError, match=r"UPLOAD_RULES\[0\]\.process 'video/snapshots,f_gif': "):
+        s.validate_rules(parse_process)
+    with pytest.raises(ValueError, match="needs an asynchronous 'video/snapshots' process"):
+        Settings(upload_rules=(UploadRule(process="video/snapshot,t_0"),)).validate_rules(parse_process)
+
+
+def test_settings_load_without_the_request_languages_or_the_engine() -> None:
+    """Reading the settings is cheap: the request languages and the engine (PyAV) stay unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vidsnap.aws.settings as s\n"
+        "s.Settings.from_env({'UPLOAD_RULES': '[{\"process\": \"video/snapshots,f_jpg\"}]'}).limits\n"
+        "print(sorted(m for m in ('vidsnap.core.lang', 'vidsnap.core.engine', 'av') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"UPLOAD_RULES": "{not json"},
+        {"UPLOAD_RULES": '[{"process": "video/snapshots,zz_1"}]'},
+        {"TASK_LEASE_SECONDS": "soon"},
+        {"DECODERS": "many"},
+    ],
+)
+def test_each_function_reads_only_its_own_variables(env: dict[str, str]) -> None:
+    """The object-get function never reads the worker's variables: a typo there cannot fail it."""
+    s = Settings.from_env({**env, "MAX_FRAMES": "9"}, variables=OBJECT_GET_VARIABLES)
+    assert (s.max_frames, s.upload_rules, s.task_lease_seconds, s.decoders) == (9, (), 900, None)
+    with pytest.raises(ValueError, match=next(iter(env))):
+        Settings.from_env(env, variables=ASYNC_VARIABLES, parse_rule=parse_process)
+
+
+def test_the_function_variable_sets() -> None:
+    assert OBJECT_GET_VARIABLES | ASYNC_VARIABLES == VARIABLES
+    assert {"UPLOAD_RULES", "TASK_LEASE_SECONDS", "DECODERS"}.isdisjoint(OBJECT_GET_VARIABLES)
+    assert {"SIGNING_SECRET", "SIGNING_SECRET_PARAMETER", "TASK_QUEUE_URL"}.isdisjoint(ASYNC_VARIABLES)
+    with pytest.raises(ValueError, match="MAX_FRAME"):
+        Settings.from_env({}, variables={"MAX_FRAME"})
 
 
 def test_get_settings_is_cached_per_process(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -168,3 +168,25 @@ def test_s3_store(s3: Any) -> None:
         store.open("nope.mp4")
     with pytest.raises(NotAllowed):
         store.open("../x.mp4")
+
+
+def test_s3_store_opens_from_the_info_it_gave(s3: Any) -> None:
+    """``open(key, info=...)`` sends no second HEAD: the reader is of the object the HEAD saw (its
+    size, ETag for If-Match, version id and metadata), not the current one."""
+    s3.put_bucket_versioning(Bucket="out", VersioningConfiguration={"Status": "Enabled"})
+    first = s3.put_object(Bucket="out", Key="v.mp4", Body=b"0123456789", Metadata={"vidsnap-output": "1"})
+    store = S3Store(s3, "out", block_size=4, readahead=False)
+    info = store.info("v.mp4")
+    assert (info.version, info.metadata) == (first["VersionId"], {"vidsnap-output": "1"})
+    s3.put_object(Bucket="out", Key="v.mp4", Body=b"abcdefghijklmnop")  # a newer version
+    calls: list[tuple[str, dict[str, Any]]] = []
+    s3.meta.events.register(
+        "provide-client-params.s3.*", lambda params, model, **_: calls.append((model.name, dict(params)))
+    )
+    reader = store.open("v.mp4", info=info)
+    assert (reader.size, reader.etag, reader.version_id) == (10, info.etag, first["VersionId"])
+    assert reader.metadata == {"vidsnap-output": "1"}
+    assert reader.read() == b"0123456789"  # the version the HEAD saw, not the newer one
+    assert {name for name, _ in calls} == {"GetObject"}
+    assert {(p["VersionId"], p["IfMatch"]) for _, p in calls} == {(first["VersionId"], f'"{info.etag}"')}
+    assert store.info("v.mp4").version != first["VersionId"]

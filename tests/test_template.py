@@ -250,7 +250,9 @@ def test_results_prefix_matches_the_lifecycle_rule(
 
 def test_default_upload_rules_are_valid(template: dict[str, Any]) -> None:
     default = template["Parameters"]["UploadRules"]["Default"]
-    settings = Settings.from_env({"UPLOAD_RULES": default, "MAX_FRAMES": "1000"})
+    from vidsnap.core.lang import parse_process
+
+    settings = Settings.from_env({"UPLOAD_RULES": default, "MAX_FRAMES": "1000"}, parse_rule=parse_process)
     assert settings.upload_rules
 
 

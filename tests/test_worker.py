@@ -21,6 +21,7 @@ from vidsnap.aws.storage import OUTPUT_MARKER
 from vidsnap.aws.taskstore import TaskStore, create_table
 from vidsnap.aws.worker import TaskRunning, Worker
 from vidsnap.core.errors import Throttled, UndecodableMedia
+from vidsnap.core.lang import parse_process
 from vidsnap.core.plan import SourceRef, resolve_source, task_id
 
 engine = pytest.importorskip(
@@ -117,7 +118,7 @@ def env(aws_env: None, video: bytes) -> Iterator[Env]:
             upload_rules=(UploadRule("videos/", ".mp4", process()),),
             max_frames=50,
         )
-        settings.validate_rules()
+        settings.validate_rules(parse_process)
         yield Env(clients, settings, listener, results, video)
 
 

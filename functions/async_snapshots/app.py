@@ -19,8 +19,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from vidsnap.aws.clients import Clients, account_from_arn
 from vidsnap.aws.events import uploads_from_event
 from vidsnap.aws.observe import MetricUnit, logger, metrics
-from vidsnap.aws.settings import get_settings
+from vidsnap.aws.settings import ASYNC_VARIABLES, get_settings
 from vidsnap.aws.worker import Worker
+from vidsnap.core.lang import parse_process
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -28,7 +29,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 @functools.cache
 def _worker_for(account: str | None) -> Worker:
     """One worker (settings, clients) per cold start; ``account``: the function's own account."""
-    return Worker(get_settings(), Clients(account_id=account))
+    # The upload rules are parsed now: a typo fails the cold start loudly, not each upload later.
+    return Worker(get_settings(ASYNC_VARIABLES, parse_rule=parse_process), Clients(account_id=account))
 
 
 def _get_worker(context: Any) -> Worker:

@@ -26,39 +26,40 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from decimal import Decimal
-from fractions import Fraction
 from html import escape
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vidsnap.aws.clients import Clients
 from vidsnap.aws.errors import map_client_error
-from vidsnap.aws.events import load_json
-from vidsnap.aws.settings import DEFAULT_RESULTS_PREFIX
-from vidsnap.core.engine import Limits, OpenVideos, check_limits, snapshot
+from vidsnap.aws.settings import Settings
+from vidsnap.aws.snapshots import PROCESS_PARAM, Snapshots, process_param, single
+from vidsnap.aws.storage import ObjectInfo, S3Store, Store
+from vidsnap.core.engine import check_limits, open_video
+from vidsnap.core.jsonload import load_json
 from vidsnap.core.errors import (
-    EC_MALFORMED,
     BadRequest,
     NotAllowed,
     NotFound,
     TooLarge,
     VidsnapError,
     as_vidsnap_error,
+    misconfigured,
 )
 from vidsnap.core.lang import MAX_BODY_BYTES, parse_sync, parse_task
 from vidsnap.core.naming import check_key
 from vidsnap.core.plan import NotifyTarget, SnapshotRequest, report_ms, resolve_source, task_id
-
-if TYPE_CHECKING:  # storage is imported where a Lambda app is built (lambda_app), not by the local server
-    from vidsnap.aws.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,6 @@ CACHE_CONTROL = "public, max-age=86400"
 #: Lifetime of the presigned URL a 302 for an oversize result points at (seconds).
 PRESIGN_EXPIRES = 3600
 
-PROCESS_PARAM = "x-oss-process"
 ASYNC_PARAM = "x-oss-async-process"
 EXPIRES_PARAM = "x-vidsnap-expires"
 SIGNATURE_PARAM = "x-vidsnap-signature"
@@ -190,17 +190,11 @@ def check_signature(
 # helpers
 
 
-def snapshot_etag(info: Any, key: str, req: SnapshotRequest) -> str:
+def snapshot_etag(info: ObjectInfo, key: str, req: SnapshotRequest) -> str:
     """A strong ETag for a snapshot: the source identity (key, ETag, version) and the normalised
     request. The same request on the same object version always has the same ETag."""
     material = json.dumps(
-        {
-            "key": key,
-            "etag": getattr(info, "etag", None),
-            "version": getattr(info, "version", None),
-            "size": getattr(info, "size", None),
-            "req": asdict(req),
-        },
+        {"key": key, "etag": info.etag, "version": info.version, "size": info.size, "req": asdict(req)},
         sort_keys=True,
         default=str,
         separators=(",", ":"),
@@ -217,43 +211,17 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return any(c.removeprefix("W/") == etag for c in candidates)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, Fraction):
-        return report_ms(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    return str(value)
-
-
-class _JSON(JSONResponse):
-    """JSON that also serialises DynamoDB Decimals, Fractions and sets."""
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, default=_json_default, separators=(",", ":")).encode()
-
-
-def _request_id(request: Request) -> str:
-    rid = request.scope.get("vidsnap.request_id")
+def _request_id(scope: Scope) -> str:
+    """The request's id: the Lambda request id behind mangum, else a new UUID (kept in the scope)."""
+    rid = scope.get("vidsnap.request_id")
     if isinstance(rid, str):
         return rid
-    context = request.scope.get("aws.context")
+    context = scope.get("aws.context")
     rid = getattr(context, "aws_request_id", None) if context is not None else None
     if not isinstance(rid, str) or not rid:
         rid = str(uuid.uuid4())
-    request.scope["vidsnap.request_id"] = rid
+    scope["vidsnap.request_id"] = rid
     return rid
-
-
-def _single(values: list[str], name: str, *, ec: str | None = None) -> str | None:
-    """The one value of a parameter; :class:`BadRequest` when it is given more than once (which of
-    two process strings the caller meant is a guess vidsnap does not make)."""
-    if len(values) > 1:
-        raise BadRequest(f"{name} is given {len(values)} times; valid: at most once", ec=ec, param=name)
-    return values[0] if values else None
 
 
 def _iam_authenticated(request: Request) -> bool:
@@ -265,51 +233,79 @@ def _iam_authenticated(request: Request) -> bool:
     return bool(isinstance(authorizer, Mapping) and authorizer.get("iam"))
 
 
-def error_response(exc: BaseException, request_id: str) -> Response:
-    """The documented answer for an exception; unknown exceptions are logged and become a bare 500."""
-    err = as_vidsnap_error(exc)
-    if err is not exc:
-        log.exception("internal error (request %s)", request_id, exc_info=exc)
-    elif err.status >= 500:
-        log.warning("request %s failed: %s %s", request_id, err.code, err.message)
-    return _JSON(err.to_dict(request_id), status_code=err.status, headers=_error_headers(err, request_id))
-
-
 #: Seconds a client should wait before retrying a transient failure (503): S3 throttling and
 #: network faults clear within seconds, and the reader already retried for about one.
 RETRY_AFTER_S = 1
 
 
-def _error_headers(err: VidsnapError, request_id: str) -> dict[str, str]:
-    """The request id, and ``Retry-After`` on a transient failure (throttled or unreadable source)."""
+def _error_answer(exc: BaseException, request_id: str) -> tuple[VidsnapError, dict[str, str], bytes]:
+    """The documented answer of an exception: the error, its headers (the request id, and
+    ``Retry-After`` on a transient failure) and its JSON body. Unknown exceptions are logged and
+    become a bare 500; failures of ours (5xx) are logged as warnings."""
+    err = as_vidsnap_error(exc)
+    if err is not exc:
+        log.exception("internal error (request %s)", request_id, exc_info=exc)
+    elif err.status >= 500:
+        log.warning("request %s failed: %s %s", request_id, err.code, err.message)
     headers = {REQUEST_ID_HEADER: request_id}
     if err.transient:
         headers["Retry-After"] = str(RETRY_AFTER_S)
-    return headers
+    body = json.dumps(err.to_dict(request_id), ensure_ascii=False, separators=(",", ":")).encode()
+    return err, headers, body
 
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+def error_response(exc: BaseException, request_id: str) -> Response:
+    """The documented answer for an exception; unknown exceptions are logged and become a bare 500."""
+    err, headers, body = _error_answer(exc, request_id)
+    return Response(body, status_code=err.status, headers=headers, media_type="application/json")
 
 
-def _guarded(fn: Endpoint) -> Endpoint:
-    """Run an endpoint; map every failure to its documented JSON answer; stamp the request id."""
+class MethodNotAllowed(BadRequest):
+    """A method the route does not answer (405)."""
 
-    async def endpoint(request: Request) -> Response:
-        rid = _request_id(request)
+    status = 405
+
+
+class _Answers:
+    """ASGI middleware, the one place where failures become answers.
+
+    Every answer carries ``x-vidsnap-request-id``; every exception a route raises becomes its
+    documented JSON answer (:func:`error_response`), never a stack trace.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _request_id(scope)
+        started = False
+
+        async def stamped(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
         try:
-            response = await fn(request)
+            await self.app(scope, receive, stamped)
         except Exception as exc:  # the edge: nothing escapes as a stack trace
-            return error_response(exc, rid)
-        response.headers[REQUEST_ID_HEADER] = rid
-        return response
-
-    return endpoint
+            if started:  # too late for another answer: the server ends the one begun
+                raise
+            await error_response(exc, rid)(scope, receive, stamped)
 
 
-def _close(obj: Any) -> None:
-    close = getattr(obj, "close", None)
-    if callable(close):
-        close()
+async def _no_route(request: Request, exc: Exception) -> Response:  # noqa: ARG001
+    """Starlette's 404 for a path no route matches, answered like every other failure."""
+    raise NotFound("no such route")
+
+
+async def _no_method(request: Request, exc: Exception) -> Response:  # noqa: ARG001
+    """Starlette's 405 for a method the route does not answer, answered like every other failure."""
+    raise MethodNotAllowed("method not allowed")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -320,7 +316,7 @@ class _Routes:
     def __init__(
         self,
         *,
-        settings: Any,
+        settings: Settings,
         store: Store,
         submit: Submit | None,
         tasks: TaskRecords | None,
@@ -328,6 +324,7 @@ class _Routes:
         max_inline: int | None,
         check_notify: Callable[[NotifyTarget], None] | None = None,
         signing_secret: Callable[[], str | None] | None = None,
+        index_page: Callable[[], str] | None = None,
     ) -> None:
         self.settings = settings
         self.check_notify = check_notify
@@ -338,14 +335,13 @@ class _Routes:
         self.max_inline = max_inline
         # A callable: a secret kept in SSM / Secrets Manager is fetched on the first request that
         # needs it (vidsnap.aws.secret), not when the app is built.
-        static: str | None = getattr(settings, "signing_secret", None) or None
+        static = settings.signing_secret
         self.secret: Callable[[], str | None] = signing_secret or (lambda: static)
-        self.index_page: Callable[[], str] | None = None
-        limits = getattr(settings, "limits", None)
-        self.limits: Limits = limits if isinstance(limits, Limits) else Limits()
-        prefix = getattr(settings, "results_prefix", None) or DEFAULT_RESULTS_PREFIX
+        self.index_page = index_page
+        self.limits = settings.limits
+        prefix = settings.results_prefix
         self.results_prefix = prefix if prefix.endswith("/") else prefix + "/"
-        self.open_videos = OpenVideos(capacity=1)
+        self.snapshots = Snapshots(self.limits)
 
     # -- security --------------------------------------------------------------------------------
 
@@ -365,7 +361,7 @@ class _Routes:
 
     async def get_object(self, request: Request) -> Response:
         key = check_key(request.path_params["key"])
-        process = _single(request.query_params.getlist(PROCESS_PARAM), PROCESS_PARAM, ec=EC_MALFORMED)
+        process = process_param(request.query_params.getlist(PROCESS_PARAM))
         self.authorise(request, process or "", "/" + key)
         if process is None:
             raise BadRequest(f"{PROCESS_PARAM} is required: ?{PROCESS_PARAM}=video/snapshot,t_<ms>,...")
@@ -375,27 +371,12 @@ class _Routes:
         cache = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
         if _etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=cache)
-        started = time.perf_counter()
-        rendered, bytes_read = await run_in_threadpool(self._render, key, req, info)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        log.info(
-            "snapshot %s t=%s: %dx%d, %d bytes read from the source, %.1f ms",
-            key,
-            req.time_ms,
-            rendered.width,
-            rendered.height,
-            bytes_read,
-            elapsed_ms,
-        )
+        rendered = await run_in_threadpool(self.snapshots.of_stored, self.store, info, req)
         headers = {
             **cache,
             "x-vidsnap-time-ms": str(report_ms(rendered.time_ms)),
             "x-vidsnap-width": str(rendered.width),
             "x-vidsnap-height": str(rendered.height),
-            # Observability: how much of the source was read and how long the frame took; the
-            # Lambda handler turns these into metrics.
-            "x-vidsnap-bytes-read": str(bytes_read),
-            "Server-Timing": f"render;dur={elapsed_ms:.1f}",
         }
         if self.max_inline is not None and len(rendered.data) > self.max_inline:
             if self.presign is None:
@@ -409,18 +390,6 @@ class _Routes:
             headers["Cache-Control"] = "no-store"
             return RedirectResponse(url, status_code=302, headers=headers)
         return Response(rendered.data, media_type=rendered.content_type, headers=headers)
-
-    def _render(self, key: str, req: SnapshotRequest, info: Any = None) -> tuple[Any, int]:
-        """The rendered snapshot and the number of source bytes read for it (0 for local files)."""
-        if info is not None and getattr(info, "etag", None):
-            # A warm process keeps the last object version open (container, index, read blocks).
-            version = (key, info.etag, getattr(info, "version", None), info.size)
-            return self.open_videos.snapshot(version, lambda: self.store.open(key), req, limits=self.limits)
-        source = self.store.open(key)
-        try:
-            return snapshot(source, req, limits=self.limits), int(getattr(source, "bytes_read", 0))
-        finally:
-            _close(source)
 
     # -- POST /{key} -------------------------------------------------------------------------------
 
@@ -448,25 +417,25 @@ class _Routes:
                 "leave it out or make them equal",
                 param="source",
             )
-        source_bucket = getattr(self.settings, "source_bucket", None)
+        source_bucket = self.settings.source_bucket
         if source_bucket and source.bucket != source_bucket:
             raise NotAllowed(f"sources are read from s3://{source_bucket} only, not {source.uri}")
         check_limits(task, self.limits)
-        allowed: frozenset[str] = getattr(self.settings, "allowed_output_buckets", frozenset())
+        allowed = self.settings.allowed_output_buckets
         for job in task.jobs:  # the worker checks again; refusing here keeps junk off the queue
             if job.output.bucket is not None and job.output.bucket not in allowed:
                 raise NotAllowed(f"saveas: bucket {job.output.bucket!r} is not an allowed output bucket")
         if task.notify is not None and self.check_notify is not None:
             await run_in_threadpool(self.check_notify, task.notify)
         info = await run_in_threadpool(self.store.info, key)
-        tid = task_id(source, getattr(info, "etag", None), task.with_source(source))
+        tid = task_id(source, info.etag, task.with_source(source))
         event_id = await run_in_threadpool(self.submit, message)
-        return _JSON({"EventId": event_id, "RequestId": _request_id(request), "TaskId": tid})
+        return JSONResponse({"EventId": event_id, "RequestId": _request_id(request.scope), "TaskId": tid})
 
     def _task_message(self, key: str, text: str, content_type: str) -> str:
         """The queue message for a POST body: a JSON task as is (its source defaulting to the URL's
         object), or an OSS-style JSON task ``{"Bucket","Key","Process","UserData"?}`` for a form."""
-        bucket = getattr(self.settings, "source_bucket", None)
+        bucket = self.settings.source_bucket
         stripped = text.strip()
         if stripped.startswith("{") or "json" in content_type:
             if len(stripped) > MAX_BODY_BYTES:  # what parse_task refuses anyway: refuse it unparsed
@@ -487,7 +456,7 @@ class _Routes:
         pairs = parse_qsl(stripped, keep_blank_values=True)
         fields = dict(pairs)
         values = [v for k, v in pairs if k == ASYNC_PARAM]
-        process = (_single(values, ASYNC_PARAM) or "").strip()
+        process = (single(values, ASYNC_PARAM) or "").strip()
         if not process:
             raise BadRequest(f"the form body needs {ASYNC_PARAM}=<process>", param=ASYNC_PARAM)
         message: dict[str, Any] = {"Key": key, "Process": process}
@@ -512,7 +481,8 @@ class _Routes:
         record = await run_in_threadpool(self.tasks.get, tid)
         if record is None:
             raise NotFound(f"no task {tid[:80]!r}")
-        return _JSON({k: v for k, v in record.items() if k in PUBLIC_TASK_FIELDS})
+        # TaskStore gives records as plain JSON values (DynamoDB's Decimals already converted).
+        return JSONResponse({k: v for k, v in record.items() if k in PUBLIC_TASK_FIELDS})
 
     # -- local pages -------------------------------------------------------------------------------
 
@@ -532,31 +502,27 @@ class _Routes:
     async def info(self, request: Request) -> Response:
         key = check_key(request.path_params["key"])
         self.authorise(request, "", "/_info/" + key)
-        return _JSON(await run_in_threadpool(self._info, key))
+        return JSONResponse(await run_in_threadpool(self._info, key))
 
     def _info(self, key: str) -> dict[str, Any]:
         obj = self.store.info(key)
-        source = self.store.open(key)
-        try:
-            with self.limits.open(source) as video:
-                return {
-                    "Key": key,
-                    "Size": getattr(obj, "size", None),
-                    "DurationMs": report_ms(video.duration_ms),
-                    "Width": video.display_width,
-                    "Height": video.display_height,
-                    "Rotation": video.rotation,
-                    "FrameIntervalMs": (
-                        report_ms(video.frame_interval_ms) if video.frame_interval_ms is not None else None
-                    ),
-                }
-        finally:
-            _close(source)
+        with self.store.open(key, info=obj) as source, open_video(source, self.limits) as video:
+            return {
+                "Key": key,
+                "Size": obj.size,
+                "DurationMs": report_ms(video.duration_ms),
+                "Width": video.display_width,
+                "Height": video.display_height,
+                "Rotation": video.rotation,
+                "FrameIntervalMs": (
+                    report_ms(video.frame_interval_ms) if video.frame_interval_ms is not None else None
+                ),
+            }
 
 
 def create_app(
     *,
-    settings: Any,
+    settings: Settings,
     store: Store,
     submit: Submit | None = None,
     tasks: TaskRecords | None = None,
@@ -588,25 +554,21 @@ def create_app(
         max_inline=max_inline,
         check_notify=check_notify,
         signing_secret=signing_secret,
+        index_page=index_page,
     )
-    r.index_page = index_page
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 404)
-        err: VidsnapError = NotFound("no such route") if status == 404 else BadRequest("method not allowed")
-        response = error_response(err, _request_id(request))
-        if status == 405:
-            response.status_code = 405
-        return response
 
     routes = [
-        Route("/", _guarded(r.index), methods=["GET"]),
-        Route("/_info/{key:path}", _guarded(r.info), methods=["GET"]),
-        Route("/tasks/{task_id}", _guarded(r.get_task), methods=["GET"]),
-        Route("/{key:path}", _guarded(r.get_object), methods=["GET"]),
-        Route("/{key:path}", _guarded(r.post_object), methods=["POST"]),
+        Route("/", r.index, methods=["GET"]),
+        Route("/_info/{key:path}", r.info, methods=["GET"]),
+        Route("/tasks/{task_id}", r.get_task, methods=["GET"]),
+        Route("/{key:path}", r.get_object, methods=["GET"]),
+        Route("/{key:path}", r.post_object, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_Answers)],
+        exception_handlers={404: _no_route, 405: _no_method},
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -647,12 +609,11 @@ def sqs_submitter(client: Any, queue_url: str) -> Submit:
     return submit
 
 
-def lambda_app(settings: Any, clients: Any) -> Starlette:
+def lambda_app(settings: Settings, clients: Clients) -> Starlette:
     """The app as the object-get function runs it: S3 sources, SQS tasks, DynamoDB records, and
     oversize results redirected through the output bucket (413 without one)."""
     from vidsnap.aws.notify import Notifier
     from vidsnap.aws.secret import SigningSecret
-    from vidsnap.aws.storage import S3Store
     from vidsnap.aws.taskstore import TaskStore
 
     if not settings.source_bucket:
@@ -667,6 +628,41 @@ def lambda_app(settings: Any, clients: Any) -> Starlette:
         check_notify=Notifier(clients, settings).check,
         signing_secret=SigningSecret.from_settings(settings, clients),
     )
+
+
+class FunctionURL:
+    """The object-get function's answer to a function URL request (payload 2.0): the app behind
+    mangum; never raises.
+
+    ``build`` makes the app on the first request; a failure to (a missing or bad variable) is loud
+    in the logs, a documented 500 to the caller, and tried again on the next request. A malformed
+    event is a 400 (:func:`function_url_problem`), a HEAD answer has headers only.
+    """
+
+    def __init__(self, build: Callable[[], Starlette]) -> None:
+        self.build = build
+        self.app: Callable[[Any, Any], dict[str, Any]] | None = None
+
+    def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        """The answer to ``event`` (a function URL request) in the Lambda ``context``."""
+        request_id = str(getattr(context, "aws_request_id", None) or "")
+        if self.app is None:
+            try:
+                from mangum import Mangum  # ~150 ms of imports the local server does without
+
+                self.app = Mangum(self.build(), lifespan="off")
+            except Exception as exc:
+                return function_url_error(misconfigured(exc), request_id)
+        problem = function_url_problem(event)
+        if problem is not None:
+            return function_url_error(BadRequest(problem), request_id)
+        try:
+            response = self.app(event, context)
+        except Exception as exc:  # the app answers its own failures; this is mangum's
+            return function_url_error(exc, request_id)
+        if event["requestContext"]["http"]["method"].upper() == "HEAD":  # headers only
+            response.update(body="", isBase64Encoded=False)
+        return response
 
 
 def function_url_problem(event: Any) -> str | None:
@@ -715,12 +711,10 @@ def function_url_problem(event: Any) -> str | None:
 def function_url_error(exc: BaseException, request_id: str) -> dict[str, Any]:
     """A function URL answer (payload 2.0) with the documented body, for failures outside the app
     (a malformed event, a misconfigured function); unknown exceptions are logged, answered 500."""
-    err = as_vidsnap_error(exc)
-    if err is not exc:
-        log.exception("internal error (request %s)", request_id, exc_info=exc)
+    err, headers, body = _error_answer(exc, request_id)
     return {
         "statusCode": err.status,
-        "headers": {"content-type": "application/json", **_error_headers(err, request_id)},
-        "body": json.dumps(err.to_dict(request_id), ensure_ascii=False, separators=(",", ":")),
+        "headers": {"content-type": "application/json", **headers},
+        "body": body.decode(),
         "isBase64Encoded": False,
     }

@@ -10,9 +10,13 @@ endpoint is for (use the supporting access point for that).
 
 The object is read from the presigned ``inputS3Url`` with HTTP range requests through a small
 block-caching seekable reader (:class:`HTTPRangeReader`), so a snapshot of a large video reads a few
-MB, never the whole object. Every outcome, errors included, is answered through
-``WriteGetObjectResponse`` (StatusCode, ErrorCode, ErrorMessage); the function returns a small dict
-for its own logs.
+MB, never the whole object. The snapshot is rendered as the HTTP app renders it
+(:mod:`vidsnap.aws.snapshots`), through the same warm videos of the process: the reader's first GET
+tells the object's ETag and size, and a video of that object kept open by an earlier request is
+used again (reading through this request's URL: the earlier one may have expired). Every outcome,
+errors included, is answered through ``WriteGetObjectResponse`` (StatusCode, ErrorCode,
+ErrorMessage) in one place (:func:`_answer_error`); the function returns a small dict for its own
+logs.
 """
 
 from __future__ import annotations
@@ -21,15 +25,16 @@ import http.client
 import logging
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from vidsnap.aws.events import load_json
+from vidsnap.core.jsonload import load_json
+from vidsnap.aws.settings import Settings
+from vidsnap.aws.snapshots import PROCESS_PARAM, Snapshots, process_param
 from vidsnap.core.blockio import BlockReader, RetryPolicy, content_range_total
-from vidsnap.core.engine import Limits, snapshot
+from vidsnap.core.engine import Rendered, Source
 from vidsnap.core.errors import (
-    EC_MALFORMED,
     BadRequest,
     NotAllowed,
     NotFound,
@@ -46,7 +51,6 @@ from vidsnap.core.plan import report_ms
 
 log = logging.getLogger(__name__)
 
-PROCESS_PARAM = "x-oss-process"
 BLOCK_SIZE = 1 << 20
 CACHE_BLOCKS = 32
 TIMEOUT_S = 20.0
@@ -82,14 +86,7 @@ class HTTPRangeReader(BlockReader):
         readahead: bool = True,
         retry: RetryPolicy | None = None,
     ) -> None:
-        try:
-            scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
-        except ValueError:  # e.g. an unclosed IPv6 bracket
-            scheme = ""
-        if scheme not in ("http", "https"):
-            # urllib also opens file:// and ftp:// URLs: never read anything but the HTTP(S) object.
-            raise VidsnapError(f"the input URL is not an http(s) URL: {str(url)[:80]!r}")
-        self.url = url
+        self.url = _http_url(url)
         self.timeout = timeout
         self.headers = dict(headers or {})
         self.etag: str | None = None
@@ -121,6 +118,22 @@ class HTTPRangeReader(BlockReader):
         self.requests, self.bytes_read = attempts, len(first)
         if first:
             self._keep(0, 0, first)
+
+    def retarget(self, url: str) -> None:
+        """Read on through ``url``: a new presigned URL of the same object (the one the reader was
+        opened with expires within its request)."""
+        self.url = _http_url(url)
+
+    @property
+    def identity(self) -> Hashable | None:
+        """The object read, as the warm videos key it: where (scheme, host, path and version id;
+        not the signature, which changes per request) and which bytes (ETag, size). None without
+        an ETag, when nothing would tell a replaced object from this one."""
+        if not self.etag:
+            return None
+        parts = urlsplit(self.url)
+        version = tuple(parse_qs(parts.query).get("versionId", ()))
+        return ("url", parts.scheme.lower(), parts.netloc.lower(), parts.path, version, self.etag, self.size)
 
     def _fetch(self, start: int, end: int) -> bytes:
         return self._get(start, end)[0]
@@ -156,6 +169,18 @@ class HTTPRangeReader(BlockReader):
         return data, content_range
 
 
+def _http_url(url: Any) -> str:
+    """``url`` when it is an http(s) URL; :class:`VidsnapError` (500) otherwise."""
+    try:
+        scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        scheme = ""
+    if scheme not in ("http", "https"):
+        # urllib also opens file:// and ftp:// URLs: never read anything but the HTTP(S) object.
+        raise VidsnapError(f"the input URL is not an http(s) URL: {str(url)[:80]!r}")
+    return str(url)
+
+
 def _http_error(exc: urllib.error.HTTPError) -> VidsnapError:
     status = exc.code
     if status == 404:
@@ -186,15 +211,9 @@ def process_from(user_url: Any, payload: Any) -> str:
             query = urlsplit(user_url).query
         except ValueError:  # not a URL: as if it had no query
             query = ""
-        values = parse_qs(query, keep_blank_values=True).get(PROCESS_PARAM)
-        if values and len(values) > 1:
-            raise BadRequest(
-                f"{PROCESS_PARAM} is given {len(values)} times; valid: at most once",
-                ec=EC_MALFORMED,
-                param=PROCESS_PARAM,
-            )
-        if values and values[0].strip():
-            return values[0].strip()
+        value = process_param(parse_qs(query, keep_blank_values=True).get(PROCESS_PARAM, []))
+        if value and value.strip():
+            return value.strip()
     if isinstance(payload, str | bytes) and payload:
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
         try:
@@ -224,7 +243,7 @@ def answer_object_lambda(
     input_url: str,
     user_url: str | None,
     payload: Any,
-    settings: Any,
+    settings: Settings,
     request_id: str,
     block_size: int = BLOCK_SIZE,
 ) -> dict[str, Any]:
@@ -234,22 +253,10 @@ def answer_object_lambda(
     bad request or bad media: those are answered to the user. A failure of
     ``WriteGetObjectResponse`` itself propagates (the function errors; S3 answers 500).
     """
-    reader: HTTPRangeReader | None = None
     try:
-        process = process_from(user_url, payload)
-        req = parse_sync(process)
-        reader = HTTPRangeReader(input_url, block_size=block_size)
-        limits = getattr(settings, "limits", None)
-        rendered = snapshot(reader, req, limits=limits if isinstance(limits, Limits) else None)
+        rendered = render_input(input_url, process_from(user_url, payload), settings, block_size=block_size)
     except Exception as exc:
-        err = as_vidsnap_error(exc)
-        if err is not exc:
-            log.exception("object lambda request %s failed", request_id, exc_info=exc)
-        return _answer_error(s3_client, route, token, err, request_id)
-    finally:
-        if reader is not None:
-            log.debug("read %d bytes in %d requests", reader.bytes_read, reader.requests)
-            reader.close()
+        return _answer_error(s3_client, route, token, exc, request_id)
     s3_client.write_get_object_response(
         RequestRoute=route,
         RequestToken=token,
@@ -266,10 +273,30 @@ def answer_object_lambda(
     return {"status_code": 200, "code": "OK", "bytes": len(rendered.data)}
 
 
+def render_input(
+    input_url: str, process: str, settings: Settings, *, block_size: int = BLOCK_SIZE
+) -> Rendered:
+    """The snapshot ``process`` asks for of the object behind the presigned ``input_url``."""
+    req = parse_sync(process)
+    reader = HTTPRangeReader(input_url, block_size=block_size)  # its first GET tells ETag and size
+
+    def reuse(kept: Source) -> None:
+        if isinstance(kept, HTTPRangeReader):  # always, for an identity of a presigned URL
+            kept.retarget(input_url)
+
+    name = urlsplit(input_url).path
+    return Snapshots(settings.limits).render_opened(name, reader.identity, reader, req, reuse=reuse)
+
+
 def _answer_error(
-    s3_client: Any, route: str, token: str, err: VidsnapError, request_id: str
+    s3_client: Any, route: str, token: str, exc: BaseException, request_id: str
 ) -> dict[str, Any]:
-    """Answer the user's GetObject with ``err`` (status, code, message with request id and EC)."""
+    """Answer the user's GetObject with the documented error of ``exc`` (status, code, message
+    with request id and EC): the one place an Object Lambda failure becomes an answer. Unknown
+    exceptions are logged and answered 500."""
+    err = as_vidsnap_error(exc)
+    if err is not exc:
+        log.exception("object lambda request %s failed", request_id, exc_info=exc)
     s3_client.write_get_object_response(
         RequestRoute=route,
         RequestToken=token,
@@ -281,7 +308,7 @@ def _answer_error(
 
 
 def answer_object_lambda_event(
-    s3_client: Any, event: Mapping[str, Any], settings: Callable[[], Any], *, request_id: str = ""
+    s3_client: Any, event: Mapping[str, Any], settings: Callable[[], Settings], *, request_id: str = ""
 ) -> dict[str, Any]:
     """Answer a raw Object Lambda event (the handler's glue); never raises for a malformed event.
 

@@ -38,22 +38,13 @@ def emit(values: Mapping[str, tuple[MetricUnit, float]]) -> None:
         logger.warning("metrics not emitted", extra={"error": str(exc)})
 
 
-def emit_snapshot_metrics(headers: Mapping[str, str]) -> None:
-    """Metrics of one synchronous snapshot, read from the HTTP app's response headers.
-
-    Only rendered snapshots carry ``x-vidsnap-bytes-read`` (not 304s, errors or task requests).
-    """
-    if "x-vidsnap-bytes-read" not in headers:
-        return
-    _, _, duration = headers.get("server-timing", "").partition("dur=")
-    try:
-        render_ms = float(duration.split(",")[0])
-    except ValueError:
-        render_ms = 0.0
+def emit_snapshot_metrics(*, bytes_read: int, render_ms: float) -> None:
+    """Metrics of one rendered synchronous snapshot (HTTP or Object Lambda): FramesWritten,
+    BytesRead (source bytes read for it) and SnapshotLatencyMs (inside Lambda only; never raises)."""
     emit(
         {
             "FramesWritten": (MetricUnit.Count, 1),
-            "BytesRead": (MetricUnit.Bytes, float(headers["x-vidsnap-bytes-read"])),
+            "BytesRead": (MetricUnit.Bytes, float(bytes_read)),
             "SnapshotLatencyMs": (MetricUnit.Milliseconds, render_ms),
         }
     )

@@ -30,8 +30,9 @@ class S3RangeReader(BlockReader):
 
     Every GET carries ``If-Match`` with the ETag seen at open time (and ``VersionId`` when pinned).
     Failed fetches are retried as ``retry`` says (:class:`~vidsnap.core.blockio.RetryPolicy`).
-    ``bytes_read`` counts bytes transferred from S3, ``requests`` counts ranged GETs (the HEAD of
-    :func:`open_s3` is not counted). See :class:`~vidsnap.core.blockio.BlockReader` for the cache.
+    ``bytes_read`` counts bytes transferred from S3, ``requests`` counts ranged GETs (the HEAD the
+    reader is opened from, :func:`open_s3`'s or ``S3Store.info``'s, is not counted). See
+    :class:`~vidsnap.core.blockio.BlockReader` for the cache.
     """
 
     def __init__(
@@ -57,7 +58,7 @@ class S3RangeReader(BlockReader):
         self.key = key
         self.etag = etag
         self.version_id = version_id
-        #: User metadata of the object (from the HEAD of :func:`open_s3`).
+        #: User metadata of the object (from the HEAD it was opened from).
         self.metadata: dict[str, str] = dict(metadata or {})
 
     @property

@@ -5,6 +5,11 @@ integer, a bad ``UPLOAD_RULES`` document or an upload rule whose process string 
 fails loudly with a :class:`ValueError` naming the variable, so a misconfigured function dies at
 cold start instead of failing every task later.
 
+Each function parses only the variables it reads (:data:`OBJECT_GET_VARIABLES`,
+:data:`ASYNC_VARIABLES`): ``UPLOAD_RULES``, ``TASK_LEASE_SECONDS`` and ``DECODERS`` are the
+asynchronous worker's, so a typo in one of them fails the worker's cold start, never every
+synchronous snapshot.
+
 =========================  ==========================================================  ==============
 variable                   meaning                                                     default
 =========================  ==========================================================  ==============
@@ -53,19 +58,68 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from vidsnap.core.plan import DEFAULT_DECODE_BUDGET_FRAMES, DEFAULT_MAX_SOURCE_PIXELS
+from vidsnap.core.errors import VidsnapError
+from vidsnap.core.plan import (
+    DEFAULT_DECODE_BUDGET_FRAMES,
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SOURCE_PIXELS,
+    Limits,
+    Task,
+)
 
-if TYPE_CHECKING:
-    from vidsnap.core.engine import Limits
+__all__ = [
+    "ASYNC_VARIABLES",
+    "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_RESULTS_PREFIX",
+    "DEFAULT_TASK_LEASE_SECONDS",
+    "OBJECT_GET_VARIABLES",
+    "VARIABLES",
+    "ParseProcess",
+    "Settings",
+    "UploadRule",
+    "get_settings",
+]
 
 DEFAULT_RESULTS_PREFIX = "_vidsnap/results/"
-DEFAULT_MAX_FRAMES = 1000
-DEFAULT_MAX_PIXELS = 4096 * 4096
 DEFAULT_TASK_LEASE_SECONDS = 900
+
+#: Every variable of the table above.
+VARIABLES = frozenset(
+    {
+        "SOURCE_BUCKET",
+        "OUTPUT_BUCKET",
+        "ALLOWED_OUTPUT_BUCKETS",
+        "ALLOWED_TOPICS",
+        "ALLOWED_QUEUES",
+        "TASK_QUEUE_URL",
+        "TASK_TABLE",
+        "RESULTS_PREFIX",
+        "UPLOAD_RULES",
+        "MAX_FRAMES",
+        "MAX_PIXELS",
+        "MAX_SOURCE_PIXELS",
+        "DECODE_BUDGET_FRAMES",
+        "SIGNING_SECRET",
+        "SIGNING_SECRET_PARAMETER",
+        "TASK_LEASE_SECONDS",
+        "DECODERS",
+    }
+)
+#: What the object-get function reads (snapshots, Object Lambda, queuing tasks, task records).
+OBJECT_GET_VARIABLES = VARIABLES - {"UPLOAD_RULES", "TASK_LEASE_SECONDS", "DECODERS"}
+#: What the asynchronous function reads (uploads and task messages).
+ASYNC_VARIABLES = VARIABLES - {"SIGNING_SECRET", "SIGNING_SECRET_PARAMETER", "TASK_QUEUE_URL"}
+
+#: Parses a process string (:func:`vidsnap.core.lang.parse_process`): a ``SnapshotRequest`` or a
+#: :class:`~vidsnap.core.plan.Task`, or a :class:`~vidsnap.core.errors.VidsnapError` when it is bad.
+#: Passed in, so that reading the settings never loads the request languages.
+ParseProcess = Callable[[str], object]
 
 
 @dataclass(frozen=True)
@@ -115,12 +169,24 @@ class Settings:
             )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ, *, validate_rules: bool = True) -> Settings:
-        """Parse the documented variables from ``env``; raise :class:`ValueError` naming a bad variable.
+    def from_env(
+        cls,
+        env: Mapping[str, str] = os.environ,
+        *,
+        variables: Collection[str] = VARIABLES,
+        parse_rule: ParseProcess | None = None,
+    ) -> Settings:
+        """Parse the documented ``variables`` from ``env``; raise :class:`ValueError` naming a bad one.
 
-        Empty values count as unset. ``validate_rules`` parses every upload rule's process string
-        with :func:`vidsnap.core.lang.parse_process` now, so a typo fails the cold start.
+        Empty values count as unset, and so do variables left out of ``variables`` (a function
+        never reads, so never refuses, another function's variables). With ``parse_rule``, every
+        upload rule's process string is parsed now (:meth:`validate_rules`), so a typo fails the
+        cold start.
         """
+        unknown = set(variables) - VARIABLES
+        if unknown:
+            raise ValueError(f"no such setting: {', '.join(sorted(unknown))}")
+        env = {name: env[name] for name in variables if name in env}
         settings = cls(
             source_bucket=_str(env, "SOURCE_BUCKET"),
             output_bucket=_str(env, "OUTPUT_BUCKET"),
@@ -140,23 +206,20 @@ class Settings:
             task_lease_seconds=_int(env, "TASK_LEASE_SECONDS", DEFAULT_TASK_LEASE_SECONDS),
             decoders=_int(env, "DECODERS", 0) or None,
         )
-        if validate_rules:
-            settings.validate_rules()
+        if parse_rule is not None:
+            settings.validate_rules(parse_rule)
         return settings
 
-    def validate_rules(self) -> None:
-        """Parse every upload rule's process string; :class:`ValueError` naming UPLOAD_RULES if one is bad."""
-        # Imported here so that reading settings stays cheap for modules that never parse rules.
-        from vidsnap.core.errors import VidsnapError
-        from vidsnap.core.lang import parse_process
-
+    def validate_rules(self, parse: ParseProcess) -> None:
+        """Parse every upload rule's process string with ``parse``; :class:`ValueError` naming
+        UPLOAD_RULES if one is bad."""
         for i, rule in enumerate(self.upload_rules):
             try:
-                parsed = parse_process(rule.process)
+                parsed = parse(rule.process)
             except VidsnapError as exc:
                 raise ValueError(f"UPLOAD_RULES[{i}].process {rule.process!r}: {exc.message}") from exc
             # An upload produces files, never an HTTP answer: only the async form makes sense.
-            if not hasattr(parsed, "jobs"):
+            if not isinstance(parsed, Task):
                 raise ValueError(
                     f"UPLOAD_RULES[{i}].process {rule.process!r}: an upload rule needs an asynchronous "
                     "'video/snapshots' process, not 'video/snapshot'"
@@ -166,16 +229,9 @@ class Settings:
         """The first upload rule matching ``key``, or None."""
         return next((rule for rule in self.upload_rules if rule.matches(key)), None)
 
-    def output_bucket_allowed(self, bucket: str) -> bool:
-        """True when outputs may be written to ``bucket``."""
-        return bucket in self.allowed_output_buckets
-
     @property
     def limits(self) -> Limits:
         """The engine limits (frames per task, output and source pixels, decode budget, decoders)."""
-        # The engine imports PyAV: load it only when limits are actually needed.
-        from vidsnap.core.engine import Limits
-
         return Limits(
             max_frames=self.max_frames,
             max_pixels=self.max_pixels,
@@ -185,10 +241,11 @@ class Settings:
         )
 
 
-@functools.lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The process-wide settings, parsed from ``os.environ`` on first use (cold start)."""
-    return Settings.from_env(os.environ)
+@functools.lru_cache(maxsize=4)
+def get_settings(variables: frozenset[str] = VARIABLES, parse_rule: ParseProcess | None = None) -> Settings:
+    """The process-wide settings of ``variables``, parsed from ``os.environ`` on first use (cold
+    start); see :meth:`Settings.from_env`. A failure is not cached: the next call tries again."""
+    return Settings.from_env(os.environ, variables=variables, parse_rule=parse_rule)
 
 
 def _str(env: Mapping[str, str], name: str) -> str | None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -148,6 +148,8 @@ class ObjectInfo:
     etag: str
     version: str | None = None
     last_modified: datetime | None = None
+    #: User metadata (S3 lower-cases the keys), e.g. :data:`OUTPUT_MARKER`.
+    metadata: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 class Store(Protocol):
@@ -157,8 +159,9 @@ class Store(Protocol):
         """Size, ETag, version and modification time of ``key``; NotFound when there is none."""
         ...
 
-    def open(self, key: str) -> BinaryIO:
-        """A seekable reader over ``key``."""
+    def open(self, key: str, *, info: ObjectInfo | None = None) -> BinaryIO:
+        """A seekable reader over ``key``: the object ``info`` describes when it is given (what
+        :meth:`info` returned: no second look-up, and the reads are of that version only)."""
         ...
 
 
@@ -190,8 +193,8 @@ class LocalStore:
             last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
         )
 
-    def open(self, key: str) -> BinaryIO:
-        """The file of ``key`` opened for binary reading."""
+    def open(self, key: str, *, info: ObjectInfo | None = None) -> BinaryIO:  # noqa: ARG002
+        """The file of ``key`` opened for binary reading (``info`` changes nothing for a file)."""
         return self.path_for(key).open("rb")
 
     def list_videos(self) -> list[str]:
@@ -225,13 +228,29 @@ class S3Store:
             key=key,
             size=int(head.get("ContentLength", 0)),
             etag=str(head.get("ETag", "")).strip('"'),
-            version=head.get("VersionId") or None,
+            version=head.get("VersionId") or version_id or None,
             last_modified=head.get("LastModified"),
+            metadata=dict(head.get("Metadata") or {}),
         )
 
-    def open(self, key: str, *, version_id: str | None = None) -> S3RangeReader:
-        """A block-caching range reader over ``key`` (HEAD first, like :func:`~vidsnap.aws.s3io.open_s3`)."""
-        from vidsnap.aws.s3io import open_s3
+    def open(
+        self, key: str, *, info: ObjectInfo | None = None, version_id: str | None = None
+    ) -> S3RangeReader:
+        """A block-caching range reader over ``key``, pinned to the object ``info`` describes (its
+        ETag in ``If-Match``, its version id): one HEAD per snapshot, that of :meth:`info`. Without
+        ``info``, the object (``version_id``, else the current one) is looked up first."""
+        from vidsnap.aws.s3io import S3RangeReader
 
         check_key(key)
-        return open_s3(self.client, self.bucket, key, version_id=version_id, **self.reader_options)
+        if info is None:
+            info = self.info(key, version_id=version_id)
+        return S3RangeReader(
+            self.client,
+            self.bucket,
+            key,
+            size=info.size,
+            etag=info.etag or None,
+            version_id=info.version,
+            metadata=dict(info.metadata),
+            **self.reader_options,
+        )

@@ -21,8 +21,6 @@ from vidsnap.core.imaging import Geometry, plan_geometry, render
 from vidsnap.core.naming import frames_overwrite, output_key
 from vidsnap.core.plan import (
     CONTENT_TYPES,
-    DEFAULT_DECODE_BUDGET_FRAMES,
-    DEFAULT_MAX_SOURCE_PIXELS,
     ImageSpec,
     SnapshotJob,
     SnapshotRequest,
@@ -30,6 +28,9 @@ from vidsnap.core.plan import (
     Task,
     report_ms,
 )
+
+# Re-exported (an explicit alias, for mypy): callers hand the engine its limits.
+from vidsnap.core.plan import Limits as Limits  # noqa: PLC0414
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -51,28 +52,18 @@ class Sink(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Per-request limits (README: Configuration): frames per task and output pixels per image, the source
-    picture's pixels (``MAX_SOURCE_PIXELS``, None: no limit), the frames decoded to reach one
-    requested frame (``DECODE_BUDGET_FRAMES``, None: no budget), and how many decoders a job may
-    run at once (None: one per core, at most 4; see :mod:`vidsnap.core.parallel`)."""
-
-    max_frames: int = 1000
-    max_pixels: int = 4096 * 4096
-    max_source_pixels: int | None = DEFAULT_MAX_SOURCE_PIXELS
-    decode_budget_frames: int | None = DEFAULT_DECODE_BUDGET_FRAMES
-    decoders: int | None = None
-
-    def open(self, source: Source, *, bulk: bool = False, threads: int | None = None) -> Video:
-        """A :class:`Video` on ``source`` held to these limits (``threads``: its decoder's own)."""
-        return Video(
-            source,
-            bulk=bulk,
-            max_source_pixels=self.max_source_pixels,
-            decode_budget_frames=self.decode_budget_frames,
-            threads=threads,
-        )
+def open_video(
+    source: Source, limits: Limits | None = None, *, bulk: bool = False, threads: int | None = None
+) -> Video:
+    """A :class:`Video` on ``source`` held to ``limits`` (``threads``: its decoder's own)."""
+    limits = limits or Limits()
+    return Video(
+        source,
+        bulk=bulk,
+        max_source_pixels=limits.max_source_pixels,
+        decode_budget_frames=limits.decode_budget_frames,
+        threads=threads,
+    )
 
 
 @dataclass(frozen=True)
@@ -108,7 +99,7 @@ class Outcome:
 def snapshot(source: Source, req: SnapshotRequest, *, limits: Limits | None = None) -> Rendered:
     """Render the single frame a synchronous ``video/snapshot`` asks for."""
     limits = limits or Limits()
-    with limits.open(source) as video:
+    with open_video(source, limits) as video:
         return _snapshot_of(video, req, limits)
 
 
@@ -165,10 +156,13 @@ class OpenVideos:
         req: SnapshotRequest,
         *,
         limits: Limits | None = None,
+        reuse: Callable[[Source], None] | None = None,
     ) -> tuple[Rendered, int]:
         """:func:`snapshot` on the object ``version``; also returns the source bytes read for it.
 
-        ``open_source`` opens the source when no open video of that version is free. The byte count
+        ``open_source`` opens the source when no open video of that version is free. ``reuse``
+        readies a kept source for this request before it reads again (a reader of a presigned URL
+        takes the request's own URL: the one it was opened with may have expired). The byte count
         is read from the source's ``bytes_read`` counter (0 for sources without one). Waits while
         ``max_decodes`` snapshots are decoding.
         """
@@ -176,13 +170,18 @@ class OpenVideos:
             with self._lock:
                 self._decoding += 1
             try:
-                return self._snapshot(version, open_source, req, limits or Limits())
+                return self._snapshot(version, open_source, req, limits or Limits(), reuse)
             finally:
                 with self._lock:
                     self._decoding -= 1
 
     def _snapshot(
-        self, version: Hashable, open_source: Callable[[], Source], req: SnapshotRequest, limits: Limits
+        self,
+        version: Hashable,
+        open_source: Callable[[], Source],
+        req: SnapshotRequest,
+        limits: Limits,
+        reuse: Callable[[Source], None] | None,
     ) -> tuple[Rendered, int]:
         with self._lock:
             entry = self._entries.get(version)
@@ -193,6 +192,8 @@ class OpenVideos:
         if entry is None:
             return self._snapshot_new(version, open_source, req, limits)
         try:
+            if reuse is not None:
+                reuse(entry.source)
             before = _bytes_read(entry.source)
             rendered = _snapshot_of(entry.video, req, limits)
             return rendered, _bytes_read(entry.source) - before
@@ -209,7 +210,7 @@ class OpenVideos:
         with self._lock:
             sharing = self._decoding
         try:
-            video = limits.open(source, threads=decoder_threads(sharing))
+            video = open_video(source, limits, threads=decoder_threads(sharing))
         except BaseException:
             _close_source(source)
             raise
@@ -367,7 +368,7 @@ def run_task(
     ref = source_ref or task.source or SourceRef(key=_source_name(source))
     outcome = Outcome()
     try:
-        with limits.open(source, bulk=True) as video:
+        with open_video(source, limits, bulk=True) as video:
             for number, job in enumerate(task.jobs):
                 part = (number, len(task.jobs))
                 _run_job(

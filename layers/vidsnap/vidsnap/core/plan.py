@@ -37,6 +37,27 @@ DEFAULT_MAX_SOURCE_PIXELS = 8192 * 8192
 #: 1080p frames decoded to reach one frame: at most ~12-18 s of decoding on one Lambda vCPU,
 #: well inside the synchronous function's 60 s.
 DEFAULT_DECODE_BUDGET_FRAMES = 6000
+#: Frames per task (``MAX_FRAMES``) and output pixels per image (``MAX_PIXELS``) by default.
+DEFAULT_MAX_FRAMES = 1000
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits (README: Configuration): frames per task and output pixels per image, the source
+    picture's pixels (``MAX_SOURCE_PIXELS``, None: no limit), the frames decoded to reach one
+    requested frame (``DECODE_BUDGET_FRAMES``, None: no budget), and how many decoders a job may
+    run at once (None: one per core, at most 4; see :mod:`vidsnap.core.parallel`).
+
+    Plain numbers, here so that the settings (:mod:`vidsnap.aws.settings`) build them without loading
+    the engine; :func:`vidsnap.core.engine.open_video` opens a video held to them.
+    """
+
+    max_frames: int = DEFAULT_MAX_FRAMES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_source_pixels: int | None = DEFAULT_MAX_SOURCE_PIXELS
+    decode_budget_frames: int | None = DEFAULT_DECODE_BUDGET_FRAMES
+    decoders: int | None = None
 
 
 @dataclass(frozen=True)
