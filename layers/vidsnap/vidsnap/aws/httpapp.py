@@ -47,7 +47,6 @@ from vidsnap.aws.settings import Settings
 from vidsnap.aws.snapshots import PROCESS_PARAM, Snapshots, process_param, single
 from vidsnap.aws.storage import ObjectInfo, S3Store, Store
 from vidsnap.core.engine import check_limits, open_video
-from vidsnap.core.jsonload import load_json
 from vidsnap.core.errors import (
     BadRequest,
     NotAllowed,
@@ -57,6 +56,7 @@ from vidsnap.core.errors import (
     as_vidsnap_error,
     misconfigured,
 )
+from vidsnap.core.jsonload import load_json
 from vidsnap.core.lang import MAX_BODY_BYTES, parse_sync, parse_task
 from vidsnap.core.naming import check_key
 from vidsnap.core.plan import NotifyTarget, SnapshotRequest, report_ms, resolve_source, task_id

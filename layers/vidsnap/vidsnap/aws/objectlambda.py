@@ -29,7 +29,6 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from vidsnap.core.jsonload import load_json
 from vidsnap.aws.settings import Settings
 from vidsnap.aws.snapshots import PROCESS_PARAM, Snapshots, process_param
 from vidsnap.core.blockio import BlockReader, RetryPolicy, content_range_total
@@ -46,6 +45,7 @@ from vidsnap.core.errors import (
     as_vidsnap_error,
     misconfigured,
 )
+from vidsnap.core.jsonload import load_json
 from vidsnap.core.lang import parse_sync
 from vidsnap.core.plan import report_ms
 
