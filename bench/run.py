@@ -47,7 +47,7 @@ class Job:
 
 
 def jobs() -> list[Job]:
-    """The jobs of issue 5, in its order."""
+    """The benchmark's jobs, in the order of docs/PERFORMANCE.md."""
     return [
         Job(
             "one exact frame at 301 s",

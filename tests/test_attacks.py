@@ -1,4 +1,4 @@
-"""Defences against the attacks of issue 9 ("Under attack" 3, 4, 6, 8, 9): each test pins one.
+"""Defences against attacks (docs/LIMITS.md): each test pins one.
 
 - MAX_FRAMES is per task, across jobs (not per job);
 - the worker's IAM policy, as template.yaml grants it, covers queue notifications by name or ARN and

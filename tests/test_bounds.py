@@ -1,4 +1,4 @@
-"""Bounds under attack (issue 9): claimed durations, decompression bombs, decode budget, extreme SAR.
+"""Bounds under attack (docs/LIMITS.md): claimed durations, decompression bombs, decode budget, extreme SAR.
 
 Every case is a small synthesised file whose header lies or asks for too much; each must end
 quickly with the frames that exist or a clear error, never run unbounded or answer 500.

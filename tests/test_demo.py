@@ -1,4 +1,4 @@
-"""The end-to-end demo (issue 4): ``python -m vidsnap demo --out DIR``, run as a user runs it."""
+"""The end-to-end demo (README: What it is): ``python -m vidsnap demo --out DIR``, run as a user runs it."""
 
 from __future__ import annotations
 

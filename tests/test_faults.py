@@ -1,4 +1,4 @@
-"""Injected S3 faults (issue 9): 503 SlowDown, 500, resets, short and cut bodies, slow answers.
+"""Injected S3 faults (docs/LIMITS.md, retries): 503 SlowDown, 500, resets, short and cut bodies, slow answers.
 
 Only an ETag that no longer matches (If-Match's 412) means the source changed. Every other fault
 of a range read is transient: retried by the reader (body read included), and when it persists a

@@ -1,4 +1,4 @@
-"""The local server under load, and its noise (issue 9, items 10 and 11).
+"""The local server under load, and its noise (docs/PERFORMANCE.md).
 
 - A closed Video frees its decoder and the decoder's threads at once, not at the next garbage
   collection (a busy server held hundreds of idle FFmpeg threads and gigabytes of pictures).

@@ -1,4 +1,4 @@
-"""Kinds of real-world media that broke keyframe mode, durations and reported times (issue 9).
+"""Kinds of real-world media that broke keyframe mode, durations and reported times.
 
 Each kind is made with PyAV (vidsnap.local.synth) at a small size and checked against a plain sequential
 decode of the same file, the way bench/crosscheck.py and test_realworld.py do: exact frames

@@ -1,4 +1,4 @@
-"""Packaging checks (issue 4): ``sam build`` of template.yaml, sizes, and what Lambda will import.
+"""Packaging checks (README: Deploy): ``sam build`` of template.yaml, sizes, and what Lambda will import.
 
 How it works, and why:
 

@@ -1,4 +1,4 @@
-"""``vidsnap serve`` (README: What it is, issue 4): the ASGI app over a local folder, over real HTTP, and its
+"""``vidsnap serve`` (README: What it is): the ASGI app over a local folder, over real HTTP, and its
 index page driven in headless Chromium (load the page, move the slider, see the new frame)."""
 
 from __future__ import annotations

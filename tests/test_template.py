@@ -341,7 +341,7 @@ def test_each_function_gets_a_decode_budget_that_fits_its_timeout(
     assert ratio <= worker["Timeout"] / resources["ObjectGetFunction"]["Properties"]["Timeout"]
 
 
-# -- the production points of issue 10 -------------------------------------------------------------
+# -- production hardening (README: Deploy) --------------------------------------------------------------
 
 _NO_VALUE = object()
 #: Pseudo parameters as a resolved stack would see them.

@@ -136,7 +136,7 @@ class OpenVideos:
     Under concurrent requests (the local server runs each in a thread), at most ``max_decodes``
     snapshots decode at once (default: one per core); the others wait for a slot. Decoding is
     CPU-bound, so more at once only multiplies open decoders, their threads and their pictures: 50
-    concurrent requests held 50 decoders of FFmpeg's cores + 1 threads each (issue 9). A video
+    concurrent requests held 50 decoders of FFmpeg's cores + 1 threads each. A video
     opened while others decode gets a share of the cores for its decoder's threads
     (:func:`~vidsnap.core.decode.decoder_threads`), so the threads in use stay about one per core.
     """

@@ -291,7 +291,7 @@ _SWS_FORMATS = {"RGB": "rgb24", "RGBX": "rgb0", "RGBA": "rgba"}
 #: swscale threads: one per core, at most decode.MAX_DECODER_THREADS. (Its automatic choice measured
 #: slower here: 1080p POINT flags 4.9-5.2 ms against 3.6 ms with 2 threads; SCALE_FLAGS 10.5 against
 #: 8.7 ms.) Bounded: each thread that converts keeps its context and its threads (see _reformatter);
-#: one per core of a 64-core machine in each of a server's worker threads was thousands (issue 9).
+#: one per core of a 64-core machine in each of a server's worker threads was thousands.
 _SWS_THREADS = decoder_threads()
 
 

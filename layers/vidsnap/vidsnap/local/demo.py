@@ -1,4 +1,4 @@
-"""``vidsnap demo``: the real Lambda handlers, end to end, on an embedded AWS (README: What it is; issue 4).
+"""``vidsnap demo``: the real Lambda handlers, end to end, on an embedded AWS (README: What it is).
 
 What it does, in order (each step prints what happened, where the files are and how long it took):
 
