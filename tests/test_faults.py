@@ -1,4 +1,4 @@
-"""Injected S3 faults (docs/LIMITS.md, retries): 503 SlowDown, 500, resets, short and cut bodies, slow answers.
+"""Injected S3 faults (docs/LIMITS.md): 503 SlowDown, 500, resets, short and cut bodies, slow answers.
 
 Only an ETag that no longer matches (If-Match's 412) means the source changed. Every other fault
 of a range read is transient: retried by the reader (body read included), and when it persists a
@@ -443,11 +443,11 @@ def test_tasks_succeed_in_the_end_with_no_stray_outputs(
         assert _pixels(got) == _pixels(reference[key.split("/", 1)[1]]), key
 
 
-def test_proxy_faults_reproduce_the_issue_without_retries(
+def test_proxy_faults_reproduce_the_failures_without_retries(
     moto_server: str, bucket: str, fast_botocore: None
 ) -> None:
-    """The proxy's short body on a whole-object range trips botocore's checksum (the 500s of the
-    issue) and a short body on a partial range comes back short (the 412s): both are now retried."""
+    """The proxy's short body on a whole-object range trips botocore's checksum (the 500s seen
+    before) and a short body on a partial range comes back short (the 412s): both are now retried."""
     with FaultProxy(moto_server, rate=1.0, kinds=["short"]) as proxy:
         client = _s3(proxy.url)
         whole = client.head_object(Bucket=bucket, Key="videos/clip0.mp4")["ContentLength"]

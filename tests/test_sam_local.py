@@ -1,4 +1,4 @@
-"""The SAM application as it ships, run by ``sam local`` offline against moto's server (README: Try the real packaging locally).
+"""The SAM application as it ships, under ``sam local`` against moto (README: Try the real packaging locally).
 
 What runs: the output of ``sam build`` (the session's build, shared with test_packaging.py), in
 containers of a Lambda-like runtime image made locally from Debian packages with the template's

@@ -8,7 +8,7 @@ the folder with a time slider per video that previews the snapshot at the slider
 The server has no authentication: it binds 127.0.0.1 by default, and binding any other address
 (which exposes every video in the folder to the network) is allowed but warned about.
 
-Under load (docs/PERFORMANCE.md: the local server under load) the server keeps to a few threads and little memory: requests run on at most
+Under load (docs/PERFORMANCE.md) the server keeps to a few threads and little memory: requests run on at most
 :func:`worker_threads` threads of the event loop's pool (anyio's default is 40), snapshots decode at
 most one per core at once (:class:`vidsnap.core.engine.OpenVideos`), a finished snapshot's decoder is
 freed with its threads on the spot (:meth:`vidsnap.core.decode.Video.close`), and freed heap memory is
