@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -18,11 +19,14 @@ from typing import Any
 import pytest
 
 from vidsnap.core.blockio import BlockReader
+from vidsnap.core.engine import OpenVideos
 from vidsnap.local import synth
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Fake credentials for moto: the machine's own must never be picked up by a test.
+#: Fake credentials for moto: the machine's own must never be picked up by a test. Not the demo's
+#: ``vidsnap.local.demo.FAKE_AWS_ENV``: that one also plays a Lambda container (a function name and
+#: Powertools settings), which a test is only when it says so (see UNSET_AWS_ENV).
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -173,6 +177,33 @@ class MemoryBlockReader(BlockReader):
     def _fetch(self, start: int, end: int) -> bytes:
         self.threads.add(threading.current_thread().name)
         return self.data[start : end + 1]
+
+
+#: Every OpenVideos cache made so far (weakly: a cache still goes when its app goes).
+_OPEN_VIDEOS: weakref.WeakSet[OpenVideos] = weakref.WeakSet()
+_open_videos_init = OpenVideos.__init__
+
+
+def _tracked_init(self: OpenVideos, *args: Any, **kwargs: Any) -> None:
+    _open_videos_init(self, *args, **kwargs)
+    _OPEN_VIDEOS.add(self)
+
+
+OpenVideos.__init__ = _tracked_init  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _close_open_videos() -> Iterator[None]:
+    """Close the videos that apps keep open between requests, at the end of each test.
+
+    A deployed app keeps its last video open for the life of its process, for warm repeats; a test's
+    app lives only as long as the test, and a file it left open would be closed by the garbage
+    collector with a ResourceWarning, which fails the suite. A later test that shares a
+    module-scoped app opens the video again, as a new process would.
+    """
+    yield
+    for videos in list(_OPEN_VIDEOS):
+        videos.close()
 
 
 @pytest.fixture(scope="module")

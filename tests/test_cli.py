@@ -42,7 +42,8 @@ def test_run_async_process_writes_files_and_manifest(clip: Path, tmp_path: Path)
         path = Path(output["URI"])
         assert path.is_file()
         assert path.is_relative_to(tmp_path)
-        assert Image.open(path).size == (160, 90) == (output["Width"], output["Height"])
+        with Image.open(path) as img:
+            assert img.size == (160, 90) == (output["Width"], output["Height"])
         assert output["Bytes"] == path.stat().st_size
 
 
@@ -51,7 +52,8 @@ def test_run_sync_process(clip: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     (output,) = json.loads(result.stdout)["Outputs"]
     assert output["TimeMs"] == 1480  # the frame shown at 1500 ms started at frame 37 (1480 ms)
-    assert Image.open(output["URI"]).format == "PNG"
+    with Image.open(output["URI"]) as img:
+        assert img.format == "PNG"
 
 
 def test_run_json_task_file_with_saveas_paths(clip: Path, tmp_path: Path) -> None:

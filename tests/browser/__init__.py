@@ -1,1 +1,0 @@
-"""Test helpers that drive a real browser (headless Chromium) without extra Python dependencies."""
