@@ -159,6 +159,7 @@ class HTTPRangeReader(BlockReader):
                     content_range = f"bytes 0-{len(data) - 1}/{len(data)}" if data else "bytes */0"
                     data = data[start : end + 1]
         except urllib.error.HTTPError as exc:
+            exc.close()  # the error answer's connection: closed now, not by the garbage collector
             raise _http_error(exc) from None
         except (OSError, http.client.HTTPException) as exc:
             # URLError, resets, timeouts, and a body cut before its Content-Length (IncompleteRead):
