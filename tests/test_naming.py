@@ -64,11 +64,12 @@ def test_every_variable_is_covered() -> None:
         "barename",
         "ext",
         "Count",
+        "TileCount",
         "ObjectPrefix",
         "FileName",
         "ExtName",
     } == VARIABLES
-    assert {"index", "Count"} == INDEX_VARIABLES
+    assert {"index", "Count", "TileCount"} == INDEX_VARIABLES
 
 
 def test_index_is_one_based_and_counts() -> None:

@@ -768,17 +768,17 @@ MALFORMED: list[tuple[str, Callable[[Any], object], Any, type[VidsnapError], str
     (
         "imm sprites",
         parse_task,
-        _json(_imm_with(Targets=[{"Image": {"Sprites": [{"Format": "jpg"}]}}])),
-        NotSupportedYet,
-        "Sprites",
+        _json(_imm_with(Targets=[{"Image": {"Sprites": [{"Format": "jpg", "TileWidth": 0}]}}])),
+        BadRequest,
+        "TileWidth",
         None,
     ),
     (
         "imm animations",
         parse_task,
         _json(_imm_with(Targets=[{"Image": {"Animations": [{}]}}])),
-        NotSupportedYet,
-        "Animations",
+        BadRequest,
+        "Interval",
         None,
     ),
     ("imm unknown top", parse_task, _json(_imm_with(Foo=1)), BadRequest, "Foo", None),
@@ -855,7 +855,7 @@ MALFORMED: list[tuple[str, Callable[[Any], object], Any, type[VidsnapError], str
         "UserData",
         None,
     ),
-    ("mps tileout", parse_task, _json(_mps(Num=5, TileOut={"Lines": 2})), NotSupportedYet, "TileOut", None),
+    ("mps tileout", parse_task, _json(_mps(Num=5, TileOut={"Lines": 2})), BadRequest, "TileOutputFile", None),
     ("mps frametype", parse_task, _json(_mps(FrameType="key")), BadRequest, "FrameType", None),
     ("mps time negative", parse_task, _json(_mps(Time=-1)), BadRequest, "Time", None),
     ("mps time string junk", parse_task, _json(_mps(Time="5s")), BadRequest, "Time", None),
@@ -989,8 +989,10 @@ def test_json_messages_name_the_path() -> None:
     assert "Targets[0].Image.Snapshots[0].Width" in info.value.message
     assert "16" in info.value.message
     assert "32..4096" in info.value.message
-    with pytest.raises(NotSupportedYet, match=r"Targets\[0\]\.Image\.Sprites.*not supported yet"):
-        parse_task(_imm_with(Targets=[{"Image": {"Sprites": [{}], "Snapshots": [{"Format": "jpg"}]}}]))
+    with pytest.raises(BadRequest, match=r"Targets\[0\]\.Image\.Sprites\[0\]\.Pad"):
+        parse_task(
+            _imm_with(Targets=[{"Image": {"Sprites": [{"Pad": -1}], "Snapshots": [{"Format": "jpg"}]}}])
+        )
 
 
 def test_offending_values_are_truncated() -> None:
@@ -1010,10 +1012,9 @@ def test_errors_serialise() -> None:
         "RequestId": "rid",
         "EC": EC_TIME,
     }
-    with pytest.raises(NotSupportedYet) as info2:
-        parse_task(_mps(TileOut={"Lines": 1}))
-    assert info2.value.to_dict()["Code"] == "NotSupported"
-    assert info2.value.status == 400
+    not_yet = NotSupportedYet("a feature")
+    assert not_yet.to_dict()["Code"] == "NotSupported"
+    assert not_yet.status == 400
 
 
 # =====================================================================================================

@@ -865,7 +865,10 @@ POISON_BODIES: list[Any] = [
     oss_task("video/snapshots,f_jpg|" + "x" * 10_000),
     '{"Sources":[{"URI":"s3://vidsnap-source/videos/clip.mp4"}],"Targets":[{"Image":{"Snapshots":[{"Format":"jpg","Interval":NaN}]}}]}',
     json.dumps(
-        {"Sources": [{"URI": f"s3://vidsnap-source/{CLIP}"}], "Targets": [{"Image": {"Sprites": [{}]}}]}
+        {
+            "Sources": [{"URI": f"s3://vidsnap-source/{CLIP}"}],
+            "Targets": [{"Image": {"Sprites": [{"TileWidth": 0}]}}],
+        }
     ),
     "video/snapshots,f_jpg",
 ]

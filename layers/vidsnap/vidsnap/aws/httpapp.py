@@ -46,7 +46,7 @@ from vidsnap.aws.errors import map_client_error
 from vidsnap.aws.settings import Settings
 from vidsnap.aws.snapshots import PROCESS_PARAM, Snapshots, process_param, single
 from vidsnap.aws.storage import ObjectInfo, S3Store, Store
-from vidsnap.core.engine import check_limits, open_video
+from vidsnap.core.engine import SyncRequest, check_limits, open_video
 from vidsnap.core.errors import (
     BadRequest,
     NotAllowed,
@@ -59,7 +59,10 @@ from vidsnap.core.errors import (
 from vidsnap.core.jsonload import load_json
 from vidsnap.core.lang import MAX_BODY_BYTES, parse_sync, parse_task
 from vidsnap.core.naming import check_key
-from vidsnap.core.plan import NotifyTarget, SnapshotRequest, report_ms, resolve_source, task_id
+from vidsnap.core.plan import CONTENT_TYPES, NotifyTarget, report_ms, resolve_source, task_id
+
+#: The file extension of each answer's content type (an oversize answer is stored under it).
+EXTENSIONS = {content_type: ext for ext, content_type in CONTENT_TYPES.items()}
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,7 @@ PUBLIC_TASK_FIELDS = frozenset(
         "RequestId",
         "Sources",
         "Outputs",
+        "Compositions",
         "Warnings",
         "UserData",
         "Request",
@@ -190,7 +194,7 @@ def check_signature(
 # helpers
 
 
-def snapshot_etag(info: ObjectInfo, key: str, req: SnapshotRequest) -> str:
+def snapshot_etag(info: ObjectInfo, key: str, req: SyncRequest) -> str:
     """A strong ETag for a snapshot: the source identity (key, ETag, version) and the normalised
     request. The same request on the same object version always has the same ETag."""
     material = json.dumps(
@@ -384,7 +388,7 @@ class _Routes:
                     f"the image is {len(rendered.data)} bytes, above the {self.max_inline}-byte limit of a "
                     "direct answer, and no results bucket is configured; ask for a smaller w/h or f_jpg"
                 )
-            ext = req.image.format
+            ext = EXTENSIONS[rendered.content_type]
             result_key = f"{self.results_prefix}{etag.strip(chr(34))}.{ext}"
             url = await run_in_threadpool(self.presign, result_key, rendered.data, rendered.content_type)
             headers["Cache-Control"] = "no-store"

@@ -59,6 +59,49 @@ def rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class CompositionLike(Protocol):
+    """What :func:`composition_entry` needs of a composition (``writer.Composition`` has it)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def uri(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def times_ms(self) -> Sequence[Fraction]: ...
+    @property
+    def tiles(self) -> Sequence[Any]: ...
+    @property
+    def frame_ms(self) -> Fraction | None: ...
+
+
+#: ``Compositions[].Type`` of each kind of composition.
+COMPOSITION_TYPES = {"sprite": "Sprite", "track": "WebVTT", "animation": "Animation"}
+
+
+def composition_entry(made: CompositionLike) -> dict[str, Any]:
+    """One ``Compositions[]`` entry (README: Compositions): its type, URI, size and the time of every
+    frame in it; a sheet also says where each tile is, an animation how long each frame shows."""
+    entry: dict[str, Any] = {"Type": COMPOSITION_TYPES[made.kind], "URI": made.uri, "Bytes": made.size}
+    if made.kind == "sprite":
+        entry.update(Width=made.width, Height=made.height)
+        entry["Tiles"] = [
+            {"TimeMs": report_ms(t.time_ms), "X": t.x, "Y": t.y, "Width": t.width, "Height": t.height}
+            for t in made.tiles
+        ]
+        return entry
+    entry["TimesMs"] = [report_ms(t) for t in made.times_ms]
+    if made.kind == "animation":
+        entry.update(Width=made.width, Height=made.height)
+        entry["FrameMs"] = report_ms(made.frame_ms) if made.frame_ms is not None else None
+    return entry
+
+
 def output_entry(output: OutputLike) -> dict[str, Any]:
     """One ``Outputs[]`` entry: ``{"URI","TimeMs","Width","Height","Bytes"}``."""
     return {
@@ -90,6 +133,7 @@ class Notification:
     outputs: tuple[Mapping[str, Any], ...] = ()
     warnings: tuple[str, ...] = ()
     user_data: str | None = None
+    compositions: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -110,8 +154,9 @@ class Notification:
         outputs: Sequence[OutputLike | Mapping[str, Any]],
         warnings: Sequence[str],
         user_data: str | None,
+        compositions: Sequence[CompositionLike | Mapping[str, Any]] = (),
     ) -> Notification:
-        """A notification from engine outputs (or ``Outputs[]`` entries) and datetimes.
+        """A notification from engine outputs and compositions (or their entries) and datetimes.
 
         Raises ValueError for a status other than ``Succeeded`` / ``Failed``.
         """
@@ -127,6 +172,9 @@ class Notification:
             outputs=tuple(dict(o) if isinstance(o, Mapping) else output_entry(o) for o in outputs),
             warnings=tuple(warnings),
             user_data=user_data,
+            compositions=tuple(
+                dict(c) if isinstance(c, Mapping) else composition_entry(c) for c in compositions
+            ),
         )
 
     def with_warning(self, warning: str) -> Notification:
@@ -134,8 +182,12 @@ class Notification:
         return dataclasses.replace(self, warnings=(*self.warnings, warning))
 
     def as_message(self) -> dict[str, Any]:
-        """The message as JSON types, exactly the documented keys in the documented order."""
-        return {
+        """The message as JSON types, exactly the documented keys in the documented order.
+
+        A task that composed (sprites, tracks, animations) also reports ``Count`` (single images),
+        ``TileCount`` (sprite sheets) and ``Compositions``, after ``Outputs``.
+        """
+        message: dict[str, Any] = {
             "TaskId": self.task_id,
             "TaskType": TASK_TYPE,
             "Status": self.status,
@@ -149,6 +201,16 @@ class Notification:
             "Warnings": list(self.warnings),
             "UserData": self.user_data,
         }
+        if not self.compositions:
+            return message
+        ordered: dict[str, Any] = {}
+        for key, value in message.items():
+            ordered[key] = value
+            if key == "Outputs":
+                ordered["Count"] = len(self.outputs)
+                ordered["TileCount"] = sum(1 for c in self.compositions if c.get("Type") == "Sprite")
+                ordered["Compositions"] = [dict(c) for c in self.compositions]
+        return ordered
 
     def to_json(self) -> str:
         """The message as compact JSON (UTF-8 text, not ASCII-escaped): the body that is sent."""

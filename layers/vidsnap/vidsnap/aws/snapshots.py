@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from vidsnap.aws.observe import emit_snapshot_metrics
 from vidsnap.aws.storage import ObjectInfo, Store
-from vidsnap.core.engine import Limits, OpenVideos, Rendered, Source, snapshot
+from vidsnap.core.engine import Limits, OpenVideos, Rendered, Source, SyncRequest, snapshot
 from vidsnap.core.errors import EC_MALFORMED, BadRequest
 from vidsnap.core.plan import SnapshotRequest
 
@@ -55,7 +55,7 @@ class Snapshots:
         self.limits = limits
         self.videos = videos or OPEN_VIDEOS
 
-    def of_stored(self, store: Store, info: ObjectInfo, req: SnapshotRequest) -> Rendered:
+    def of_stored(self, store: Store, info: ObjectInfo, req: SyncRequest) -> Rendered:
         """The snapshot of the object ``info`` describes (what ``store.info`` returned), opened
         from that info: no second look-up, the reads pinned to that version."""
         # The store is part of the identity: it is what reads the object (its client, its options).
@@ -67,7 +67,7 @@ class Snapshots:
         name: str,
         identity: Hashable | None,
         open_source: Callable[[], BinaryIO],
-        req: SnapshotRequest,
+        req: SyncRequest,
         *,
         reuse: Reuse | None = None,
     ) -> Rendered:
@@ -80,7 +80,7 @@ class Snapshots:
         return self._observed(name, req, lambda: self._render(identity, open_source, req, reuse))
 
     def render_opened(
-        self, name: str, identity: Hashable | None, source: BinaryIO, req: SnapshotRequest, *, reuse: Reuse
+        self, name: str, identity: Hashable | None, source: BinaryIO, req: SyncRequest, *, reuse: Reuse
     ) -> Rendered:
         """:meth:`render` from a source already opened to learn its identity: it serves the render
         when no video of that object is kept open, else it is closed unused (``reuse`` readies the
@@ -106,7 +106,7 @@ class Snapshots:
         self,
         identity: Hashable | None,
         open_source: Callable[[], BinaryIO],
-        req: SnapshotRequest,
+        req: SyncRequest,
         reuse: Reuse | None,
     ) -> tuple[Rendered, int]:
         if identity is None:
@@ -116,14 +116,14 @@ class Snapshots:
         version = (identity, self.limits)
         return self.videos.snapshot(version, open_source, req, limits=self.limits, reuse=reuse)
 
-    def _observed(self, name: str, req: SnapshotRequest, run: Callable[[], tuple[Rendered, int]]) -> Rendered:
+    def _observed(self, name: str, req: SyncRequest, run: Callable[[], tuple[Rendered, int]]) -> Rendered:
         started = time.perf_counter()
         rendered, bytes_read = run()
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.info(
-            "snapshot %s t=%s: %dx%d, %d bytes read from the source, %.1f ms",
+            "snapshot %s %s: %dx%d, %d bytes read from the source, %.1f ms",
             name,
-            req.time_ms,
+            f"t={req.time_ms}" if isinstance(req, SnapshotRequest) else req.action,
             rendered.width,
             rendered.height,
             bytes_read,

@@ -281,13 +281,14 @@ class TaskStore:
             ":c": notification.code,
             ":m": notification.message,
             ":o": to_dynamo([dict(o) for o in outputs]),
+            ":comp": to_dynamo([dict(c) for c in notification.compositions]),
             ":w": list(notification.warnings),
             ":e": notification.end_time or _iso(self.clock()),
             ":now": int(self.clock()),
             ":zero": 0,
         }
         sets = [
-            "#s = :s", "Code = :c", "Message = :m", "Outputs = :o", "Warnings = :w",
+            "#s = :s", "Code = :c", "Message = :m", "Outputs = :o", "Compositions = :comp", "Warnings = :w",
             "EndTime = :e", "UpdatedAt = :now", "LeaseExpiresAt = :zero",
         ]  # fmt: skip
         if notification.status == "Succeeded":
@@ -320,6 +321,7 @@ class TaskStore:
                 raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
             # Item over 400 KB (thousands of outputs): keep the record, drop the list, say so.
             values[":o"] = []
+            values[":comp"] = []
             params["UpdateExpression"] = expression + ", OutputsTruncated = :count"
             values[":count"] = len(outputs)
             self._call("update", self.table.update_item, **params)
@@ -365,4 +367,5 @@ def notification_from_record(record: Mapping[str, Any]) -> Notification:
         outputs=tuple(record.get("Outputs", [])),
         warnings=tuple(record.get("Warnings", [])),
         user_data=record.get("UserData"),
+        compositions=tuple(record.get("Compositions", [])),
     )

@@ -35,7 +35,7 @@ Failures:
 
 Loops: an upload rule writing its outputs where uploads are watched must not trigger itself. Three
 guards, any of which stops it: keys under ``RESULTS_PREFIX`` are ignored; keys with an image
-extension vidsnap writes (``.jpg .jpeg .png .webp .avif``) are ignored (vidsnap takes videos and
+extension vidsnap writes (``.jpg .jpeg .png .webp .avif .gif .vtt``) are ignored (vidsnap takes videos and
 audio files as sources, never its own images); and objects carrying the ``vidsnap-output`` user
 metadata that :class:`~vidsnap.aws.storage.S3Sink` writes are ignored after the HEAD.
 """
@@ -46,6 +46,7 @@ import contextlib
 import dataclasses
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from vidsnap.aws.clients import Clients
 from vidsnap.aws.errors import map_client_error
 from vidsnap.aws.events import UploadEvent, classify_message
-from vidsnap.aws.notify import Notification, Notifier, OutputLike
+from vidsnap.aws.notify import CompositionLike, Notification, Notifier, OutputLike
 from vidsnap.aws.observe import MetricUnit, emit, logger
 from vidsnap.aws.s3io import open_s3
 from vidsnap.aws.settings import Settings
@@ -65,10 +66,10 @@ from vidsnap.core.errors import BadRequest, NotAllowed, SourceChanged, Throttled
 from vidsnap.core.plan import SourceRef, Task, resolve_source, task_id
 
 if TYPE_CHECKING:  # the engine loads PyAV: imported where a task really runs
-    from vidsnap.core.engine import Sink
+    from vidsnap.core.engine import Outcome, Sink
 
 #: Extensions of images vidsnap writes: never sources, so never worth an upload trigger.
-OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif")
+OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".gif", ".vtt")
 #: A task's lease lasts the invocation's remaining time plus this (seconds): enough for the last
 #: record writes after the deadline is read, far below Lambda's first retry of an asynchronous
 #: event (~1 minute after a failure), which must be able to take the task over.
@@ -120,8 +121,9 @@ class Attempt:
         message: str,
         outputs: Sequence[OutputLike] = (),
         warnings: Sequence[str] = (),
+        compositions: Sequence[CompositionLike] = (),
     ) -> Notification:
-        """The attempt's notification, ending now (``outputs``: engine outputs)."""
+        """The attempt's notification, ending now (``outputs``, ``compositions``: the engine's)."""
         return Notification.build(
             self.task_id,
             status,
@@ -133,6 +135,7 @@ class Attempt:
             sources=[self.source.uri],
             outputs=outputs,
             warnings=warnings,
+            compositions=compositions,
             user_data=self.task.user_data,
         )
 
@@ -443,9 +446,10 @@ class Worker:
         note = attempt.notification(
             "Succeeded",
             code="Success",
-            message=f"{len(outcome.outputs)} frame(s) written",
+            message=_summary(outcome),
             outputs=outcome.outputs,
             warnings=outcome.warnings,
+            compositions=outcome.compositions,
         )
         note = self._conclude(attempt, note)
         _emit_metrics(len(outcome.outputs), int(getattr(reader, "bytes_read", 0)), latency_ms)
@@ -522,3 +526,11 @@ def _emit_metrics(frames: int, bytes_read: int, latency_ms: float) -> None:
             "TaskLatencyMs": (MetricUnit.Milliseconds, latency_ms),
         }
     )
+
+
+def _summary(outcome: Outcome) -> str:
+    """The success message: frames written, and the compositions made of them."""
+    text = f"{len(outcome.outputs)} frame(s) written"
+    counts = Counter(c.kind for c in outcome.compositions)
+    made = [f"{n} {kind if kind != 'sprite' else 'sprite sheet'}(s)" for kind, n in counts.items()]
+    return f"{text}, {', '.join(made)}" if made else text

@@ -11,16 +11,17 @@ import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO
 
 import av
 
 from vidsnap.core.decode import Picked, Video, cpu_cores, decoder_threads
 from vidsnap.core.errors import BadRequest, UndecodableMedia
 from vidsnap.core.imaging import Geometry, plan_geometry, render
-from vidsnap.core.naming import frames_overwrite, output_key
+from vidsnap.core.naming import frames_overwrite
 from vidsnap.core.plan import (
     CONTENT_TYPES,
+    ComposeRequest,
     ImageSpec,
     SnapshotJob,
     SnapshotRequest,
@@ -29,8 +30,13 @@ from vidsnap.core.plan import (
     report_ms,
 )
 
-# Re-exported (an explicit alias, for mypy): callers hand the engine its limits.
+# Re-exported (explicit aliases, for mypy): callers hand the engine its limits and sink and read
+# its outcome.
 from vidsnap.core.plan import Limits as Limits  # noqa: PLC0414
+from vidsnap.core.writer import JobWriter, RenderedFrame, render_frame
+from vidsnap.core.writer import Outcome as Outcome  # noqa: PLC0414
+from vidsnap.core.writer import Output as Output  # noqa: PLC0414
+from vidsnap.core.writer import Sink as Sink  # noqa: PLC0414
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -39,17 +45,11 @@ if TYPE_CHECKING:
 # selection or the render thread pool, and every millisecond of import is on its clock.
 
 Source = str | os.PathLike[str] | BinaryIO
+#: What a synchronous surface answers with one image (or one track, or one animation).
+SyncRequest = SnapshotRequest | ComposeRequest
 #: Frames decoded ahead of the one being written (each holds a decoded picture and its RGB copy).
 _RENDER_AHEAD = 2
 Progress = Callable[[float], None]
-
-
-class Sink(Protocol):
-    """Where outputs are written (a local folder, an S3 bucket)."""
-
-    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
-        """Store ``data`` under ``key`` (in ``bucket``, None: the default) and return its URI."""
-        ...
 
 
 def open_video(
@@ -77,37 +77,71 @@ class Rendered:
     time_ms: Fraction
 
 
-@dataclass(frozen=True)
-class Output:
-    """One written output of a task."""
-
-    uri: str
-    time_ms: Fraction
-    width: int
-    height: int
-    size: int
-
-
-@dataclass
-class Outcome:
-    """What a task produced: its outputs in order, and warnings for the notification."""
-
-    outputs: list[Output] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def snapshot(source: Source, req: SnapshotRequest, *, limits: Limits | None = None) -> Rendered:
-    """Render the single frame a synchronous ``video/snapshot`` asks for."""
+def snapshot(source: Source, req: SyncRequest, *, limits: Limits | None = None) -> Rendered:
+    """Render what a synchronous request asks for: the single frame of a ``video/snapshot``, or the
+    one sheet, track or animation of a ``video/sprite`` / ``video/animation``."""
     limits = limits or Limits()
     with open_video(source, limits) as video:
         return _snapshot_of(video, req, limits)
 
 
-def _snapshot_of(video: Video, req: SnapshotRequest, limits: Limits) -> Rendered:
+def _snapshot_of(video: Video, req: SyncRequest, limits: Limits) -> Rendered:
+    if isinstance(req, ComposeRequest):
+        return _compose_of(video, req, limits)
     picked = video.frame_at(req.time_ms, exact=req.exact)
     geometry = _geometry(video, picked, req.image, limits)
     data = render(picked.frame, geometry, req.image.format)
     return Rendered(data, req.image.content_type, geometry.width, geometry.height, picked.time_ms)
+
+
+class _MemorySink:
+    """Keeps what a synchronous composition writes, to answer it instead of storing it."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:  # noqa: ARG002
+        self.data[key] = data
+        return key
+
+
+def _compose_of(video: Video, req: ComposeRequest, limits: Limits) -> Rendered:
+    """One sheet (``video/sprite``), its storyboard track (``f_vtt``) or one animation, answered."""
+    if req.track:
+        from vidsnap.core.storyboard import storyboard_track  # storyboard tracks only
+
+        tile = plan_geometry(
+            video.coded_width,
+            video.coded_height,
+            video.sample_aspect_ratio,
+            video.rotation,
+            req.job.image,
+            max_pixels=limits.max_pixels,
+        )
+        data = storyboard_track(req, tile, video.duration_ms, max_tiles=limits.max_frames)
+        return Rendered(data, CONTENT_TYPES["vtt"], 0, 0, Fraction(0))
+    sink = _MemorySink()
+    outcome = Outcome()
+    budget = FrameBudget(limits.max_frames, reserved=0)
+    check_limits(Task(jobs=(req.job,)), limits)
+    _run_job(
+        video,
+        req.job,
+        SourceRef(key="sync"),
+        sink,
+        limits=limits,
+        outcome=outcome,
+        progress=None,
+        part=(0, 1),
+        budget=budget,
+    )
+    if not outcome.compositions:
+        raise UndecodableMedia("no frame selected: " + "; ".join(outcome.warnings or ["nothing to compose"]))
+    made = outcome.compositions[0]  # a sprite answers its first sheet (the request holds one)
+    fmt = (
+        req.job.sprite.format if req.job.sprite else req.job.animation.format if req.job.animation else "jpg"
+    )
+    return Rendered(sink.data[made.uri], CONTENT_TYPES[fmt], made.width, made.height, made.times_ms[0])
 
 
 @dataclass
@@ -153,7 +187,7 @@ class OpenVideos:
         self,
         version: Hashable,
         open_source: Callable[[], Source],
-        req: SnapshotRequest,
+        req: SyncRequest,
         *,
         limits: Limits | None = None,
         reuse: Callable[[Source], None] | None = None,
@@ -179,7 +213,7 @@ class OpenVideos:
         self,
         version: Hashable,
         open_source: Callable[[], Source],
-        req: SnapshotRequest,
+        req: SyncRequest,
         limits: Limits,
         reuse: Callable[[Source], None] | None,
     ) -> tuple[Rendered, int]:
@@ -204,7 +238,7 @@ class OpenVideos:
             entry.lock.release()
 
     def _snapshot_new(
-        self, version: Hashable, open_source: Callable[[], Source], req: SnapshotRequest, limits: Limits
+        self, version: Hashable, open_source: Callable[[], Source], req: SyncRequest, limits: Limits
     ) -> tuple[Rendered, int]:
         source = open_source()
         with self._lock:
@@ -406,28 +440,24 @@ def _run_job(
     The job writes at most what ``budget`` allows it; a job without ``num`` that finds the task's
     frames used up by earlier jobs is skipped (or cut short) with a warning, not failed.
     """
-    template = job.output.key_template
     asked = job.selection.num
     allowed = budget.start(asked)
     name = f"job {part[0] + 1} of {part[1]}" if part[1] > 1 else "the job"
     if allowed <= 0:
         outcome.warnings.append(budget.exhausted_warning(name, skipped=True))
         return
-    geometries: dict[tuple[int, int], Geometry] = {}
+    geometries: dict[tuple[int, int], tuple[Geometry, Geometry | None]] = {}
     duration = video.duration_ms or Fraction(1)
-    count = 0
+    writer = JobWriter(job, ref, sink, outcome)
     # Converting and encoding a frame runs on a second thread while the next frame decodes
     # (swscale and Pillow's encoders release the GIL). Outputs are still written in order, on this
     # thread, and a failure surfaces where it did when everything ran in turn: frames before it are
     # written, nothing after it is. At most _RENDER_AHEAD frames wait, which bounds the memory.
-    pending: collections.deque[tuple[Future[bytes], Picked, Geometry, int]] = collections.deque()
+    pending: collections.deque[tuple[Future[RenderedFrame], Picked]] = collections.deque()
 
     def write_oldest() -> None:
-        future, picked, geometry, index = pending.popleft()
-        data = future.result()
-        key = output_key(template, index=index, ext=job.image.format, source=ref)
-        uri = sink.put(job.output.bucket, key, data, CONTENT_TYPES[job.image.format])
-        outcome.outputs.append(Output(uri, picked.time_ms, geometry.width, geometry.height, len(data)))
+        future, picked = pending.popleft()
+        writer.add(future.result(), picked.time_ms)
         if progress:
             done = min(Fraction(1), max(Fraction(0), picked.time_ms / duration))
             progress(float((part[0] + done) / part[1]))
@@ -457,34 +487,49 @@ def _run_job(
                 picked = next(frames, None)
                 if picked is None:
                     break
-                if count >= allowed:
+                if writer.count + len(pending) >= allowed:
                     outcome.warnings.append(budget.exhausted_warning(name))
                     break
                 shape = (picked.frame.width, picked.frame.height)
                 if shape not in geometries:  # the size may change mid-stream; plan once per shape
-                    geometries[shape] = _geometry(video, picked, job.image, limits)
+                    geometries[shape] = _job_geometries(video, picked, job, limits)
             except BaseException:
                 # Decoding or planning failed: first write the frames before it, in order, as the
                 # one-at-a-time loop did (a render failure among those wins: it came first).
                 while pending:
                     write_oldest()
                 raise
-            count += 1
             budget.spend()
-            geometry = geometries[shape]
-            future = pool.submit(render, picked.frame, geometry, job.image.format)
-            pending.append((future, picked, geometry, count))
+            geometry, tile_geometry = geometries[shape]
+            pending.append((pool.submit(render_frame, picked.frame, job, geometry, tile_geometry), picked))
             while len(pending) > _RENDER_AHEAD or (pending and pending[0][0].done()):
                 write_oldest()
         while pending:
             write_oldest()
+    count = writer.count
     if count == 0:
         _no_frames(job, video, outcome)
-    elif count > 1 and frames_overwrite(template):
+        return
+    writer.finish(video.duration_ms)
+    template = job.output.key_template
+    if job.save_frames and count > 1 and frames_overwrite(template):
         outcome.warnings.append(
             f"key template {template!r} has no index variable: each of the {count} frames was written "
             "to the same key, so only the last one remains"
         )
+
+
+def _job_geometries(
+    video: Video, picked: Picked, job: SnapshotJob, limits: Limits
+) -> tuple[Geometry, Geometry | None]:
+    """The geometry of the job's images and, for a sprite, of its tiles (the same when no cell size
+    of its own is asked)."""
+    geometry = _geometry(video, picked, job.image, limits)
+    if job.sprite is None:
+        return geometry, None
+    if job.sprite.cell is None:
+        return geometry, geometry
+    return geometry, _geometry(video, picked, job.sprite.cell, limits)
 
 
 def _no_frames(job: SnapshotJob, video: Video, outcome: Outcome) -> None:

@@ -9,6 +9,7 @@ variable           value
 =================  ==========================================================================
 ``{index}``        the frame number, 1-based (``%d`` and ``%0Nd`` are aliases, ``%03d`` → 001)
 ``{Count}``        MPS: the frame number, 5-digit zero padded (``00001``)
+``{TileCount}``    MPS: the sprite sheet number, 5-digit zero padded (``00001``)
 ``{autoext}``      the output format's extension without the dot (``jpg``, ``png``, ...)
 ``{streamindex}``  the video stream index; always ``0`` (vidsnap captures one stream)
 ``{bucket}``       the source bucket ('' for a local source)
@@ -72,6 +73,7 @@ __all__ = [
     "frames_overwrite",
     "output_key",
     "split_s3_uri",
+    "track_key",
     "validate_template",
 ]
 
@@ -91,13 +93,14 @@ VARIABLES: frozenset[str] = frozenset(
         "barename",
         "ext",
         "Count",
+        "TileCount",
         "ObjectPrefix",
         "FileName",
         "ExtName",
     }
 )
 #: The variables that number the frames (``%d``/``%0Nd`` count too).
-INDEX_VARIABLES: frozenset[str] = frozenset({"index", "Count"})
+INDEX_VARIABLES: frozenset[str] = frozenset({"index", "Count", "TileCount"})
 
 # `%d` or `%0Nd`; the width is capped at two digits so a stray "%0999999d" cannot blow up a key.
 _PERCENT = re.compile(r"%(?:0(\d{1,2}))?d")
@@ -198,6 +201,7 @@ def _value(token: _Token, *, index: int, ext: str, src: _SourceParts) -> str:
     values = {
         "index": str(index),
         "Count": f"{index:05d}",
+        "TileCount": f"{index:05d}",
         "autoext": ext,
         "streamindex": "0",
         "bucket": src.bucket,
@@ -294,6 +298,29 @@ def output_key(template: str, *, index: int, ext: str, source: SourceRef) -> str
     if not _tokens_have_index(tokens) and not _has_extension(tokens):
         key = f"{key}_0_{index}.{ext}"
     return check_key(key)
+
+
+def track_key(template: str, *, source: SourceRef, ext: str = "vtt") -> str:
+    """The key of a file that lies beside a job's images: a thumbnail track (``.vtt``).
+
+    The images' template without its index variable (and one ``-``, ``_``, ``.`` or space just before
+    it), with the extension ``ext``: ``out/{barename}-{index}.jpg`` → ``out/clip.vtt``. When nothing
+    of the file name is left (``snap/{Count}.jpg``, ``{barename}/{index}.{autoext}``) the source's
+    bare name is used: ``snap/clip.vtt``, ``clip/clip.vtt``.
+    """
+    tokens: list[_Token] = []
+    for tok in _tokenize(template, "template"):
+        if tok.kind == "pct" or (tok.kind == "var" and tok.text in INDEX_VARIABLES):
+            if tokens and tokens[-1].kind == "lit" and tokens[-1].text[-1:] in ("-", "_", ".", " "):
+                tokens[-1] = _Token("lit", tokens[-1].text[:-1])
+            continue
+        tokens.append(tok)
+    src = _source_parts(source)
+    key = _expand(tokens, index=1, ext=ext, src=src)
+    folder, _, name = key.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    name = f"{stem or src.barename or 'track'}.{ext}"
+    return check_key(f"{folder}/{name}" if folder else name)
 
 
 def frames_overwrite(template: str) -> bool:

@@ -20,6 +20,9 @@ ScaleType = Literal["stretch", "crop", "fill", "fit"]
 Rotate = Literal["auto", "h", "w"]
 Mode = Literal["inter", "key", "avg", "dhash"]
 Style = Literal["oss", "imm", "mps"]
+AnimationFormat = Literal["gif", "webp"]
+#: A sheet's background: an RGB colour, or ``random`` (one colour derived from the sheet's key).
+Color = tuple[int, int, int] | Literal["random"]
 
 FORMATS: tuple[Format, ...] = ("jpg", "png", "webp", "avif")
 CONTENT_TYPES: dict[str, str] = {
@@ -27,6 +30,8 @@ CONTENT_TYPES: dict[str, str] = {
     "png": "image/png",
     "webp": "image/webp",
     "avif": "image/avif",
+    "gif": "image/gif",
+    "vtt": "text/vtt; charset=utf-8",
 }
 
 #: Default key template when a task has no ``sys/saveas`` (README: Request languages).
@@ -143,12 +148,72 @@ class SourceRef:
 
 
 @dataclass(frozen=True)
+class SpriteSpec:
+    """Sprite sheets of a job's frames (README: Compositions): ``columns`` × ``rows`` tiles a sheet,
+    ``pad`` px between tiles and ``margin`` px to the edge, on ``color``. ``cell`` sizes a tile (None:
+    the job's own image size); ``output`` names the sheets (``{index}``/``{TileCount}`` number them)."""
+
+    columns: int = 6
+    rows: int = 6
+    pad: int = 2
+    margin: int = 2
+    color: Color = (0, 0, 0)
+    format: Format = "jpg"
+    cell: ImageSpec | None = None
+    output: OutputTarget = field(default_factory=OutputTarget)
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    """A WebVTT thumbnail track of a job's frames (README: Compositions), beside its images (or in
+    ``output`` when given); with ``fragments`` its cues point into the sprite sheets (``#xywh=``)."""
+
+    fragments: bool = False
+    output: OutputTarget | None = None
+
+
+@dataclass(frozen=True)
+class AnimationSpec:
+    """One looping animated file of a job's frames (README: Compositions), each shown ``frame_ms``
+    (None: real time, the job's interval)."""
+
+    format: AnimationFormat = "gif"
+    frame_ms: Fraction | None = None
+    output: OutputTarget = field(default_factory=OutputTarget)
+
+
+@dataclass(frozen=True)
 class SnapshotJob:
-    """One snapshot target of a task: what to select, how to image it, where to write it."""
+    """One target of a task: what to select, how to image it, where to write it.
+
+    ``save_frames`` False: the frames feed only the compositions (IMM ``Sprites``/``Animations``,
+    MPS ``IsKeepCellPic: false``); ``sprite``, ``track`` and ``animation`` compose the same frames.
+    """
 
     selection: Selection
     image: ImageSpec
     output: OutputTarget = field(default_factory=OutputTarget)
+    save_frames: bool = True
+    sprite: SpriteSpec | None = None
+    track: TrackSpec | None = None
+    animation: AnimationSpec | None = None
+
+    @property
+    def composes(self) -> bool:
+        """True when the job makes a sprite sheet, a thumbnail track or an animation."""
+        return self.sprite is not None or self.track is not None or self.animation is not None
+
+
+@dataclass(frozen=True)
+class ComposeRequest:
+    """A synchronous ``video/sprite`` or ``video/animation`` (README: Compositions): one sheet or one
+    animation answered directly. ``params`` are the request's own ``k_v`` pairs in order, so that
+    the thumbnail track of a storyboard (``track``: ``f_vtt``) can link each of its sheets."""
+
+    job: SnapshotJob
+    action: str
+    params: tuple[tuple[str, str], ...] = ()
+    track: bool = False
 
 
 @dataclass(frozen=True)

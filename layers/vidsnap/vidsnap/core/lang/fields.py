@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any, NoReturn
 
-from vidsnap.core.errors import BadRequest, NotSupportedYet
+from vidsnap.core.errors import BadRequest
 from vidsnap.core.jsonload import MAX_JSON_DEPTH, JSONTooDeep, load_json
 from vidsnap.core.naming import check_key
 from vidsnap.core.plan import Format, NotifyTarget, ScaleType
@@ -354,13 +354,3 @@ def notification(value: Any) -> NotifyTarget | None:
     check_fields(sqs, "Notification.SQS", {"QueueUrl"})
     url = as_str(sqs.get("QueueUrl"), "Notification.SQS.QueueUrl")
     return queue_target("Notification.SQS.QueueUrl", url)
-
-
-def not_supported(value: Any, path: str, what: str) -> None:
-    """Raise :class:`NotSupportedYet` when a field asks for ``what`` (sprites, animations)."""
-    # null, [] and {} mean "none requested"; anything else asks for the feature.
-    if value is None or (isinstance(value, list | tuple | Mapping) and len(value) == 0):
-        return
-    raise NotSupportedYet(
-        f"{path}: {what} are not supported yet; remove {leaf(path)} from the request", param=leaf(path)
-    )

@@ -1,9 +1,9 @@
 """IMM JSON tasks (``Sources``/``Targets``; README: Request languages, "IMM JSON").
 
 Exactly one source ``{"URI": "s3://b/k" | "oss://b/k"}``. Each ``Targets[]`` item holds only
-``Image``; ``Image`` holds ``Snapshots``, ``Sprites``, ``Animations``; non-empty
-``Sprites``/``Animations`` → NotSupportedYet. One job per ``Snapshots[]`` entry across all targets
-(at most 100 jobs). Snapshot fields: ``Format`` (required: jpg/jpeg/png/webp/avif), ``StartTime``
+``Image``; ``Image`` holds ``Snapshots``, ``Sprites``, ``Animations`` (README: Compositions). One
+job per ``Snapshots[]``, ``Sprites[]`` and ``Animations[]`` entry across all targets (at most 100
+jobs). Snapshot fields: ``Format`` (required: jpg/jpeg/png/webp/avif), ``StartTime``
 and ``Interval`` (seconds, fractions allowed), ``Number`` (0..100000), ``Mode``
 (interval/keyframe/average/dhash), ``Threshold`` (0..100), ``ScaleType``, ``Width``/``Height`` (0 or
 absent: not set; 0 < v < 1: a ratio of the source, 0.01..<1 → ``pw``/``ph`` percent; ≥ 1: an integer
@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
+from vidsnap.core.compose import parse_color
 from vidsnap.core.errors import BadRequest
 from vidsnap.core.lang.fields import (
     FORMATS,
@@ -40,14 +41,26 @@ from vidsnap.core.lang.fields import (
     get_int,
     get_seconds_ms,
     leaf,
-    not_supported,
     notification,
     opt_str,
+    ranged,
     source_key,
     user_data,
 )
 from vidsnap.core.naming import split_s3_uri, validate_template
-from vidsnap.core.plan import Format, ImageSpec, Mode, OutputTarget, Selection, SnapshotJob, SourceRef, Task
+from vidsnap.core.plan import (
+    AnimationFormat,
+    AnimationSpec,
+    Format,
+    ImageSpec,
+    Mode,
+    OutputTarget,
+    Selection,
+    SnapshotJob,
+    SourceRef,
+    SpriteSpec,
+    Task,
+)
 
 __all__ = ["parse_body"]
 
@@ -68,6 +81,29 @@ _SNAPSHOT = {
     "Height",
     "URI",
 }
+_SELECTION = {"StartTime", "Interval", "Number", "Mode", "Threshold"}
+_SPRITE = {
+    *_SELECTION,
+    "Format",
+    "TileWidth",
+    "TileHeight",
+    "ScaleWidth",
+    "ScaleHeight",
+    "Pad",
+    "Margin",
+    "ScaleType",
+    "URI",
+}
+_ANIMATION = {"Format", "StartTime", "Interval", "Number", "FrameRate", "Width", "Height", "ScaleType", "URI"}
+_SPRITE_FORMATS: dict[str, Format] = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
+_ANIMATION_FORMATS: dict[str, AnimationFormat] = {"gif": "gif", "webp": "webp"}
+#: Where compositions go without a ``URI`` (the default output location, like snapshots).
+SPRITE_TEMPLATE = "{barename}/sprite-{index}.{autoext}"
+ANIMATION_TEMPLATE = "{barename}/animation.{autoext}"
+#: Tiles per row or column of a sprite sheet.
+MAX_TILES = 10_000
+#: Pixels between tiles or to the edge of a sheet.
+MAX_GAP = 1024
 _URI_SCHEMES = ("s3", "oss")
 
 
@@ -115,6 +151,25 @@ def _side(obj: Mapping[str, Any], key: str, path: str) -> tuple[int, Fraction]:
     return int(value), Fraction(100)
 
 
+def _selection(obj: Mapping[str, Any], path: str) -> Selection:
+    return Selection(
+        mode=get_choice(obj, "Mode", path, MODES, "inter"),
+        start_ms=get_seconds_ms(obj, "StartTime", path),
+        interval_ms=get_seconds_ms(obj, "Interval", path),
+        num=get_int(obj, "Number", path, lo=0, hi=MAX_NUM, default=0),
+        threshold=get_int(obj, "Threshold", path, lo=0, hi=100, default=0),
+        exact=True,
+    )
+
+
+def _output(obj: Mapping[str, Any], path: str, default: str | None = None) -> OutputTarget:
+    uri = opt_str(obj.get("URI"), f"{path}.URI")
+    if uri is None:
+        return OutputTarget() if default is None else OutputTarget(key_template=default)
+    bucket, template = _s3_uri(uri, f"{path}.URI", template=True)
+    return OutputTarget(bucket=bucket, key_template=template)
+
+
 def _snapshot(raw: Any, path: str) -> SnapshotJob:
     obj = as_object(raw, path)
     check_fields(obj, path, _SNAPSHOT)
@@ -125,14 +180,6 @@ def _snapshot(raw: Any, path: str) -> SnapshotJob:
     fmt: Format = get_choice(obj, "Format", path, FORMATS, "jpg")
     width, pw = _side(obj, "Width", path)
     height, ph = _side(obj, "Height", path)
-    selection = Selection(
-        mode=get_choice(obj, "Mode", path, MODES, "inter"),
-        start_ms=get_seconds_ms(obj, "StartTime", path),
-        interval_ms=get_seconds_ms(obj, "Interval", path),
-        num=get_int(obj, "Number", path, lo=0, hi=MAX_NUM, default=0),
-        threshold=get_int(obj, "Threshold", path, lo=0, hi=100, default=0),
-        exact=True,
-    )
     image = ImageSpec(
         format=fmt,
         width=width,
@@ -141,18 +188,105 @@ def _snapshot(raw: Any, path: str) -> SnapshotJob:
         ph=ph,
         scale_type=get_choice(obj, "ScaleType", path, SCALES, "stretch"),
     )
-    output = OutputTarget()
-    uri = opt_str(obj.get("URI"), f"{path}.URI")
-    if uri is not None:
-        bucket, template = _s3_uri(uri, f"{path}.URI", template=True)
-        output = OutputTarget(bucket=bucket, key_template=template)
-    return SnapshotJob(selection, image, output)
+    return SnapshotJob(_selection(obj, path), image, _output(obj, path))
+
+
+def _tile_side(obj: Mapping[str, Any], key: str, path: str) -> tuple[int, Fraction]:
+    """Sprites ScaleWidth/ScaleHeight: (px, percent); an integer 2..4095 is px, (0, 1] a ratio."""
+    if obj.get(key) is None:
+        return 0, Fraction(100)
+    raw = obj[key]
+    where = f"{path}.{key}"
+    value = as_number(raw, where, strings=False)
+    valid = f"a ratio in (0, 1] of the source, or an integer 2..{MAX_SIDE - 1} (px)"
+    if 0 < value <= 1:
+        if value < Fraction(1, 100):
+            fail(where, raw, valid, why="value out of range")
+        return 0, value * 100
+    if value.denominator != 1:
+        fail(where, raw, valid, why="not an integer")
+    if not 1 < value < MAX_SIDE:
+        fail(where, raw, valid, why="value out of range")
+    return int(value), Fraction(100)
+
+
+def _sprite(raw: Any, path: str) -> SnapshotJob:
+    obj = as_object(raw, path)
+    check_fields(obj, path, _SPRITE)
+    fmt: Format = get_choice(obj, "Format", path, _SPRITE_FORMATS, "jpg")
+    width, pw = _tile_side(obj, "ScaleWidth", path)
+    height, ph = _tile_side(obj, "ScaleHeight", path)
+    image = ImageSpec(
+        format=fmt,
+        width=width,
+        height=height,
+        pw=pw,
+        ph=ph,
+        scale_type=get_choice(obj, "ScaleType", path, SCALES, "stretch"),
+    )
+    sprite = SpriteSpec(
+        columns=get_int(obj, "TileWidth", path, lo=1, hi=MAX_TILES, default=6),
+        rows=get_int(obj, "TileHeight", path, lo=1, hi=MAX_TILES, default=6),
+        pad=get_int(obj, "Pad", path, lo=0, hi=MAX_GAP, default=2, unit=" (px)"),
+        margin=get_int(obj, "Margin", path, lo=0, hi=MAX_GAP, default=2, unit=" (px)"),
+        color=parse_color("black"),
+        format=fmt,
+        output=_output(obj, path, SPRITE_TEMPLATE),
+    )
+    return SnapshotJob(_selection(obj, path), image, save_frames=False, sprite=sprite)
+
+
+def _animation(raw: Any, path: str) -> SnapshotJob:
+    obj = as_object(raw, path)
+    check_fields(obj, path, _ANIMATION)
+    fmt: AnimationFormat = get_choice(obj, "Format", path, _ANIMATION_FORMATS, "gif")
+    interval = get_seconds_ms(obj, "Interval", path)
+    if interval <= 0:
+        raise BadRequest(
+            f"{path}.Interval: an animation needs the time between its frames; valid: seconds > 0",
+            param="Interval",
+        )
+    frame_ms: Fraction | None = None
+    if obj.get("FrameRate") is not None:
+        raw_rate = obj["FrameRate"]
+        rate = as_number(raw_rate, f"{path}.FrameRate", strings=False)
+        ranged(
+            rate,
+            raw_rate,
+            f"{path}.FrameRate",
+            lo=Fraction(1, 100),
+            hi=Fraction(100),
+            valid="frames per second, 0.01..100",
+            integer=False,
+        )
+        frame_ms = 1000 / rate
+    width, pw = _side(obj, "Width", path)
+    height, ph = _side(obj, "Height", path)
+    selection = Selection(
+        mode="inter",
+        start_ms=get_seconds_ms(obj, "StartTime", path),
+        interval_ms=interval,
+        num=get_int(obj, "Number", path, lo=0, hi=MAX_NUM, default=0),
+    )
+    image = ImageSpec(
+        format="png",  # the frames are composed, never saved on their own
+        width=width,
+        height=height,
+        pw=pw,
+        ph=ph,
+        scale_type=get_choice(obj, "ScaleType", path, SCALES, "stretch"),
+    )
+    animation = AnimationSpec(format=fmt, frame_ms=frame_ms, output=_output(obj, path, ANIMATION_TEMPLATE))
+    return SnapshotJob(selection, image, save_frames=False, animation=animation)
+
+
+_KINDS = (("Snapshots", _snapshot), ("Sprites", _sprite), ("Animations", _animation))
 
 
 def parse_body(body: Mapping[str, Any]) -> Task:
     """An IMM task (a decoded JSON object with ``Sources`` and ``Targets``) → :class:`Task`.
 
-    Raises :class:`BadRequest` / :class:`~vidsnap.core.errors.NotSupportedYet` (and
+    Raises :class:`BadRequest` (and
     :class:`~vidsnap.core.errors.NotAllowed` for an unsafe source key).
     """
     check_fields(body, "", _TOP, _IGNORED)
@@ -172,20 +306,19 @@ def parse_body(body: Mapping[str, Any]) -> Task:
         check_fields(target, tpath, {"Image"})
         image = as_object(target.get("Image"), f"{tpath}.Image")
         check_fields(image, f"{tpath}.Image", {"Snapshots", "Sprites", "Animations"})
-        not_supported(image.get("Sprites"), f"{tpath}.Image.Sprites", "sprites")
-        not_supported(image.get("Animations"), f"{tpath}.Image.Animations", "animations")
-        if image.get("Snapshots") is None:
-            continue
-        for s, raw_snap in enumerate(as_list(image["Snapshots"], f"{tpath}.Image.Snapshots")):
-            if len(jobs) >= MAX_JOBS:
-                raise BadRequest(
-                    f"Snapshots: more than {MAX_JOBS} snapshot targets; valid: 1..{MAX_JOBS}",
-                    param="Snapshots",
-                )
-            jobs.append(_snapshot(raw_snap, f"{tpath}.Image.Snapshots[{s}]"))
+        for kind, parse in _KINDS:
+            if image.get(kind) is None:
+                continue
+            for s, raw_item in enumerate(as_list(image[kind], f"{tpath}.Image.{kind}")):
+                if len(jobs) >= MAX_JOBS:
+                    raise BadRequest(
+                        f"{kind}: more than {MAX_JOBS} targets in all; valid: 1..{MAX_JOBS}", param=kind
+                    )
+                jobs.append(parse(raw_item, f"{tpath}.Image.{kind}[{s}]"))
     if not jobs:
         raise BadRequest(
-            "Targets: no Image.Snapshots entry; valid: at least one snapshot target", param="Targets"
+            "Targets: no Image.Snapshots, Sprites or Animations entry; valid: at least one target",
+            param="Targets",
         )
     return Task(
         jobs=tuple(jobs),

@@ -5,7 +5,9 @@
 fractions allowed), ``Num`` (0..100000), ``Width``/``Height`` (32..4096 px), ``FrameType``
 (``normal`` = exact frames, ``intra`` = keyframe at or before; default ``intra`` as in MPS),
 ``Format`` (vidsnap extension: default from the ``OutputFile.Object`` extension if it is an image
-format, else jpg), ``TileOut`` / ``TileOutputFile`` → NotSupportedYet. As in MPS, object names are
+format, else jpg; ``vtt``: a thumbnail track beside the images), ``TileOut`` + ``TileOutputFile``
+(sprite sheets) and ``SubOut.IsSptFrag`` (the track's cues point into the sheets), README:
+Compositions. As in MPS, object names are
 URL-encoded: ``Object`` values are percent-decoded, and numbers may be given as decimal strings (MPS
 examples send ``"Num": "10"``).
 
@@ -22,6 +24,8 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import unquote
 
+from vidsnap.core.compose import parse_color
+from vidsnap.core.errors import BadRequest
 from vidsnap.core.lang.fields import (
     FORMATS,
     MAX_MS,
@@ -36,7 +40,6 @@ from vidsnap.core.lang.fields import (
     get_choice,
     get_int,
     get_seconds_ms,
-    not_supported,
     notification,
     opt_object,
     opt_str,
@@ -44,7 +47,17 @@ from vidsnap.core.lang.fields import (
     user_data,
 )
 from vidsnap.core.naming import validate_template
-from vidsnap.core.plan import Format, ImageSpec, OutputTarget, Selection, SnapshotJob, SourceRef, Task
+from vidsnap.core.plan import (
+    Format,
+    ImageSpec,
+    OutputTarget,
+    Selection,
+    SnapshotJob,
+    SourceRef,
+    SpriteSpec,
+    Task,
+    TrackSpec,
+)
 
 __all__ = ["parse_body"]
 
@@ -61,7 +74,13 @@ _CONFIG = {
     "Format",
     "TileOut",
     "TileOutputFile",
+    "SubOut",
 }
+_TILE_OUT = {"Lines", "Columns", "CellWidth", "CellHeight", "Margin", "Padding", "Color", "IsKeepCellPic"}
+#: Tiles per row or column, and pixels of margin or padding, at most.
+MAX_TILES = 10_000
+MAX_GAP = 1024
+_BOOLS = {"true": True, "false": False}
 #: ``FrameType`` → exact frames (True) or the keyframe at or before (False).
 _FRAME_TYPES = {"normal": True, "intra": False}
 
@@ -84,10 +103,94 @@ def _location(obj: Mapping[str, Any], path: str) -> tuple[str | None, str]:
     return bucket, _object(obj, path)
 
 
+def _bool(obj: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+    """A boolean field: JSON true/false, or (as MPS examples send them) the strings "true"/"false"."""
+    raw = obj.get(key)
+    if raw is None:
+        return default
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in _BOOLS:
+        return _BOOLS[raw.lower()]
+    return fail(f"{path}.{key}", raw, "true or false")
+
+
+def _sprite(cfg: Mapping[str, Any], path: str, image: ImageSpec) -> tuple[SpriteSpec | None, bool]:
+    """``TileOut`` + ``TileOutputFile`` → (the sprite, whether the single snapshots are kept)."""
+    tile = opt_object(cfg.get("TileOut"), f"{path}.TileOut")
+    out = opt_object(cfg.get("TileOutputFile"), f"{path}.TileOutputFile")
+    if not tile and not out:
+        return None, True
+    tile = tile or {}
+    tpath = f"{path}.TileOut"
+    check_fields(tile, tpath, _TILE_OUT)
+    if out is None:
+        raise BadRequest(
+            f"{path}.TileOutputFile: sprite sheets (TileOut) need an output file; valid: "
+            '{"Bucket": .., "Object": "..{TileCount}.jpg"}',
+            param="TileOutputFile",
+        )
+    bucket, template = _location(out, f"{path}.TileOutputFile")
+    validate_template(template, param="TileOutputFile")
+    ext = template.rsplit(".", 1)[-1].lower() if "." in template.rsplit("/", 1)[-1] else ""
+    fmt: Format = FORMATS.get(ext, "jpg") if ext != "avif" else "jpg"
+
+    def cell(key: str) -> int:
+        return get_int(
+            tile, key, tpath, lo=MIN_ASYNC_SIDE, hi=MAX_SIDE, default=0, strings=True, unit=" (px)"
+        )
+
+    cell_w, cell_h = cell("CellWidth"), cell("CellHeight")
+    color = tile.get("Color")
+    sprite = SpriteSpec(
+        columns=get_int(tile, "Columns", tpath, lo=1, hi=MAX_TILES, default=10, strings=True),
+        rows=get_int(tile, "Lines", tpath, lo=1, hi=MAX_TILES, default=10, strings=True),
+        pad=get_int(tile, "Padding", tpath, lo=0, hi=MAX_GAP, default=0, strings=True, unit=" (px)"),
+        margin=get_int(tile, "Margin", tpath, lo=0, hi=MAX_GAP, default=0, strings=True, unit=" (px)"),
+        color=parse_color(as_str(color, f"{tpath}.Color", limit=64)) if color is not None else (0, 0, 0),
+        format=fmt,
+        cell=(
+            ImageSpec(format=fmt, width=cell_w or image.width, height=cell_h or image.height)
+            if cell_w or cell_h
+            else None
+        ),
+        output=OutputTarget(bucket=bucket, key_template=template),
+    )
+    return sprite, _bool(tile, "IsKeepCellPic", tpath, True)
+
+
+def _track(cfg: Mapping[str, Any], path: str, *, vtt: bool, sprite: bool, keep: bool) -> TrackSpec | None:
+    """``Format: vtt`` (+ ``SubOut.IsSptFrag``) → the thumbnail track, checked against what it points at."""
+    sub = opt_object(cfg.get("SubOut"), f"{path}.SubOut") or {}
+    check_fields(sub, f"{path}.SubOut", {"IsSptFrag"})
+    fragments = _bool(sub, "IsSptFrag", f"{path}.SubOut", False)
+    if not vtt:
+        if fragments:
+            raise BadRequest(
+                f"{path}.SubOut.IsSptFrag: sprite fragments belong to a thumbnail track; "
+                'valid: with "Format": "vtt"',
+                param="IsSptFrag",
+            )
+        return None
+    if fragments and not sprite:
+        raise BadRequest(
+            f"{path}.SubOut.IsSptFrag: the cues point into sprite sheets; "
+            "valid: with TileOut and TileOutputFile",
+            param="IsSptFrag",
+        )
+    if not fragments and not keep:
+        raise BadRequest(
+            f"{path}.TileOut.IsKeepCellPic: a thumbnail track without IsSptFrag points at the single "
+            "snapshots; valid: true, or SubOut.IsSptFrag true",
+            param="IsKeepCellPic",
+        )
+    return TrackSpec(fragments=fragments)
+
+
 def parse_body(body: Mapping[str, Any]) -> Task:
     """An MPS task (a decoded JSON object with ``Input`` and ``SnapshotConfig``) → :class:`Task`.
 
-    Raises :class:`~vidsnap.core.errors.BadRequest` / :class:`~vidsnap.core.errors.NotSupportedYet`
+    Raises :class:`~vidsnap.core.errors.BadRequest`
     (and :class:`~vidsnap.core.errors.NotAllowed` for an unsafe source key).
     """
     check_fields(body, "", _TOP, _IGNORED)
@@ -97,8 +200,6 @@ def parse_body(body: Mapping[str, Any]) -> Task:
     cfg = as_object(body.get("SnapshotConfig"), "SnapshotConfig")
     path = "SnapshotConfig"
     check_fields(cfg, path, _CONFIG)
-    not_supported(cfg.get("TileOut"), f"{path}.TileOut", "sprites (TileOut)")
-    not_supported(cfg.get("TileOutputFile"), f"{path}.TileOutputFile", "sprites (TileOutputFile)")
 
     output = OutputTarget()
     out_ext = ""
@@ -108,7 +209,10 @@ def parse_body(body: Mapping[str, Any]) -> Task:
         validate_template(template, param="Object")
         output = OutputTarget(bucket=bucket, key_template=template)
         out_ext = template.rsplit(".", 1)[-1].lower() if "." in template.rsplit("/", 1)[-1] else ""
-    fmt: Format = get_choice(cfg, "Format", path, FORMATS, FORMATS.get(out_ext, "jpg"))
+    out_fmt = FORMATS.get(out_ext, "jpg")
+    chosen = get_choice(cfg, "Format", path, {**FORMATS, "vtt": "vtt"}, out_fmt)
+    vtt = chosen == "vtt"
+    fmt: Format = out_fmt if vtt else chosen
 
     time_ms = get_int(cfg, "Time", path, lo=0, hi=MAX_MS, default=0, strings=True, unit=" (ms)")
     interval_ms = get_seconds_ms(cfg, "Interval", path, strings=True)
@@ -133,8 +237,11 @@ def parse_body(body: Mapping[str, Any]) -> Task:
             cfg, "Height", path, lo=MIN_ASYNC_SIDE, hi=MAX_SIDE, default=0, strings=True, unit=" (px)"
         ),
     )
+    sprite, keep = _sprite(cfg, path, image)
+    track = _track(cfg, path, vtt=vtt, sprite=sprite is not None, keep=keep)
+    job = SnapshotJob(selection, image, output, save_frames=keep, sprite=sprite, track=track)
     return Task(
-        jobs=(SnapshotJob(selection, image, output),),
+        jobs=(job,),
         source=SourceRef(key=in_key, bucket=in_bucket),
         notify=notification(body.get("Notification")),
         user_data=user_data(body),

@@ -39,8 +39,9 @@ import binascii
 import contextlib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 from vidsnap.core.errors import (
@@ -79,6 +80,9 @@ from vidsnap.core.lang.fields import (
 )
 from vidsnap.core.naming import validate_template
 from vidsnap.core.plan import (
+    AnimationFormat,
+    AnimationSpec,
+    ComposeRequest,
     Format,
     ImageSpec,
     Mode,
@@ -90,6 +94,7 @@ from vidsnap.core.plan import (
     SnapshotJob,
     SnapshotRequest,
     SourceRef,
+    SpriteSpec,
     Task,
 )
 
@@ -106,10 +111,24 @@ _PREFIXES = ("x-oss-async-process=", "x-oss-process=")
 
 #: The parameters of ``video/snapshot`` and the EC code of each.
 _SYNC_EC = {"t": EC_TIME, "w": EC_WIDTH, "h": EC_HEIGHT, "m": EC_MODE, "f": EC_FORMAT, "ar": EC_ROTATE}
-#: The parameters of ``video/snapshots`` (no EC codes).
+#: The parameters of ``video/snapshots`` (no EC codes), and of the composing actions.
 _ASYNC_PARAMS: dict[str, str | None] = dict.fromkeys(
     ("ss", "f", "m", "inter", "num", "thr", "w", "h", "pw", "ph", "scaletype")
 )
+_ACTION_PARAMS: dict[str, dict[str, str | None]] = {
+    "video/snapshots": _ASYNC_PARAMS,
+    "video/sprite": {**_ASYNC_PARAMS, **dict.fromkeys(("tw", "th", "pad", "margin"))},
+    "video/animation": {**_ASYNC_PARAMS, "fps": None},
+}
+_COMPOSE_ACTIONS = ("video/sprite", "video/animation")
+SPRITE_FORMATS: dict[str, Format] = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
+ANIMATION_FORMATS: dict[str, AnimationFormat] = {"gif": "gif", "webp": "webp"}
+#: Where compositions go without ``sys/saveas`` (the default output location, like snapshots).
+SPRITE_TEMPLATE = "{barename}/sprite-{index}.{autoext}"
+ANIMATION_TEMPLATE = "{barename}/animation.{autoext}"
+#: Tiles per row or column of a sheet, and pixels of pad or margin, at most.
+MAX_TILES = 10_000
+MAX_GAP = 1024
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -217,14 +236,29 @@ def _b64(param: str, value: str) -> str:
 # video/snapshot
 
 
-def parse_sync(text: str) -> SnapshotRequest:
-    """Parse ``video/snapshot,<k>_<v>,...`` (README: Request languages) into a :class:`SnapshotRequest`.
+def parse_sync(text: str) -> SnapshotRequest | ComposeRequest:
+    """Parse a synchronous request: ``video/snapshot,<k>_<v>,...`` (README: Request languages) into a
+    :class:`SnapshotRequest`, or ``video/sprite`` / ``video/animation`` (README: Compositions) into a
+    :class:`ComposeRequest` answered with one sheet, one track or one animation.
 
     Raises :class:`BadRequest` with the OSS ``EC`` code of the parameter at fault (``0053-00000101``
     t, ``...104`` w, ``...105`` h, ``...106`` m, ``...107`` f, ``...108`` ar, ``...109`` malformed
     string, unknown or duplicated parameter, other actions).
     """
-    return _parse_snapshot(_clean_process(text, "process", EC_MALFORMED))
+    text = _clean_process(text, "process", EC_MALFORMED)
+    action = text.split("|", 1)[0].split(",", 1)[0]
+    if action in _COMPOSE_ACTIONS:
+        segments = text.split("|")
+        if len(segments) > 1:
+            malformed(
+                f"process: a synchronous {action} takes no further segments, got "
+                f"{snip('|' + '|'.join(segments[1:]))}; valid: {action},<k>_<v>,... (POST it with "
+                "sys/saveas to save the result)",
+                param="process",
+                ec=EC_MALFORMED,
+            )
+        return _compose_request(action, segments[0])
+    return _parse_snapshot(text)
 
 
 def _parse_snapshot(text: str) -> SnapshotRequest:
@@ -232,7 +266,8 @@ def _parse_snapshot(text: str) -> SnapshotRequest:
     action, items = _split_action(segments[0])
     if action != "video/snapshot":
         malformed(
-            f"process: unsupported action {snip(action)}; valid: video/snapshot",
+            f"process: unsupported action {snip(action)}; "
+            "valid: video/snapshot, video/sprite, video/animation",
             param="process",
             ec=EC_MALFORMED,
         )
@@ -268,21 +303,11 @@ def _parse_snapshot(text: str) -> SnapshotRequest:
 
 
 # ---------------------------------------------------------------------------------------------------
-# video/snapshots|sys/saveas|notify
+# video/snapshots, video/sprite, video/animation |sys/saveas|notify
 
 
-def _parse_snapshots(text: str) -> Task:
-    segments: list[str] = []
-    for segment in text.split("|"):
-        # "sys/saveas,...,o_x/notify,topic_y": the OSS docs chain notify with '/' too.
-        segments.extend(_NOTIFY_SPLIT.split(segment))
-    _action, items = _split_action(segments[0])
-    params = _pairs(items, "video/snapshots", ec=None, known=_ASYNC_PARAMS)
-    if "f" not in params:
-        malformed(
-            f"f: the output format is required in video/snapshots; valid: {FORMATS_TEXT}", param="f", ec=None
-        )
-    fmt: Format = choice("f", params["f"], FORMATS)
+def _selection_and_image(params: Mapping[str, str], fmt: Format) -> tuple[Selection, ImageSpec]:
+    """The ``video/snapshots`` parameters every asynchronous action shares: what to select, what size."""
     mode: Mode = choice("m", params["m"], MODES) if "m" in params else "inter"
     scale: ScaleType = (
         choice("scaletype", params["scaletype"], SCALES) if "scaletype" in params else "stretch"
@@ -307,9 +332,79 @@ def _parse_snapshots(text: str) -> Task:
         ph=Fraction(num("ph", 1, 200, 100, " (%)")),
         scale_type=scale,
     )
+    return selection, image
+
+
+def _snapshots_job(params: Mapping[str, str], output: OutputTarget) -> SnapshotJob:
+    if "f" not in params:
+        malformed(
+            f"f: the output format is required in video/snapshots; valid: {FORMATS_TEXT}", param="f", ec=None
+        )
+    selection, image = _selection_and_image(params, choice("f", params["f"], FORMATS))
+    return SnapshotJob(selection, image, output)
+
+
+def _sprite_job(params: Mapping[str, str], output: OutputTarget, *, sync: bool) -> SnapshotJob:
+    formats = {**SPRITE_FORMATS, "vtt": "vtt"} if sync else SPRITE_FORMATS
+    fmt: Format | Literal["vtt"] = choice("f", params["f"], formats) if "f" in params else "jpg"
+    selection, image = _selection_and_image(params, "jpg" if fmt == "vtt" else fmt)
+
+    def num(name: str, lo: int, hi: int, default: int) -> int:
+        return (
+            int_param(name, params[name], lo, hi, unit=" (px)" if lo == 0 else "")
+            if name in params
+            else default
+        )
+
+    sprite = SpriteSpec(
+        columns=num("tw", 1, MAX_TILES, 6),
+        rows=num("th", 1, MAX_TILES, 6),
+        pad=num("pad", 0, MAX_GAP, 2),
+        margin=num("margin", 0, MAX_GAP, 2),
+        format=image.format,
+        output=output,
+    )
+    if sync:  # one sheet: the tiles it holds
+        per_sheet = sprite.columns * sprite.rows
+        selection = replace(selection, num=min(selection.num or per_sheet, per_sheet))
+    return SnapshotJob(selection, image, save_frames=False, sprite=sprite)
+
+
+def _animation_job(params: Mapping[str, str], output: OutputTarget) -> SnapshotJob:
+    fmt: AnimationFormat = choice("f", params["f"], ANIMATION_FORMATS) if "f" in params else "gif"
+    selection, image = _selection_and_image(params, "png")
+    if selection.mode == "inter" and selection.interval_ms <= 0:
+        malformed(
+            "inter: an animation needs the time between its frames; valid: inter_<ms> with ms > 0",
+            param="inter",
+            ec=None,
+        )
+    frame_ms = Fraction(1000, int_param("fps", params["fps"], 1, 100)) if "fps" in params else None
+    animation = AnimationSpec(format=fmt, frame_ms=frame_ms, output=output)
+    return SnapshotJob(selection, image, save_frames=False, animation=animation)
+
+
+def _job(action: str, items: list[str], output: OutputTarget | None, *, sync: bool = False) -> SnapshotJob:
+    params = _pairs(items, action, ec=EC_MALFORMED if sync else None, known=_ACTION_PARAMS[action])
+    if action == "video/sprite":
+        return _sprite_job(params, output or OutputTarget(key_template=SPRITE_TEMPLATE), sync=sync)
+    if action == "video/animation":
+        return _animation_job(params, output or OutputTarget(key_template=ANIMATION_TEMPLATE))
+    return _snapshots_job(params, output or OutputTarget())
+
+
+def _compose_request(action: str, segment: str) -> ComposeRequest:
+    _action, items = _split_action(segment)
+    job = _job(action, items, None, sync=True)
+    pairs = tuple((name, value) for name, _, value in (item.partition("_") for item in items))
+    track = dict(pairs).get("f", "").lower() == "vtt"
+    return ComposeRequest(job=job, action=action, params=pairs, track=track)
+
+
+def _save_and_notify(segments: list[str], action: str) -> tuple[OutputTarget | None, NotifyTarget | None]:
     output: OutputTarget | None = None
     notify: NotifyTarget | None = None
-    for segment in segments[1:]:
+    for segment in segments:
         name, items = _split_action(segment)
         if name == "sys/saveas":
             if output is not None:
@@ -337,12 +432,22 @@ def _parse_snapshots(text: str) -> Task:
                 notify = queue_target("queue", _b64("queue", kv["queue"]))
         else:
             malformed(
-                f"process: unsupported segment {snip(segment)} after video/snapshots; "
+                f"process: unsupported segment {snip(segment)} after {action}; "
                 "valid: sys/saveas,o_..,b_.. and notify,topic_.. | notify,queue_..",
                 param="process",
                 ec=None,
             )
-    return Task(jobs=(SnapshotJob(selection, image, output or OutputTarget()),), notify=notify, style="oss")
+    return output, notify
+
+
+def _parse_task(text: str) -> Task:
+    segments: list[str] = []
+    for segment in text.split("|"):
+        # "sys/saveas,...,o_x/notify,topic_y": the OSS docs chain notify with '/' too.
+        segments.extend(_NOTIFY_SPLIT.split(segment))
+    action, items = _split_action(segments[0])
+    output, notify = _save_and_notify(segments[1:], action)
+    return Task(jobs=(_job(action, items, output),), notify=notify, style="oss")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -350,8 +455,9 @@ def _parse_snapshots(text: str) -> Task:
 
 
 def parse_process(text: str) -> SnapshotRequest | Task:
-    """Parse an OSS process string: ``video/snapshot`` → :class:`SnapshotRequest`, ``video/snapshots``
-    (with optional ``sys/saveas`` and ``notify``) → :class:`Task` without a source.
+    """Parse an OSS process string: ``video/snapshot`` → :class:`SnapshotRequest`; ``video/snapshots``,
+    ``video/sprite`` and ``video/animation`` (with optional ``sys/saveas`` and ``notify``) → a
+    :class:`Task` without a source.
 
     Raises :class:`BadRequest` for anything else (unknown actions carry EC ``0053-00000109``).
     """
@@ -359,10 +465,11 @@ def parse_process(text: str) -> SnapshotRequest | Task:
     action = text.split("|", 1)[0].split(",", 1)[0]
     if action == "video/snapshot":
         return _parse_snapshot(text)
-    if action == "video/snapshots":
-        return _parse_snapshots(text)
+    if action in _ACTION_PARAMS:
+        return _parse_task(text)
     raise BadRequest(
-        f"process: unsupported action {snip(action)}; valid: video/snapshot, video/snapshots",
+        f"process: unsupported action {snip(action)}; valid: video/snapshot, video/snapshots, "
+        "video/sprite, video/animation",
         param="process",
         ec=EC_MALFORMED,
     )
