@@ -17,8 +17,8 @@ One module per language, over a shared validation kit:
 - :mod:`vidsnap.core.lang.fields` — limits, value checks and the shape of their errors.
 
 Everything is validated before any media is read. Every failure is a
-:class:`~vidsnap.core.errors.BadRequest` whose ``param`` names the parameter (the leaf field name for JSON) and
-whose message names the parameter (the full JSON path), the offending value (truncated, ``repr``
+:class:`~vidsnap.core.errors.BadRequest` whose ``param`` names the parameter (the leaf field name for
+JSON) and whose message names the parameter (the full JSON path), the offending value (truncated, ``repr``
 quoted) and the valid range. Bad output keys from :func:`vidsnap.core.naming.check_key` on a *source*
 key are :class:`~vidsnap.core.errors.NotAllowed` (README: Configuration). No input, however malformed,
 raises anything that is not a :class:`~vidsnap.core.errors.VidsnapError`.
@@ -71,7 +71,8 @@ def parse_task(body: str | bytes | Mapping[str, Any]) -> Task:
 
     ``body`` may be text, UTF-8 bytes or an already decoded mapping. The task's ``source`` is set
     when the JSON names one (IMM ``Sources``, MPS ``Input``, OSS ``Bucket``/``Key``), None for a
-    bare process string. Raises :class:`BadRequest` (and :class:`~vidsnap.core.errors.NotAllowed` for an unsafe source key).
+    bare process string. Raises :class:`BadRequest` (and :class:`~vidsnap.core.errors.NotAllowed`
+    for an unsafe source key).
     """
     if isinstance(body, Mapping):
         return _parse_mapping(body)
