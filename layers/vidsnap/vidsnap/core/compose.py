@@ -48,8 +48,9 @@ RGB = tuple[int, int, int]
 #: Rows or columns of one sheet at most (MPS accepts Lines/Columns up to 10000).
 MAX_TILES_PER_SIDE = 10_000
 #: Pixels of one sheet at most: one sheet is held in memory while it is composed (3 bytes a pixel),
-#: so this bounds a composition's memory at ~200 MB whatever the tile count or cell size.
-MAX_SHEET_PIXELS = 64 * 1024 * 1024
+#: so this bounds a composition's memory at ~250 MB whatever the tile count or cell size (36
+#: full-size 1080p tiles, the IMM defaults, fit).
+MAX_SHEET_PIXELS = 80 * 1024 * 1024
 
 
 def parse_color(value: str, *, param: str = "Color") -> RGB | Literal["random"]:
