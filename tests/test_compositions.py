@@ -369,3 +369,51 @@ def test_animation_file_sizes_stay_small(clip: synth.SynthInfo, tmp_path: Path) 
     print(f"animation of 10 frames at 320x180: {sizes}")
     assert sizes["gif"] < 1_000_000
     assert sizes["webp"] < sizes["gif"]
+
+
+# -- the HTTP surface --------------------------------------------------------------------------------
+
+
+def test_http_answers_sheets_tracks_and_animations(clip: synth.SynthInfo, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from vidsnap.aws.httpapp import create_app
+    from vidsnap.aws.settings import Settings
+    from vidsnap.aws.storage import LocalStore
+
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "clip.mp4").write_bytes(Path(clip.path).read_bytes())
+    stored: dict[str, bytes] = {}
+
+    def presign(key: str, data: bytes, content_type: str) -> str:
+        stored[key] = data
+        return f"https://results.example/{key}"
+
+    app = create_app(settings=Settings(), store=LocalStore(tmp_path), presign=presign, max_inline=20_000)
+    client = TestClient(app)
+    sheet = client.get("/v/clip.mp4?x-oss-process=video/sprite,inter_500,w_64,h_36,tw_4,th_2")
+    assert sheet.status_code == 200, sheet.text
+    assert sheet.headers["content-type"] == "image/jpeg"
+    assert sheet.headers["x-vidsnap-width"] == str(2 + 4 * 64 + 3 * 2 + 2)
+    etag = sheet.headers["etag"]
+    assert (
+        client.get(
+            "/v/clip.mp4?x-oss-process=video/sprite,inter_500,w_64,h_36,tw_4,th_2",
+            headers={"If-None-Match": etag},
+        ).status_code
+        == 304
+    )
+    track = client.get("/v/clip.mp4?x-oss-process=video/sprite,inter_1000,w_64,h_36,tw_2,th_2,f_vtt")
+    assert track.headers["content-type"].startswith("text/vtt")
+    assert len(_cues(track.text)) == 4
+    animation = client.get(
+        "/v/clip.mp4?x-oss-process=video/animation,inter_200,num_15,w_160,h_90,fps_5,f_gif",
+        follow_redirects=False,
+    )
+    assert animation.status_code == 302  # above max_inline: stored, and redirected to
+    (key,) = stored
+    assert key.endswith(".gif")
+    assert animation.headers["location"] == f"https://results.example/{key}"
+    bad = client.get("/v/clip.mp4?x-oss-process=video/sprite,tw_0")
+    assert bad.status_code == 400
+    assert "tw" in bad.json()["Message"]

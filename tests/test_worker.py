@@ -549,3 +549,74 @@ def test_a_permanent_notify_failure_is_a_warning(env: Env) -> None:
     record = env.record(message["TaskId"])
     assert record["Warnings"] == [warning]
     assert "Notified" not in record
+
+
+def test_compositions_are_reported_recorded_and_undone(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MPS task with sprite sheets and a thumbnail track: its notification and task record report
+    Count, TileCount and every composition; a failure after the sheets were written keeps none."""
+    env.upload()
+    task = {
+        "Input": {"Bucket": "src", "Object": KEY},
+        "SnapshotConfig": {
+            "OutputFile": {"Bucket": "out", "Object": "snaps/{Count}.jpg"},
+            "TileOutputFile": {"Bucket": "out", "Object": "tiles/{TileCount}.jpg"},
+            "TileOut": {"Lines": 1, "Columns": 2},
+            "Format": "vtt",
+            "SubOut": {"IsSptFrag": True},
+            "Interval": 1,
+            "Num": 3,
+            "Width": 64,
+            "Height": 36,
+        },
+        "Notification": {"SQS": {"QueueUrl": "results"}},
+    }
+    answer = env.worker().handle_task_message(json.dumps(task), "req-1")
+    assert answer["Status"] == "Succeeded", answer
+    assert answer["Count"] == 3
+    assert answer["TileCount"] == 2
+    kinds = [c["Type"] for c in answer["Compositions"]]
+    assert kinds == ["Sprite", "Sprite", "WebVTT"]
+    first = answer["Compositions"][0]
+    assert first["URI"] == "s3://out/tiles/00001.jpg"
+    assert [t["TimeMs"] for t in first["Tiles"]] == [0, 1000]
+    assert [(t["X"], t["Y"], t["Width"], t["Height"]) for t in first["Tiles"]] == [
+        (0, 0, 64, 36),
+        (64, 0, 64, 36),
+    ]
+    assert answer["Compositions"][2]["URI"] == "s3://out/snaps/my clip+1.vtt"
+    assert answer["Message"] == "3 frame(s) written, 2 sprite sheet(s), 1 track(s)"
+    assert env.keys("out") == [
+        "snaps/00001.jpg", "snaps/00002.jpg", "snaps/00003.jpg", "snaps/my clip+1.vtt",
+        "tiles/00001.jpg", "tiles/00002.jpg",
+    ]  # fmt: skip
+    (sent,) = env.notifications(env.results)
+    assert sent == answer
+    record = env.record(answer["TaskId"])
+    assert record["Compositions"] == answer["Compositions"]
+
+    # The same task failing after its sheets: nothing of it is left behind.
+    for o in env.clients.s3.list_objects_v2(Bucket="out")["Contents"]:
+        env.clients.s3.delete_object(Bucket="out", Key=o["Key"])
+    from vidsnap.core import writer
+
+    def broken_track(self: Any, end_ms: Any) -> None:
+        raise UndecodableMedia("the track could not be written")
+
+    monkeypatch.setattr(writer.JobWriter, "_write_track", broken_track)
+    task["UserData"] = "again"  # another task id
+    failed = env.worker().handle_task_message(json.dumps(task), "req-2")
+    assert failed["Status"] == "Failed"
+    assert env.keys("out") == []
+
+
+def test_composition_buckets_are_allow_listed_before_decoding(env: Env) -> None:
+    env.upload()
+    task = {
+        "Sources": [{"URI": f"s3://src/{KEY}"}],
+        "Targets": [{"Image": {"Sprites": [{"Interval": 1, "URI": "s3://forbidden/{index}.jpg"}]}}],
+    }
+    answer = env.worker().handle_task_message(json.dumps(task), "req-1")
+    assert answer["Status"] == "Failed"
+    assert answer["Code"] == "AccessDenied", answer
+    assert "forbidden" in answer["Message"]
+    assert env.keys("forbidden") == []

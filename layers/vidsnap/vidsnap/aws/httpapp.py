@@ -427,8 +427,9 @@ class _Routes:
         check_limits(task, self.limits)
         allowed = self.settings.allowed_output_buckets
         for job in task.jobs:  # the worker checks again; refusing here keeps junk off the queue
-            if job.output.bucket is not None and job.output.bucket not in allowed:
-                raise NotAllowed(f"saveas: bucket {job.output.bucket!r} is not an allowed output bucket")
+            for target in job.targets:
+                if target.bucket is not None and target.bucket not in allowed:
+                    raise NotAllowed(f"saveas: bucket {target.bucket!r} is not an allowed output bucket")
         if task.notify is not None and self.check_notify is not None:
             await run_in_threadpool(self.check_notify, task.notify)
         info = await run_in_threadpool(self.store.info, key)

@@ -400,8 +400,8 @@ class Worker:
             self.notifier.check(task.notify)
         resolve = getattr(self.sink, "resolve_bucket", None)
         for job in task.jobs:
-            if resolve is not None:
-                resolve(job.output.bucket)
+            for target in job.targets if resolve is not None else ():
+                resolve(target.bucket)
         # MAX_FRAMES is per task: the num of all jobs together (engine.check_limits says the same;
         # the engine is not imported here, it loads PyAV). Jobs without num share what is left.
         nums = [job.selection.num for job in task.jobs if job.selection.num > 0]

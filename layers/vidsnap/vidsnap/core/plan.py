@@ -199,6 +199,15 @@ class SnapshotJob:
     animation: AnimationSpec | None = None
 
     @property
+    def targets(self) -> tuple[OutputTarget, ...]:
+        """Every place the job writes to: its images (and a track beside them) and its compositions."""
+        found = [self.output]
+        for spec in (self.sprite, self.track, self.animation):
+            if spec is not None and spec.output is not None:
+                found.append(spec.output)
+        return tuple(found)
+
+    @property
     def composes(self) -> bool:
         """True when the job makes a sprite sheet, a thumbnail track or an animation."""
         return self.sprite is not None or self.track is not None or self.animation is not None
