@@ -399,8 +399,8 @@ class Worker:
         if task.notify is not None:
             self.notifier.check(task.notify)
         resolve = getattr(self.sink, "resolve_bucket", None)
-        for job in task.jobs:
-            for target in job.targets if resolve is not None else ():
+        if resolve is not None:
+            for target in (target for job in task.jobs for target in job.targets):
                 resolve(target.bucket)
         # MAX_FRAMES is per task: the num of all jobs together (engine.check_limits says the same;
         # the engine is not imported here, it loads PyAV). Jobs without num share what is left.
