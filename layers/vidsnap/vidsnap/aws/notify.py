@@ -230,6 +230,7 @@ def build_message(
     outputs: Sequence[OutputLike | Mapping[str, Any]],
     warnings: Sequence[str],
     user_data: str | None,
+    compositions: Sequence[CompositionLike | Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The documented notification as a dict: :meth:`Notification.build`, then ``as_message()``.
 
@@ -247,6 +248,7 @@ def build_message(
         outputs=outputs,
         warnings=warnings,
         user_data=user_data,
+        compositions=compositions,
     ).as_message()
 
 

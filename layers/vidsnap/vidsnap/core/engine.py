@@ -330,9 +330,9 @@ def check_limits(task: Task, limits: Limits) -> None:
 class FrameBudget:
     """The frames a task may still write: ``MAX_FRAMES`` is shared by all the parts of a task.
 
-    A part is a job (and, when they land, a sprite sheet or an animation). A part that asks for a
-    count (``num`` > 0) has it set aside when the budget is made (:meth:`for_task`), so a part that
-    runs earlier cannot take it; parts without a count (``num`` 0: every frame the selection has)
+    A part is a job (the tiles of its sprite sheets and the frames of its animation are its frames).
+    A part that asks for a count (``num`` > 0) has it set aside when the budget is made
+    (:meth:`for_task`), so a part that runs earlier cannot take it; parts without a count (``num`` 0: every frame the selection has)
     share what is left, in order, and stop with a warning when it runs out.
     """
 

@@ -21,6 +21,7 @@ from vidsnap.core.engine import Limits, Output, Source, run_task, snapshot
 from vidsnap.core.errors import BadRequest, as_vidsnap_error
 from vidsnap.core.naming import split_s3_uri
 from vidsnap.core.plan import SnapshotRequest, SourceRef, Task
+from vidsnap.core.writer import Composition
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,6 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         request = _load_request(args.process)
         with ExitStack() as stack:
             source, ref = _open_source(args.source, stack)
+            compositions: list[Composition] = []
             if isinstance(request, SnapshotRequest):
                 outputs, warnings, task = _run_sync(source, ref, request, args.out, limits), [], None
             else:
@@ -89,11 +91,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 if bar:
                     bar.close()
                 outputs, warnings = outcome.outputs, outcome.warnings
+                compositions = outcome.compositions
     except Exception as exc:  # the edge: every failure becomes a documented body and a non-zero exit
         err = as_vidsnap_error(exc)
         print(json.dumps(err.to_dict(request_id)), file=sys.stderr)
         return 1
-    manifest = _manifest(task, ref, request_id, started, outputs=outputs, warnings=warnings)
+    manifest = _manifest(
+        task, ref, request_id, started, outputs=outputs, warnings=warnings, compositions=compositions
+    )
     print(json.dumps(manifest, indent=2))
     return 0
 
@@ -159,6 +164,7 @@ def _manifest(
     *,
     outputs: list[Output],
     warnings: list[str],
+    compositions: list[Composition],
 ) -> dict[str, Any]:
     from vidsnap.aws.notify import build_message
 
@@ -180,6 +186,7 @@ def _manifest(
         outputs=outputs,
         warnings=warnings,
         user_data=task.user_data if task else None,
+        compositions=compositions,
     )
 
 
