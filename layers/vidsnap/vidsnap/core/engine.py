@@ -332,8 +332,9 @@ class FrameBudget:
 
     A part is a job (the tiles of its sprite sheets and the frames of its animation are its frames).
     A part that asks for a count (``num`` > 0) has it set aside when the budget is made
-    (:meth:`for_task`), so a part that runs earlier cannot take it; parts without a count (``num`` 0: every frame the selection has)
-    share what is left, in order, and stop with a warning when it runs out.
+    (:meth:`for_task`), so a part that runs earlier cannot take it; parts without a count (``num``
+    0: every frame the selection has) share what is left, in order, and stop with a warning when it
+    runs out.
     """
 
     def __init__(self, limit: int, *, reserved: int = 0) -> None:
