@@ -1,5 +1,6 @@
 """``vidsnap serve`` (README: What it is): the ASGI app over a local folder, over real HTTP, and its
-index page driven in headless Chromium (load the page, move the slider, see the new frame)."""
+index page driven in headless Chromium (load the page, move the slider, see the new frame; the
+storyboard track read back through the TextTrack API, its sheets, the hover preview)."""
 
 from __future__ import annotations
 
@@ -98,10 +99,16 @@ def _get(url: str) -> tuple[int, dict[str, str], bytes]:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
 
 
+def _counter_of_picture(picture: Image.Image) -> int:
+    """The frame index synth drew into a picture."""
+    rgb = np.asarray(picture.convert("RGB"))
+    return read_counter(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+
+
 def _counter_of_jpeg(data: bytes) -> int:
     """The frame index synth drew into the picture of an encoded image."""
-    rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    return read_counter(av.VideoFrame.from_ndarray(rgb, format="rgb24"))
+    with Image.open(io.BytesIO(data)) as picture:
+        return _counter_of_picture(picture)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,6 +155,28 @@ def test_errors_are_spec_json(server: str) -> None:
     assert json.loads(body)["EC"] == "0053-00000101"
     status, _, body = _get(server + "..%2F..%2Fetc%2Fpasswd?x-oss-process=video/snapshot,t_0")
     assert status in (400, 403, 404)
+
+
+#: The storyboard the page asks for a 3 s video: a 160 px tile every 500 ms, 6 tiles on one sheet.
+TRACK_PROCESS = "video/sprite,inter_500,w_160,tw_6,th_1,pad_0,margin_0,f_vtt"
+SHEET_PROCESS = "video/sprite,ss_0,inter_500,w_160,tw_6,th_1,pad_0,margin_0,num_6,f_jpg"
+TILES = 6
+TILE = (160, 90)
+
+
+def test_storyboard_track_and_its_sheet(server: str) -> None:
+    status, headers, body = _get(server + "clip.mp4?x-oss-process=" + TRACK_PROCESS)
+    assert status == 200, body[:300]
+    assert headers["content-type"].startswith("text/vtt")
+    text = body.decode()
+    assert text.startswith("WEBVTT")
+    assert text.count("#xywh=") == TILES
+    assert f"?x-oss-process={SHEET_PROCESS}#xywh=800,0,160,90" in text
+    status, headers, body = _get(server + "clip.mp4?x-oss-process=" + SHEET_PROCESS)
+    assert status == 200, body[:300]
+    assert headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(body)) as img:
+        assert img.size == (TILES * TILE[0], TILE[1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -281,3 +310,91 @@ def test_index_page_slider_previews_the_frame_in_chromium(server: str, tab: Tab,
     status, _, body = _get(src)
     assert status == 200
     assert _counter_of_jpeg(body) == moved * FPS // 1000
+
+
+TRACK = "document.querySelector('.card video track')"
+HOVER = "document.querySelector('.card .hover')"
+
+
+def _cue_text(i: int) -> str:
+    """The text of cue ``i`` of the page's track: the sheet request, relative, and the tile's box."""
+    return f"?x-oss-process={SHEET_PROCESS}#xywh={i * TILE[0]},0,{TILE[0]},{TILE[1]}"
+
+
+@pytest.mark.slow
+def test_index_page_storyboard_and_hover_preview_in_chromium(server: str, tab: Tab, tmp_path: Path) -> None:
+    page = tab.page
+    try:
+        page.goto(server)
+        # The page's <video> has no media resource: the <track kind="metadata"> loads all the same.
+        page.wait_for_function(f"{TRACK} !== null && {TRACK}.readyState === 2")
+        track = page.evaluate(
+            f"""(() => {{
+                const t = {TRACK};
+                return {{
+                    src: t.src,
+                    kind: t.kind,
+                    mode: t.track.mode,
+                    media: t.parentElement.currentSrc,
+                    cues: Array.from(t.track.cues).map(c => [c.startTime, c.endTime, c.text]),
+                }};
+            }})()"""
+        )
+        assert track["src"] == server + "clip.mp4?x-oss-process=" + TRACK_PROCESS
+        assert (track["kind"], track["mode"], track["media"]) == ("metadata", "hidden", "")
+        assert track["cues"] == [[i * 0.5, (i + 1) * 0.5, _cue_text(i)] for i in range(TILES)]
+
+        # The storyboard under the slider: the one sheet, which the cues' relative URL resolves to.
+        sheet_url = server + "clip.mp4" + _cue_text(0).split("#")[0]
+        board = "document.querySelectorAll('.card .storyboard img')"
+        page.wait_for_function(f"{board}.length === 1 && {board}[0].complete && {board}[0].naturalWidth > 0")
+        assert page.evaluate(f"{board}[0].src") == sheet_url
+        assert page.evaluate(f"[{board}[0].naturalWidth, {board}[0].naturalHeight]") == [
+            TILES * TILE[0],
+            TILE[1],
+        ]
+
+        # Hover over the middle of tile 3's time (1.5 s to 2 s of 3 s): the preview shows that tile.
+        page.wait_for_function(f"!{SLIDER}.disabled")
+        box = page.locator(".card input[type=range]").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + box["width"] * 1.75 / 3, box["y"] + box["height"] / 2)
+        page.wait_for_function(f"{HOVER}.style.display === 'block'")
+        shown = page.evaluate(
+            f"""(() => {{
+                const h = {HOVER}, s = getComputedStyle(h);
+                const position = [s.backgroundPositionX, s.backgroundPositionY];
+                return [h.style.backgroundImage, ...position, s.width, s.height];
+            }})()"""
+        )
+        assert shown == [f'url("{sheet_url}")', "-480px", "0px", "160px", "90px"]
+        page.mouse.move(box["x"] + box["width"] * 0.1, box["y"] + box["height"] / 2)  # 0.3 s: tile 0
+        page.wait_for_function(f"getComputedStyle({HOVER}).backgroundPositionX === '0px'")
+        page.mouse.move(box["x"], box["y"] + box["height"] + 200)  # away from the slider: hidden
+        page.wait_for_function(f"{HOVER}.style.display === 'none'")
+
+        # A click on a storyboard tile moves the slider to that tile's time, with its exact frame.
+        sheet = page.locator(".card .storyboard img").bounding_box()
+        assert sheet is not None
+        page.mouse.click(sheet["x"] + sheet["width"] * 4.5 / TILES, sheet["y"] + sheet["height"] / 2)
+        page.wait_for_function(f"{PREVIEW}.src.includes(',t_2000,') && {PREVIEW}.complete")
+        assert page.evaluate(f"{SLIDER}.value") == "2000"
+        assert tab.errors == []
+    except Exception:
+        shot = tmp_path / "failure.png"
+        page.screenshot(path=shot)
+        print(f"screenshot of the page: {shot}")
+        raise
+    page.screenshot(path=tmp_path / "storyboard.png")
+
+    # The sheet the page fetched: a JPEG of 6 tiles of 160 × 90, each the exact frame at its time.
+    status, headers, body = _get(sheet_url)
+    assert status == 200
+    assert headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(body)) as img:
+        assert img.format == "JPEG"
+        assert img.size == (TILES * TILE[0], TILE[1])
+        counters = [
+            _counter_of_picture(img.crop((i * TILE[0], 0, (i + 1) * TILE[0], TILE[1]))) for i in range(TILES)
+        ]
+    assert counters == [i * 500 * FPS // 1000 for i in range(TILES)]

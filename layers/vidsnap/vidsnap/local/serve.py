@@ -3,7 +3,11 @@
 The same :func:`vidsnap.aws.httpapp.create_app` that Lambda runs behind mangum is served by uvicorn over
 a :class:`vidsnap.aws.storage.LocalStore`, with default settings and no AWS at all: no task queue (a
 POST answers 501), no task table, no size limit on an inline answer. ``GET /`` lists the videos in
-the folder with a time slider per video that previews the snapshot at the slider's position.
+the folder with a time slider per video that previews the snapshot at the slider's position, and the
+video's storyboard under it with a hover preview over it, both driven by the storyboard's WebVTT
+thumbnail track (README: HTTP API). The page needs no route of its own for that: the browser loads
+the track through a ``<track>`` of a ``<video>`` without any media, so the video file itself is
+never served.
 
 The server has no authentication: it binds 127.0.0.1 by default, and binding any other address
 (which exposes every video in the folder to the network) is allowed but warned about.
