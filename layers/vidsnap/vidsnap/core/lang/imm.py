@@ -17,6 +17,7 @@ are accepted and ignored.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -130,25 +131,54 @@ def _s3_uri(value: str, path: str, *, template: bool) -> tuple[str, str]:
     return bucket, key
 
 
-def _side(obj: Mapping[str, Any], key: str, path: str) -> tuple[int, Fraction]:
-    """IMM Width/Height: (px, percent). 0/absent: not set; below 1: a ratio of the source."""
+@dataclass(frozen=True)
+class _Sides:
+    """How a pair of IMM size fields reads: a ratio of the source below (or up to) 1, else px."""
+
+    width: str
+    height: str
+    ratio_to_one: bool  # Sprites: (0, 1]; Snapshots and Animations: below 1
+    px: tuple[int, int]
+
+
+_IMAGE_SIDES = _Sides("Width", "Height", ratio_to_one=False, px=(MIN_ASYNC_SIDE, MAX_SIDE))
+_TILE_SIDES = _Sides("ScaleWidth", "ScaleHeight", ratio_to_one=True, px=(2, MAX_SIDE - 1))
+
+
+def _side(obj: Mapping[str, Any], key: str, path: str, sides: _Sides) -> tuple[int, Fraction]:
+    """One size field: (px, percent). 0/absent: not set; a ratio of the source; or an integer px."""
     if obj.get(key) is None:
         return 0, Fraction(100)
     raw = obj[key]
     where = f"{path}.{key}"
     value = as_number(raw, where, strings=False)
-    valid = f"a ratio 0.01..<1 of the source, or an integer {MIN_ASYNC_SIDE}..{MAX_SIDE} (px)"
-    if value == 0:
+    lo, hi = sides.px
+    ratio = "a ratio in (0, 1] of the source" if sides.ratio_to_one else "a ratio 0.01..<1 of the source"
+    valid = f"{ratio}, or an integer {lo}..{hi} (px)"
+    if value == 0 and not sides.ratio_to_one:
         return 0, Fraction(100)
-    if value < 1:
+    if 0 < value < 1 or (sides.ratio_to_one and value == 1):
         if value < Fraction(1, 100):
             fail(where, raw, valid, why="value out of range")
         return 0, value * 100
     if value.denominator != 1:
         fail(where, raw, valid, why="not an integer")
-    if not MIN_ASYNC_SIDE <= value <= MAX_SIDE:
+    if not lo <= value <= hi:
         fail(where, raw, valid, why="value out of range")
     return int(value), Fraction(100)
+
+
+def _image(obj: Mapping[str, Any], path: str, fmt: Format, sides: _Sides = _IMAGE_SIDES) -> ImageSpec:
+    width, pw = _side(obj, sides.width, path, sides)
+    height, ph = _side(obj, sides.height, path, sides)
+    return ImageSpec(
+        format=fmt,
+        width=width,
+        height=height,
+        pw=pw,
+        ph=ph,
+        scale_type=get_choice(obj, "ScaleType", path, SCALES, "stretch"),
+    )
 
 
 def _selection(obj: Mapping[str, Any], path: str) -> Selection:
@@ -177,53 +207,15 @@ def _snapshot(raw: Any, path: str) -> SnapshotJob:
         raise BadRequest(
             f"{path}.Format: the output format is required; valid: {FORMATS_TEXT}", param="Format"
         )
-    fmt: Format = get_choice(obj, "Format", path, FORMATS, "jpg")
-    width, pw = _side(obj, "Width", path)
-    height, ph = _side(obj, "Height", path)
-    image = ImageSpec(
-        format=fmt,
-        width=width,
-        height=height,
-        pw=pw,
-        ph=ph,
-        scale_type=get_choice(obj, "ScaleType", path, SCALES, "stretch"),
-    )
+    image = _image(obj, path, get_choice(obj, "Format", path, FORMATS, "jpg"))
     return SnapshotJob(_selection(obj, path), image, _output(obj, path))
-
-
-def _tile_side(obj: Mapping[str, Any], key: str, path: str) -> tuple[int, Fraction]:
-    """Sprites ScaleWidth/ScaleHeight: (px, percent); an integer 2..4095 is px, (0, 1] a ratio."""
-    if obj.get(key) is None:
-        return 0, Fraction(100)
-    raw = obj[key]
-    where = f"{path}.{key}"
-    value = as_number(raw, where, strings=False)
-    valid = f"a ratio in (0, 1] of the source, or an integer 2..{MAX_SIDE - 1} (px)"
-    if 0 < value <= 1:
-        if value < Fraction(1, 100):
-            fail(where, raw, valid, why="value out of range")
-        return 0, value * 100
-    if value.denominator != 1:
-        fail(where, raw, valid, why="not an integer")
-    if not 1 < value < MAX_SIDE:
-        fail(where, raw, valid, why="value out of range")
-    return int(value), Fraction(100)
 
 
 def _sprite(raw: Any, path: str) -> SnapshotJob:
     obj = as_object(raw, path)
     check_fields(obj, path, _SPRITE)
     fmt: Format = get_choice(obj, "Format", path, _SPRITE_FORMATS, "jpg")
-    width, pw = _tile_side(obj, "ScaleWidth", path)
-    height, ph = _tile_side(obj, "ScaleHeight", path)
-    image = ImageSpec(
-        format=fmt,
-        width=width,
-        height=height,
-        pw=pw,
-        ph=ph,
-        scale_type=get_choice(obj, "ScaleType", path, SCALES, "stretch"),
-    )
+    image = _image(obj, path, fmt, _TILE_SIDES)
     sprite = SpriteSpec(
         columns=get_int(obj, "TileWidth", path, lo=1, hi=MAX_TILES, default=6),
         rows=get_int(obj, "TileHeight", path, lo=1, hi=MAX_TILES, default=6),
@@ -260,22 +252,13 @@ def _animation(raw: Any, path: str) -> SnapshotJob:
             integer=False,
         )
         frame_ms = 1000 / rate
-    width, pw = _side(obj, "Width", path)
-    height, ph = _side(obj, "Height", path)
     selection = Selection(
         mode="inter",
         start_ms=get_seconds_ms(obj, "StartTime", path),
         interval_ms=interval,
         num=get_int(obj, "Number", path, lo=0, hi=MAX_NUM, default=0),
     )
-    image = ImageSpec(
-        format="png",  # the frames are composed, never saved on their own
-        width=width,
-        height=height,
-        pw=pw,
-        ph=ph,
-        scale_type=get_choice(obj, "ScaleType", path, SCALES, "stretch"),
-    )
+    image = _image(obj, path, "png")  # the frames are composed, never saved on their own
     animation = AnimationSpec(format=fmt, frame_ms=frame_ms, output=_output(obj, path, ANIMATION_TEMPLATE))
     return SnapshotJob(selection, image, save_frames=False, animation=animation)
 
