@@ -104,10 +104,18 @@ def snapshot(source: Source, req: SnapshotRequest, *, limits: Limits | None = No
 
 
 def _snapshot_of(video: Video, req: SnapshotRequest, limits: Limits) -> Rendered:
-    picked = video.frame_at(req.time_ms, exact=req.exact)
+    picked = _poster(video, req) if req.auto else video.frame_at(req.time_ms, exact=req.exact)
     geometry = _geometry(video, picked, req.image, limits)
     data = render(picked.frame, geometry, req.image.format)
     return Rendered(data, req.image.content_type, geometry.width, geometry.height, picked.time_ms)
+
+
+def _poster(video: Video, req: SnapshotRequest) -> Picked:
+    """``t_auto``: the best poster frame near the start, or near ``t_auto_<ms>``."""
+    from vidsnap.core.select import poster_frame, poster_window  # t_auto only
+
+    lo, hi = poster_window(video, Fraction(req.time_ms) if req.time_ms else None)
+    return poster_frame(video, lo, hi, keyonly=not req.exact)
 
 
 @dataclass

@@ -47,12 +47,28 @@ from vidsnap.core.lang.fields import (
     user_data,
 )
 from vidsnap.core.naming import split_s3_uri, validate_template
-from vidsnap.core.plan import Format, ImageSpec, Mode, OutputTarget, Selection, SnapshotJob, SourceRef, Task
+from vidsnap.core.plan import (
+    FirstFrame,
+    Format,
+    ImageSpec,
+    Mode,
+    OutputTarget,
+    Selection,
+    SnapshotJob,
+    SourceRef,
+    Task,
+)
 
 __all__ = ["parse_body"]
 
 #: Selection modes of ``Snapshots[].Mode``.
-MODES: dict[str, Mode] = {"interval": "inter", "keyframe": "key", "average": "avg", "dhash": "dhash"}
+MODES: dict[str, Mode] = {
+    "interval": "inter",
+    "keyframe": "key",
+    "average": "avg",
+    "dhash": "dhash",
+    "scene": "scene",
+}
 
 _TOP = {"Sources", "Targets", "Notification", "UserData"}
 _IGNORED = frozenset({"ProjectName", "Tags", "CredentialConfig"})
@@ -67,6 +83,7 @@ _SNAPSHOT = {
     "Width",
     "Height",
     "URI",
+    "PickBest",
 }
 _URI_SCHEMES = ("s3", "oss")
 
@@ -115,6 +132,35 @@ def _side(obj: Mapping[str, Any], key: str, path: str) -> tuple[int, Fraction]:
     return int(value), Fraction(100)
 
 
+def _start_time(obj: Mapping[str, Any], path: str, mode: Mode) -> tuple[Fraction, FirstFrame | None]:
+    """``StartTime`` in seconds, or ``"auto"``: start at 0 with the best poster frame of the first
+    seconds as the first frame (modes interval, keyframe, average)."""
+    raw = obj.get("StartTime")
+    if not (isinstance(raw, str) and raw.lower() == "auto"):
+        return get_seconds_ms(obj, "StartTime", path), None
+    if mode in ("dhash", "scene"):
+        fail(
+            f"{path}.StartTime",
+            raw,
+            "a number of seconds (StartTime auto works with Mode interval, keyframe, average)",
+            why=f"StartTime auto does not apply to Mode {mode}, got",
+        )
+    return Fraction(0), FirstFrame("poster")
+
+
+def _pick_best(obj: Mapping[str, Any], path: str, mode: Mode) -> bool:
+    """``PickBest``: the sharpest frame of each shot instead of its first (``Mode`` scene only)."""
+    raw = obj.get("PickBest")
+    if raw is None:
+        return False
+    where = f"{path}.PickBest"
+    if not isinstance(raw, bool):
+        fail(where, raw, "true or false", why=f"expected a boolean, got {type(raw).__name__}")
+    if raw and mode != "scene":
+        fail(where, raw, "true only with Mode scene", why="PickBest applies to Mode scene only, got")
+    return raw
+
+
 def _snapshot(raw: Any, path: str) -> SnapshotJob:
     obj = as_object(raw, path)
     check_fields(obj, path, _SNAPSHOT)
@@ -125,13 +171,17 @@ def _snapshot(raw: Any, path: str) -> SnapshotJob:
     fmt: Format = get_choice(obj, "Format", path, FORMATS, "jpg")
     width, pw = _side(obj, "Width", path)
     height, ph = _side(obj, "Height", path)
+    mode: Mode = get_choice(obj, "Mode", path, MODES, "inter")
+    start_ms, first = _start_time(obj, path, mode)
     selection = Selection(
-        mode=get_choice(obj, "Mode", path, MODES, "inter"),
-        start_ms=get_seconds_ms(obj, "StartTime", path),
+        mode=mode,
+        start_ms=start_ms,
         interval_ms=get_seconds_ms(obj, "Interval", path),
         num=get_int(obj, "Number", path, lo=0, hi=MAX_NUM, default=0),
         threshold=get_int(obj, "Threshold", path, lo=0, hi=100, default=0),
         exact=True,
+        first=first,
+        pick_best=_pick_best(obj, path, mode),
     )
     image = ImageSpec(
         format=fmt,
