@@ -496,10 +496,13 @@ def _run_job(
 
 
 def _no_frames(job: SnapshotJob, video: Video, outcome: Outcome) -> None:
-    """A job that selected nothing: fine for dhash (no scene change), an error otherwise."""
+    """A job that selected nothing: fine for dhash and scene (no change, all dark), an error otherwise."""
     sel = job.selection
     if sel.mode == "dhash":
         outcome.warnings.append(f"no sample scored above the dhash threshold {sel.threshold}")
+        return
+    if sel.mode == "scene":
+        outcome.warnings.append("no shot found: every sample is dark")
         return
     raise UndecodableMedia(
         f"no frame selected: start {report_ms(sel.start_ms)} ms is at or past the end of the video "

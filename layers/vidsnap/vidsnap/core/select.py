@@ -24,6 +24,7 @@ import itertools
 import math
 import threading
 from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,11 @@ from vidsnap.core.parallel import frames_at
 from vidsnap.core.plan import FirstFrame, Selection
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
     from vidsnap.core.poster import Gray
+    from vidsnap.core.scene import Sample
 
 __all__ = [
     "BLACK_SCAN_MS",
@@ -450,6 +455,130 @@ def _with_first(video: Video, sel: Selection, first: FirstFrame, picks: Iterator
             yield p
 
 
+#: ``scene`` mode: the sampling step when ``inter`` is 0 (each cut is then found to the frame).
+DEFAULT_SCENE_INTERVAL_MS = Fraction(500)
+#: ``scene`` mode: the width of the HSV pictures compared (px).
+SCENE_WIDTH = 128
+
+
+def _small_rgb(frame: av.VideoFrame, width: int = SCENE_WIDTH) -> npt.NDArray[np.uint8]:
+    """A small RGB picture of ``frame`` (area-averaged, aspect kept) as an h×w×3 numpy array."""
+    import numpy as np
+
+    w = min(width, frame.width)
+    h = max(1, round(frame.height * w / frame.width))
+    small = _reformatter().reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
+    plane = small.planes[0]
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(h, plane.line_size)
+    return np.ascontiguousarray(rows[:, : 3 * w].reshape(h, w, 3))
+
+
+@dataclass
+class _ShotSample:
+    """One sampled frame of a scene job: where it is and what the shot finder measured."""
+
+    time_ms: Fraction
+    pts: int
+    sample: Sample
+
+
+def _scene_samples(
+    video: Video, sel: Selection, decoders: int | None, warnings: list[str]
+) -> list[_ShotSample]:
+    """Every sample of the scene job, measured (small numbers only are kept, not pictures)."""
+    from vidsnap.core.scene import Sample, content_change, hsv, is_dark, sharpness
+
+    step = sel.interval_ms if sel.interval_ms > 0 else DEFAULT_SCENE_INTERVAL_MS
+    times = _Steps(sel.start_ms, step, video.duration_ms)
+    out: list[_ShotSample] = []
+    prev = None
+    for _, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
+        if out and p.pts == out[-1].pts:
+            continue
+        cur = hsv(_small_rgb(p.frame))
+        change = content_change(prev, cur) if prev is not None else None
+        out.append(_ShotSample(p.time_ms, p.pts, Sample(change, is_dark(cur), sharpness(cur))))
+        prev = cur
+    return out
+
+
+def _cut_frame(
+    video: Video, before: _ShotSample, at: _ShotSample, *, fade: bool, threshold: float
+) -> tuple[float, _ShotSample] | None:
+    """The first frame of a shot that starts between two samples, and its change score.
+
+    A fade-in: the first bright frame. A cut: the bright frame that changed most from the frame
+    before it, if that change passes ``threshold``; None when no single step does (a pan or a
+    zoom moved the picture between the samples, gradually: no cut). Decodes the frames between.
+    """
+    from vidsnap.core.scene import Sample, content_change, hsv, is_dark, sharpness
+
+    best: tuple[float, _ShotSample] | None = None
+    prev = None
+    for p in video.every_frame(before.time_ms):
+        if p.pts > at.pts:
+            break
+        cur = hsv(_small_rgb(p.frame))
+        if prev is not None and p.pts > before.pts and not is_dark(cur):
+            here = _ShotSample(p.time_ms, p.pts, Sample(None, False, sharpness(cur)))
+            change = content_change(prev, cur)
+            if fade:
+                return change, here
+            if change > threshold and (best is None or change > best[0]):
+                best = (change, here)
+        prev = cur
+    return best
+
+
+def _shots(video: Video, samples: list[_ShotSample], threshold: float) -> list[tuple[float, _ShotSample]]:
+    """(score, first frame) of every shot, in time order: the candidates the samples suggest,
+    each found to the frame (and a cut confirmed) by :func:`_cut_frame`."""
+    from vidsnap.core.scene import shot_starts
+
+    found: list[tuple[float, _ShotSample]] = []
+    for i, score, kind in shot_starts([s.sample for s in samples], threshold):
+        if i == 0:
+            found.append((score, samples[0]))
+            continue
+        cut = _cut_frame(video, samples[i - 1], samples[i], fade=kind != "cut", threshold=threshold)
+        if cut is not None:
+            found.append((cut[0] if kind == "cut" else score, cut[1]))
+    return found
+
+
+def _scene_times(video: Video, sel: Selection, decoders: int | None, warnings: list[str]) -> list[Fraction]:
+    """The time of the frame each kept shot is represented by, in time order."""
+    from vidsnap.core.scene import DEFAULT_THRESHOLD
+
+    samples = _scene_samples(video, sel, decoders, warnings)
+    threshold = float(sel.threshold or DEFAULT_THRESHOLD)
+    shots = _shots(video, samples, threshold)
+    bounds = [first.pts for _, first in shots[1:]]
+    kept = list(range(len(shots)))
+    if sel.num > 0:
+        # The num strongest shot starts (ties: the earlier), back in time order.
+        kept = sorted(sorted(kept, key=lambda k: -shots[k][0])[: sel.num])
+    chosen: list[Fraction] = []
+    for k in kept:
+        first = shots[k][1]
+        if sel.pick_best:
+            end = bounds[k] if k < len(bounds) else None
+            inside = [s for s in samples if s.pts > first.pts and (end is None or s.pts < end)]
+            candidates = [first, *(s for s in inside if not s.sample.dark)]
+            first = max(candidates, key=lambda s: s.sample.sharp)  # max keeps the earliest of ties
+        chosen.append(first.time_ms)
+    return chosen
+
+
+def _scene(
+    video: Video, sel: Selection, max_frames: int, warnings: list[str], decoders: int | None
+) -> Iterator[Picked]:
+    """One frame per shot (README: Request languages, ``m_scene``); see :mod:`vidsnap.core.scene`."""
+    times = _scene_times(video, sel, decoders, warnings)
+    picks = frames_at(video, times, exact=True, decoders=decoders)
+    yield from _limited(_dedupe(picks), sel.num, max_frames, warnings)
+
+
 def select_frames(
     video: Video, sel: Selection, *, max_frames: int, warnings: list[str], decoders: int | None = None
 ) -> Generator[Picked, None, None]:
@@ -463,11 +592,14 @@ def select_frames(
     if video.is_cover_art:
         yield video.frame_at(0)
         return
-    if video.duration_note and sel.mode in ("inter", "avg", "dhash"):
+    if video.duration_note and sel.mode in ("inter", "avg", "dhash", "scene"):
         # These plan their times over the duration: say why a result may stop early.
         warnings.append(f"{video.duration_note}: the selection may end before the video does")
     if sel.mode == "dhash":
         yield from _dhash(video, sel, max_frames, warnings, decoders)
+        return
+    if sel.mode == "scene":
+        yield from _scene(video, sel, max_frames, warnings, decoders)
         return
     picks: Iterator[Picked]
     if sel.mode == "key":

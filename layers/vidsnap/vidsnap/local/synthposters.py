@@ -32,6 +32,7 @@ __all__ = [
     "make_flash_clip",
     "make_hdr_clip",
     "make_shots_clip",
+    "write_rgb",
 ]
 
 RGB = npt.NDArray[np.uint8]
@@ -92,7 +93,7 @@ def _to_rgb(pic: FloatPic) -> RGB:
     return np.ascontiguousarray((np.clip(pic, 0, 1) * 255 + 0.5).astype(np.uint8))
 
 
-def _write(
+def write_rgb(
     path: str | os.PathLike[str],
     frames: Iterator[RGB],
     *,
@@ -100,7 +101,7 @@ def _write(
     fps: int,
     gop: int,
 ) -> int:
-    """Encode RGB pictures as H.264 (yuv420p, BT.709 tagged) in MP4; returns the frame count."""
+    """Encode RGB pictures (h×w×3, 8-bit) as H.264 (yuv420p) in MP4; returns the frame count."""
     count = 0
     with av.open(os.fspath(path), mode="w") as out:
         opts = {"preset": "veryfast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
@@ -132,7 +133,7 @@ def make_fade_clip(
             alpha = min(1.0, max(0.0, t - 3.0))
             yield _to_rgb(_pan(tex, width, i * width / 200) * alpha)
 
-    count = _write(path, frames(), size=size, fps=fps, gop=gop)
+    count = write_rgb(path, frames(), size=size, fps=fps, gop=gop)
     return Clip(os.fspath(path), fps, count, good=((4.0, 8.0),))
 
 
@@ -154,7 +155,7 @@ def make_blur_clip(
             else:
                 yield _to_rgb(_motion_blur(_pan(tex, width + blur, i * speed), blur)[:, blur:])
 
-    count = _write(path, frames(), size=size, fps=fps, gop=gop)
+    count = write_rgb(path, frames(), size=size, fps=fps, gop=gop)
     return Clip(os.fspath(path), fps, count, good=((2.5, 3.5),))
 
 
@@ -174,7 +175,7 @@ def make_flash_clip(
                 pic = pic * 0.3 + 0.9  # a flash: most of the picture clipped to white
             yield _to_rgb(pic)
 
-    count = _write(path, frames(), size=size, fps=fps, gop=gop)
+    count = write_rgb(path, frames(), size=size, fps=fps, gop=gop)
     period, lit = round(0.7 * fps) / fps, round(0.3 * fps) / fps
     good = tuple((k * period + lit, (k + 1) * period) for k in range(math.ceil(8 / period)))
     return Clip(os.fspath(path), fps, count, good=good)
@@ -275,7 +276,7 @@ def make_shots_clip(
             for i in range(per):
                 yield _to_rgb(shot(width, height, i / fps))
 
-    count = _write(path, frames(), size=size, fps=fps, gop=gop)
+    count = write_rgb(path, frames(), size=size, fps=fps, gop=gop)
     cuts = tuple(k * per / fps for k in range(1, len(_SHOTS)))
     return Clip(os.fspath(path), fps, count, cuts=cuts)
 
