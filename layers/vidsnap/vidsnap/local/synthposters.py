@@ -306,13 +306,10 @@ def _pq_oetf(nits: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 def _hlg_oetf(nits: npt.NDArray[np.float64], peak: float = 1000.0) -> npt.NDArray[np.float64]:
-    """BT.2100 HLG: display light (cd/m², 1000 cd/m² display, per component, no OOTF inverse:
-    patches here are grey or near-grey enough) → signal 0..1 via the inverse OOTF on luminance."""
+    """BT.2100 HLG for a ``peak`` cd/m² display: display light → signal 0..1, with the OOTF's system
+    gamma 1.2 undone per component (as vidsnap's tone mapping applies it: README, posters)."""
     a, b, c = 0.17883277, 0.28466892, 0.55991073
-    # Inverse OOTF (gamma 1.2 at 1000 cd/m²) on each component's share of the luminance.
-    e = np.clip(nits / peak, 0, 1)
-    lum = np.clip(0.2627 * e[..., 0] + 0.6780 * e[..., 1] + 0.0593 * e[..., 2], 1e-9, None)
-    scene = e * (lum ** ((1 / 1.2) - 1))[..., None]
+    scene = np.clip(nits / peak, 0, 1) ** (1 / 1.2)
     return np.where(scene <= 1 / 12, np.sqrt(3 * scene), a * np.log(np.maximum(12 * scene - b, 1e-12)) + c)
 
 
