@@ -237,3 +237,11 @@ def test_sdr_first_frame_untouched_by_black_check(tmp_path: Path) -> None:
     clip = make_blur_clip(tmp_path / "b.mp4")
     outputs = run_task(parse_task(_mps(Num=1, FrameType="normal")), clip.path, MemorySink()).outputs
     assert [o.time_ms for o in outputs] == [0]
+
+
+def test_t_auto_exact_candidates_on_long_gops(tmp_path: Path) -> None:
+    """With keyframes 4 s apart the candidates are exact frames (one forward decode)."""
+    clip = make_fade_clip(tmp_path / "long-gop.mp4", gop=100)
+    rendered = snapshot(clip.path, parse_sync("video/snapshot,t_auto,w_160"))
+    assert _inside(rendered.time_ms, clip)
+    assert rendered.time_ms % 1000 != 0  # not a keyframe: candidates lie at 250 + 500·k ms

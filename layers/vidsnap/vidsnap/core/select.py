@@ -394,9 +394,9 @@ def poster_window(video: Video, around_ms: Fraction | None) -> tuple[Fraction, F
 def _poster_candidates(
     video: Video, lo: Fraction, hi: Fraction, keyonly: bool
 ) -> tuple[list[Fraction], bool]:
-    """(candidate times, exact): keyframes when the window holds at least two thirds as many
-    distinct keyframes as candidates (a keyframe costs one decode; an exact frame the frames before
-    it, but fewer keyframes would leave too few candidates to choose from)."""
+    """(candidate times, exact): keyframes when the window holds at least half as many distinct
+    keyframes as candidates (a GOP of 1 s or less: a keyframe costs one decode, an exact frame the
+    frames before it; fewer keyframes would leave too few candidates to choose from)."""
     n = POSTER_CANDIDATES
     span = hi - lo
     times = [lo + (2 * i + 1) * span / (2 * n) for i in range(n)] if span > 0 else [lo]
@@ -404,7 +404,7 @@ def _poster_candidates(
         return times, False
     desc = video.description
     keys = {desc.keyframe_before(desc.target(t)) for t in times} if desc.key_ts else set()
-    return times, 3 * len(keys) < 2 * n
+    return times, 2 * len(keys) < n
 
 
 def poster_frame(video: Video, lo: Fraction, hi: Fraction, *, keyonly: bool = False) -> Picked:

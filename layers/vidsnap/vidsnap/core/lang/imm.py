@@ -11,7 +11,9 @@ absent: not set; 0 < v < 1: a ratio of the source, 0.01..<1 → ``pw``/``ph`` pe
 location, like a process string without ``sys/saveas``). IMM is a typed API: numeric strings
 (``"Number": "5"``) are rejected. ``Notification`` (SNS ``TopicArn`` or SQS ``QueueUrl``) and
 ``UserData`` are optional; the top-level fields ``ProjectName``, ``Tags`` and ``CredentialConfig``
-are accepted and ignored.
+are accepted and ignored. vidsnap extensions (README: Request languages, posters and scenes):
+``"StartTime": "auto"`` (the best poster frame first; modes interval, keyframe, average), ``Mode``
+``scene`` and ``PickBest`` (scene only).
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ Selection: ``Num`` 1, or no ``Num`` and no ``Interval`` → one frame at ``Time`
 ``Interval`` > 0 → inter mode at that step (``Num`` 0/absent: no limit); ``Interval`` 0/absent and
 ``Num`` > 1 → avg mode with ``Num`` frames. ``Location`` (an OSS region) and top-level
 ``PipelineId`` are accepted and ignored. ``Notification`` is accepted as in IMM (vidsnap extension).
+
+Posters (README: Request languages, posters): ``BlackLevel`` (30..100) and ``PixelBlackThreshold``
+(0..255, default 70) skip black first frames at ``Time`` 0 (``Num`` 1: always, level 98 by
+default); ``"Time": "auto"`` (vidsnap extension) makes the first snapshot the best poster frame.
 """
 
 from __future__ import annotations
