@@ -28,6 +28,7 @@ from vidsnap.core.errors import (
 from vidsnap.core.lang import parse_process, parse_sync, parse_task
 from vidsnap.core.plan import (
     DEFAULT_KEY_TEMPLATE,
+    FirstFrame,
     ImageSpec,
     NotifyTarget,
     OutputTarget,
@@ -453,6 +454,9 @@ def test_mps_example() -> None:
     assert job.output == OutputTarget("out", "snaps/{Count}.jpg")
 
 
+_SKIP_BLACK = FirstFrame("skip_black")
+
+
 def _mps(**config: Any) -> dict[str, Any]:
     return {"Input": {"Bucket": "b", "Object": "v.mp4"}, "SnapshotConfig": config}
 
@@ -461,12 +465,13 @@ def _mps(**config: Any) -> dict[str, Any]:
     ("config", "selection"),
     [
         ({"Time": 1000}, Selection(mode="inter", start_ms=Fraction(1000), num=1, exact=False)),
-        ({"Num": 1, "Interval": 5}, Selection(mode="inter", num=1, exact=False)),
+        # A single snapshot at Time 0 skips black frames (README: posters).
+        ({"Num": 1, "Interval": 5}, Selection(mode="inter", num=1, exact=False, first=_SKIP_BLACK)),
         ({"Num": 4}, Selection(mode="avg", num=4, exact=False)),
         ({"Num": 4, "Interval": 0}, Selection(mode="avg", num=4, exact=False)),
         ({"Num": 4, "Interval": 0.5}, Selection(mode="inter", interval_ms=Fraction(500), num=4, exact=False)),
         ({"Interval": 3}, Selection(mode="inter", interval_ms=Fraction(3000), num=0, exact=False)),
-        ({"Num": 0, "Interval": 0}, Selection(mode="inter", num=1, exact=False)),
+        ({"Num": 0, "Interval": 0}, Selection(mode="inter", num=1, exact=False, first=_SKIP_BLACK)),
         (
             {"Time": "2500", "Num": "3", "Interval": "1"},
             Selection("inter", Fraction(2500), Fraction(1000), 3, 0, False),
@@ -861,7 +866,7 @@ MALFORMED: list[tuple[str, Callable[[Any], object], Any, type[VidsnapError], str
     ("mps time string junk", parse_task, _json(_mps(Time="5s")), BadRequest, "Time", None),
     ("mps num text", parse_task, _json(_mps(Num="abc")), BadRequest, "Num", None),
     ("mps width too big", parse_task, _json(_mps(Width="5000")), BadRequest, "Width", None),
-    ("mps unknown config", parse_task, _json(_mps(BlackLevel=30)), BadRequest, "BlackLevel", None),
+    ("mps unknown config", parse_task, _json(_mps(WhiteLevel=30)), BadRequest, "WhiteLevel", None),
     ("mps no input", parse_task, _json({"SnapshotConfig": {}}), BadRequest, "Input", None),
     (
         "mps input no object",

@@ -88,7 +88,7 @@ def snapshot(source: Source, req: SyncRequest, *, limits: Limits | None = None) 
 def _snapshot_of(video: Video, req: SyncRequest, limits: Limits) -> Rendered:
     if isinstance(req, ComposeRequest):
         return _compose_of(video, req, limits)
-    picked = video.frame_at(req.time_ms, exact=req.exact)
+    picked = _poster(video, req) if req.auto else video.frame_at(req.time_ms, exact=req.exact)
     geometry = _geometry(video, picked, req.image, limits)
     data = render(picked.frame, geometry, req.image.format)
     return Rendered(data, req.image.content_type, geometry.width, geometry.height, picked.time_ms)
@@ -142,6 +142,14 @@ def _compose_of(video: Video, req: ComposeRequest, limits: Limits) -> Rendered:
         req.job.sprite.format if req.job.sprite else req.job.animation.format if req.job.animation else "jpg"
     )
     return Rendered(sink.data[made.uri], CONTENT_TYPES[fmt], made.width, made.height, made.times_ms[0])
+
+
+def _poster(video: Video, req: SnapshotRequest) -> Picked:
+    """``t_auto``: the best poster frame near the start, or near ``t_auto_<ms>``."""
+    from vidsnap.core.select import poster_frame, poster_window  # t_auto only
+
+    lo, hi = poster_window(video, Fraction(req.time_ms) if req.time_ms else None)
+    return poster_frame(video, lo, hi, keyonly=not req.exact)
 
 
 @dataclass
@@ -534,10 +542,13 @@ def _job_geometries(
 
 
 def _no_frames(job: SnapshotJob, video: Video, outcome: Outcome) -> None:
-    """A job that selected nothing: fine for dhash (no scene change), an error otherwise."""
+    """A job that selected nothing: fine for dhash and scene (no change, all dark), an error otherwise."""
     sel = job.selection
     if sel.mode == "dhash":
         outcome.warnings.append(f"no sample scored above the dhash threshold {sel.threshold}")
+        return
+    if sel.mode == "scene":
+        outcome.warnings.append("no shot found: every sample is dark")
         return
     raise UndecodableMedia(
         f"no frame selected: start {report_ms(sel.start_ms)} ms is at or past the end of the video "

@@ -328,21 +328,10 @@ def to_image(frame: av.VideoFrame, geometry: Geometry, *, fmt: Format | None = N
     # costs an unpacking copy: 1080p ~5 ms, against ~1.5 ms more for swscale to write RGB0).
     mode = "RGBA" if alpha else "RGBX" if fmt == "jpg" else "RGB"
     try:
-        scaled = _reformatter().reformat(
-            frame,
-            width=geometry.scale_width,
-            height=geometry.scale_height,
-            format=_SWS_FORMATS[mode],
-            interpolation=flags,
-            threads=_SWS_THREADS,
-        )
-        # Straight from the swscale buffer into Pillow (honouring the row stride): no numpy, whose
-        # import alone costs ~100 ms of a one-snapshot CLI run. RGBX/RGBA images map the buffer
-        # (read-only, keeping the frame alive); operations below return new images.
-        plane = scaled.planes[0]
-        size = (scaled.width, scaled.height)
-        # VideoPlane exposes the buffer protocol; Pillow's stubs only name bytes and array types.
-        image = Image.frombuffer(mode, size, plane, "raw", mode, plane.line_size, 1)  # type: ignore[arg-type]
+        if not alpha and _hdr_transfer(frame) is not None:
+            image = _hdr_image(frame, geometry, flags)
+        else:
+            image = _sdr_image(frame, geometry, flags, mode)
     except (av.FFmpegError, ValueError) as exc:
         raise UndecodableMedia(f"cannot convert a {frame.format.name} frame to RGB: {exc}") from exc
     if alpha and image.getchannel("A").getextrema()[0] == 255:
@@ -360,6 +349,66 @@ def to_image(frame: av.VideoFrame, geometry: Geometry, *, fmt: Format | None = N
         canvas.paste(image, (geometry.pad.left, geometry.pad.top))
         image = canvas
     return image
+
+
+#: FFmpeg's transfer characteristics that are tone-mapped (SMPTE ST 2084 PQ, ARIB STD-B67 HLG):
+#: the numbers of :data:`vidsnap.core.tonemap.TRANSFERS`, here so that SDR frames need no numpy.
+_HDR_TRANSFERS = frozenset({16, 18})
+
+
+def _hdr_transfer(frame: av.VideoFrame) -> int | None:
+    """The frame's HDR transfer (PQ or HLG), or None for SDR (and frames that cannot tell)."""
+    try:
+        trc = int(frame.color_trc)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return trc if trc in _HDR_TRANSFERS else None
+
+
+def _hdr_image(frame: av.VideoFrame, geometry: Geometry, flags: Interpolation) -> Image.Image:
+    """An HDR frame at the output size, tone-mapped to SDR BT.709 (:mod:`vidsnap.core.tonemap`).
+
+    swscale scales it straight to 16-bit RGB (its own matrix, BT.2020, and range): tone mapping then
+    costs what the output's pixels cost, not the source's.
+    """
+    import numpy as np  # HDR only: SDR snapshots never import numpy
+
+    from vidsnap.core.tonemap import tone_map
+
+    transfer = _hdr_transfer(frame)
+    assert transfer is not None
+    scaled = _reformatter().reformat(
+        frame,
+        width=geometry.scale_width,
+        height=geometry.scale_height,
+        format="rgb48le",
+        interpolation=flags,
+        threads=_SWS_THREADS,
+    )
+    plane = scaled.planes[0]
+    w, h = scaled.width, scaled.height
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint16).reshape(h, plane.line_size // 2)
+    sdr = tone_map(rows[:, : 3 * w].reshape(h, w, 3), transfer)
+    return Image.frombuffer("RGB", (w, h), sdr.tobytes(), "raw", "RGB", 0, 1)
+
+
+def _sdr_image(frame: av.VideoFrame, geometry: Geometry, flags: Interpolation, mode: str) -> Image.Image:
+    """One swscale pass straight to the Pillow mode's pixels, at the output size."""
+    scaled = _reformatter().reformat(
+        frame,
+        width=geometry.scale_width,
+        height=geometry.scale_height,
+        format=_SWS_FORMATS[mode],
+        interpolation=flags,
+        threads=_SWS_THREADS,
+    )
+    # Straight from the swscale buffer into Pillow (honouring the row stride): no numpy, whose
+    # import alone costs ~100 ms of a one-snapshot CLI run. RGBX/RGBA images map the buffer
+    # (read-only, keeping the frame alive); operations below return new images.
+    plane = scaled.planes[0]
+    size = (scaled.width, scaled.height)
+    # VideoPlane exposes the buffer protocol; Pillow's stubs only name bytes and array types.
+    return Image.frombuffer(mode, size, plane, "raw", mode, plane.line_size, 1)  # type: ignore[arg-type]
 
 
 def encode(image: Image.Image, fmt: Format) -> bytes:

@@ -18,7 +18,7 @@ from vidsnap.core.errors import BadRequest
 Format = Literal["jpg", "png", "webp", "avif"]
 ScaleType = Literal["stretch", "crop", "fill", "fit"]
 Rotate = Literal["auto", "h", "w"]
-Mode = Literal["inter", "key", "avg", "dhash"]
+Mode = Literal["inter", "key", "avg", "dhash", "scene"]
 Style = Literal["oss", "imm", "mps"]
 AnimationFormat = Literal["gif", "webp"]
 #: A sheet's background: an RGB colour, or ``random`` (one colour derived from the sheet's key).
@@ -99,6 +99,34 @@ class SnapshotRequest:
     #: True: the exact frame shown at ``time_ms``; False (``m_fast``): the keyframe at or before it.
     exact: bool = True
     image: ImageSpec = field(default_factory=ImageSpec)
+    #: ``t_auto`` / ``t_auto_<ms>``: the best poster frame near the start (``time_ms`` 0) or near
+    #: ``time_ms`` instead of the frame at ``time_ms`` (README: Request languages, posters).
+    auto: bool = False
+
+
+#: How a job's first frame may be replaced (README: Request languages, posters): ``skip_black``
+#: (MPS ``BlackLevel``) or ``poster`` (``"Time": "auto"``, ``"StartTime": "auto"``).
+FirstKind = Literal["skip_black", "poster"]
+#: The black level used when MPS ``Num`` 1 skips black frames without a ``BlackLevel`` of its own:
+#: 98 %, the amount ffmpeg's ``blackframe`` filter uses by default.
+DEFAULT_BLACK_LEVEL = 98
+#: MPS ``PixelBlackThreshold`` default (as in IMS): a pixel darker than 70 of 255 counts as black.
+DEFAULT_PIXEL_BLACK_THRESHOLD = 70
+
+
+@dataclass(frozen=True)
+class FirstFrame:
+    """A job's first frame, chosen in a bounded window after the start instead of at the start.
+
+    ``skip_black``: the first frame (keyframe, for keyframe jobs) within 5 s in which at most
+    ``black_level`` % of the pixels are darker than ``pixel_black_threshold``; the frame at the
+    start when there is none. ``poster``: the best poster frame of the window (not black, flat,
+    blurred, a fade or mid-cut). Later frames of the job that fall before it are dropped.
+    """
+
+    kind: FirstKind
+    black_level: int = DEFAULT_BLACK_LEVEL
+    pixel_black_threshold: int = DEFAULT_PIXEL_BLACK_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -115,6 +143,10 @@ class Selection:
     threshold: int = 0
     #: True: exact frames at the planned times; False: the keyframe at or before each time (MPS intra).
     exact: bool = True
+    #: How the first frame is chosen; None: the planned one (README: Request languages, posters).
+    first: FirstFrame | None = None
+    #: ``scene`` mode: the sharpest frame of each shot instead of its first frame.
+    pick_best: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Which frames an asynchronous job captures (README): ``inter``, ``key``, ``avg``, ``dhash``.
+"""Which frames an asynchronous job captures (README): ``inter``, ``key``, ``avg``, ``dhash``, ``scene``.
 
 :func:`select_frames` turns a :class:`~vidsnap.core.plan.Selection` into a lazy stream of
 :class:`~vidsnap.core.decode.Picked` frames, in presentation order, each carrying its exact time.
@@ -12,6 +12,9 @@ Shared rules:
 * ``num`` > 0 caps the count (the engine has already rejected ``num`` > ``max_frames``, and the
   cap is applied defensively anyway); with ``num`` 0 the job stops at ``max_frames`` and appends a
   warning when the selection had more frames.
+* ``sel.first`` (MPS ``BlackLevel``, ``"Time": "auto"``) replaces the first frame by one chosen in a
+  bounded window after the start (:func:`first_unblack`, :func:`poster_frame`); later frames that
+  fall at or before it are dropped, so the frames stay in time order and distinct.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import itertools
 import math
 import threading
 from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import av
 from av.video.reformatter import VideoReformatter
@@ -29,9 +34,28 @@ from av.video.reformatter import VideoReformatter
 from vidsnap.core.decode import Picked, Video
 from vidsnap.core.errors import SourceEndsEarly
 from vidsnap.core.parallel import frames_at
-from vidsnap.core.plan import Selection
+from vidsnap.core.plan import FirstFrame, Selection
 
-__all__ = ["DEFAULT_AVG_NUM", "DEFAULT_DHASH_INTERVAL_MS", "dhash", "select_frames"]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from vidsnap.core.poster import Gray
+    from vidsnap.core.scene import Sample
+
+__all__ = [
+    "BLACK_SCAN_MS",
+    "DEFAULT_AVG_NUM",
+    "DEFAULT_DHASH_INTERVAL_MS",
+    "POSTER_CANDIDATES",
+    "POSTER_WINDOW_MS",
+    "dhash",
+    "first_unblack",
+    "poster_frame",
+    "poster_window",
+    "select_frames",
+    "small_gray",
+]
 
 DEFAULT_AVG_NUM = 10
 DEFAULT_DHASH_INTERVAL_MS = Fraction(1000)
@@ -300,6 +324,261 @@ def _dhash(
     yield from frames_at(video, [it[3] for it in chosen], exact=sel.exact, decoders=decoders)
 
 
+#: MPS ``BlackLevel``: how far after the start the first snapshot may move past black frames.
+BLACK_SCAN_MS = Fraction(5000)
+#: ``t_auto``: the window a poster is chosen from (after the start; centred on ``t_auto_<ms>``).
+POSTER_WINDOW_MS = Fraction(6000)
+#: ``t_auto``: candidates decoded in the window (keyframes when the window holds enough of them).
+POSTER_CANDIDATES = 12
+#: Width of the gray pictures that posters and black frames are measured on (px): enough for the
+#: Laplacian to see a 1080p motion blur, small enough that measuring costs well under 1 ms.
+GRAY_WIDTH = 256
+#: Poster candidates' decoded pictures are kept (to render the winner without decoding it again)
+#: while they fit in this many bytes.
+_POSTER_KEEP_BYTES = 64 << 20
+
+
+def small_gray(frame: av.VideoFrame, width: int = GRAY_WIDTH) -> Gray:
+    """A small full-range gray picture of ``frame`` (area-averaged, aspect kept) as a numpy array."""
+    import numpy as np  # posters and scenes only: a plain snapshot does not import numpy
+
+    w = min(width, frame.width)
+    h = max(1, round(frame.height * w / frame.width))
+    small = _reformatter().reformat(frame, width=w, height=h, format="gray", interpolation="AREA")
+    plane = small.planes[0]
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(h, plane.line_size)
+    return np.ascontiguousarray(rows[:, :w])
+
+
+def first_unblack(
+    video: Video, start_ms: Fraction, *, level: int, threshold: int, keyonly: bool = False
+) -> Picked:
+    """The first frame from ``start_ms`` (within :data:`BLACK_SCAN_MS`) that is not black.
+
+    Black: more than ``level`` % of the pixels darker than ``threshold`` (MPS ``BlackLevel`` and
+    ``PixelBlackThreshold``). ``keyonly``: keyframes only (MPS ``FrameType`` intra). Falls back to
+    the frame at ``start_ms`` when every frame of the window is black. Decodes forward and stops at
+    the first frame that is not black, so the cost is the black lead-in's.
+    """
+    from vidsnap.core.poster import is_black
+
+    fallback = video.frame_at(start_ms, exact=not keyonly)
+    if not is_black(small_gray(fallback.frame), level, threshold):
+        return fallback
+    end = start_ms + BLACK_SCAN_MS
+    frames = video.keyframes(start_ms) if keyonly else video.every_frame(start_ms)
+    for p in frames:
+        if p.time_ms >= end:
+            break
+        if p.pts > fallback.pts and not is_black(small_gray(p.frame), level, threshold):
+            return p
+    return fallback
+
+
+def poster_window(video: Video, around_ms: Fraction | None) -> tuple[Fraction, Fraction]:
+    """The window a poster is chosen from: :data:`POSTER_WINDOW_MS` from the start (``around_ms``
+    None) or centred on ``around_ms``, kept inside the video."""
+    duration = video.duration_ms
+    if around_ms is None:
+        lo = Fraction(0)
+    else:
+        lo = max(Fraction(0), around_ms - POSTER_WINDOW_MS / 2)
+        if duration > 0:
+            lo = min(lo, max(Fraction(0), duration - POSTER_WINDOW_MS))
+    hi = lo + POSTER_WINDOW_MS
+    if duration > 0:
+        hi = min(hi, duration)
+    return lo, max(hi, lo)
+
+
+def _poster_candidates(
+    video: Video, lo: Fraction, hi: Fraction, keyonly: bool
+) -> tuple[list[Fraction], bool]:
+    """(candidate times, exact): keyframes when the window holds at least half as many distinct
+    keyframes as candidates (a GOP of 1 s or less: a keyframe costs one decode, an exact frame the
+    frames before it; fewer keyframes would leave too few candidates to choose from)."""
+    n = POSTER_CANDIDATES
+    span = hi - lo
+    times = [lo + (2 * i + 1) * span / (2 * n) for i in range(n)] if span > 0 else [lo]
+    if keyonly:
+        return times, False
+    desc = video.description
+    keys = {desc.keyframe_before(desc.target(t)) for t in times} if desc.key_ts else set()
+    return times, 2 * len(keys) < n
+
+
+def poster_frame(video: Video, lo: Fraction, hi: Fraction, *, keyonly: bool = False) -> Picked:
+    """The best poster frame in ``[lo, hi)`` (:mod:`vidsnap.core.poster`), deterministic.
+
+    :data:`POSTER_CANDIDATES` evenly spaced times in the window, served as the keyframes at or
+    before them when the window has enough keyframes (or ``keyonly``), else as exact frames (one
+    forward decode through the window); each is measured on a small gray picture.
+    """
+    from vidsnap.core.poster import best_index
+
+    if video.is_cover_art:
+        return video.frame_at(0)
+    times, exact = _poster_candidates(video, lo, hi, keyonly)
+    keep = len(times) * video.coded_width * video.coded_height * 3 // 2 <= _POSTER_KEEP_BYTES
+    kept: list[Picked | None] = []
+    found: list[Fraction] = []
+    grays: list[Gray] = []
+    for p in _dedupe(video.frames_at(times, exact=exact)):
+        grays.append(small_gray(p.frame))
+        found.append(p.time_ms)
+        kept.append(p if keep else None)  # else decoded again if it wins
+    best = best_index(grays)
+    return kept[best] or video.frame_at(found[best], exact=exact)
+
+
+def _first_frame(video: Video, sel: Selection, first: FirstFrame) -> Picked:
+    keyonly = not sel.exact or sel.mode == "key"
+    if first.kind == "skip_black":
+        return first_unblack(
+            video,
+            sel.start_ms,
+            level=first.black_level,
+            threshold=first.pixel_black_threshold,
+            keyonly=keyonly,
+        )
+    lo, hi = poster_window(video, None if sel.start_ms == 0 else sel.start_ms)
+    return poster_frame(video, lo, hi, keyonly=keyonly)
+
+
+def _with_first(video: Video, sel: Selection, first: FirstFrame, picks: Iterator[Picked]) -> Iterator[Picked]:
+    """The chosen first frame, then the selection's frames after it (``picks`` is not started
+    before the first frame is chosen: one cursor, used by one search at a time)."""
+    chosen = _first_frame(video, sel, first)
+    yield chosen
+    for p in picks:
+        if p.pts > chosen.pts:
+            yield p
+
+
+#: ``scene`` mode: the sampling step when ``inter`` is 0 (each cut is then found to the frame).
+DEFAULT_SCENE_INTERVAL_MS = Fraction(500)
+#: ``scene`` mode: the width of the HSV pictures compared (px).
+SCENE_WIDTH = 128
+
+
+def _small_rgb(frame: av.VideoFrame, width: int = SCENE_WIDTH) -> npt.NDArray[np.uint8]:
+    """A small RGB picture of ``frame`` (area-averaged, aspect kept) as an h×w×3 numpy array."""
+    import numpy as np
+
+    w = min(width, frame.width)
+    h = max(1, round(frame.height * w / frame.width))
+    small = _reformatter().reformat(frame, width=w, height=h, format="rgb24", interpolation="AREA")
+    plane = small.planes[0]
+    rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(h, plane.line_size)
+    return np.ascontiguousarray(rows[:, : 3 * w].reshape(h, w, 3))
+
+
+@dataclass
+class _ShotSample:
+    """One sampled frame of a scene job: where it is and what the shot finder measured."""
+
+    time_ms: Fraction
+    pts: int
+    sample: Sample
+
+
+def _scene_samples(
+    video: Video, sel: Selection, decoders: int | None, warnings: list[str]
+) -> list[_ShotSample]:
+    """Every sample of the scene job, measured (small numbers only are kept, not pictures)."""
+    from vidsnap.core.scene import Sample, content_change, hsv, is_dark, sharpness
+
+    step = sel.interval_ms if sel.interval_ms > 0 else DEFAULT_SCENE_INTERVAL_MS
+    times = _Steps(sel.start_ms, step, video.duration_ms)
+    out: list[_ShotSample] = []
+    prev = None
+    for _, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
+        if out and p.pts == out[-1].pts:
+            continue
+        cur = hsv(_small_rgb(p.frame))
+        change = content_change(prev, cur) if prev is not None else None
+        out.append(_ShotSample(p.time_ms, p.pts, Sample(change, is_dark(cur), sharpness(cur))))
+        prev = cur
+    return out
+
+
+def _cut_frame(
+    video: Video, before: _ShotSample, at: _ShotSample, *, fade: bool, threshold: float
+) -> tuple[float, _ShotSample] | None:
+    """The first frame of a shot that starts between two samples, and its change score.
+
+    A fade-in: the first bright frame. A cut: the bright frame that changed most from the frame
+    before it, if that change passes ``threshold``; None when no single step does (a pan or a
+    zoom moved the picture between the samples, gradually: no cut). Decodes the frames between.
+    """
+    from vidsnap.core.scene import Sample, content_change, hsv, is_dark, sharpness
+
+    best: tuple[float, _ShotSample] | None = None
+    prev = None
+    for p in video.every_frame(before.time_ms):
+        if p.pts > at.pts:
+            break
+        cur = hsv(_small_rgb(p.frame))
+        if prev is not None and p.pts > before.pts and not is_dark(cur):
+            here = _ShotSample(p.time_ms, p.pts, Sample(None, False, sharpness(cur)))
+            change = content_change(prev, cur)
+            if fade:
+                return change, here
+            if change > threshold and (best is None or change > best[0]):
+                best = (change, here)
+        prev = cur
+    return best
+
+
+def _shots(video: Video, samples: list[_ShotSample], threshold: float) -> list[tuple[float, _ShotSample]]:
+    """(score, first frame) of every shot, in time order: the candidates the samples suggest,
+    each found to the frame (and a cut confirmed) by :func:`_cut_frame`."""
+    from vidsnap.core.scene import shot_starts
+
+    found: list[tuple[float, _ShotSample]] = []
+    for i, score, kind in shot_starts([s.sample for s in samples], threshold):
+        if i == 0:
+            found.append((score, samples[0]))
+            continue
+        cut = _cut_frame(video, samples[i - 1], samples[i], fade=kind != "cut", threshold=threshold)
+        if cut is not None:
+            found.append((cut[0] if kind == "cut" else score, cut[1]))
+    return found
+
+
+def _scene_times(video: Video, sel: Selection, decoders: int | None, warnings: list[str]) -> list[Fraction]:
+    """The time of the frame each kept shot is represented by, in time order."""
+    from vidsnap.core.scene import DEFAULT_THRESHOLD
+
+    samples = _scene_samples(video, sel, decoders, warnings)
+    threshold = float(sel.threshold or DEFAULT_THRESHOLD)
+    shots = _shots(video, samples, threshold)
+    bounds = [first.pts for _, first in shots[1:]]
+    kept = list(range(len(shots)))
+    if sel.num > 0:
+        # The num strongest shot starts (ties: the earlier), back in time order.
+        kept = sorted(sorted(kept, key=lambda k: -shots[k][0])[: sel.num])
+    chosen: list[Fraction] = []
+    for k in kept:
+        first = shots[k][1]
+        if sel.pick_best:
+            end = bounds[k] if k < len(bounds) else None
+            inside = [s for s in samples if s.pts > first.pts and (end is None or s.pts < end)]
+            candidates = [first, *(s for s in inside if not s.sample.dark)]
+            first = max(candidates, key=lambda s: s.sample.sharp)  # max keeps the earliest of ties
+        chosen.append(first.time_ms)
+    return chosen
+
+
+def _scene(
+    video: Video, sel: Selection, max_frames: int, warnings: list[str], decoders: int | None
+) -> Iterator[Picked]:
+    """One frame per shot (README: Request languages, ``m_scene``); see :mod:`vidsnap.core.scene`."""
+    times = _scene_times(video, sel, decoders, warnings)
+    picks = frames_at(video, times, exact=True, decoders=decoders)
+    yield from _limited(_dedupe(picks), sel.num, max_frames, warnings)
+
+
 def select_frames(
     video: Video, sel: Selection, *, max_frames: int, warnings: list[str], decoders: int | None = None
 ) -> Generator[Picked, None, None]:
@@ -313,11 +592,14 @@ def select_frames(
     if video.is_cover_art:
         yield video.frame_at(0)
         return
-    if video.duration_note and sel.mode in ("inter", "avg", "dhash"):
+    if video.duration_note and sel.mode in ("inter", "avg", "dhash", "scene"):
         # These plan their times over the duration: say why a result may stop early.
         warnings.append(f"{video.duration_note}: the selection may end before the video does")
     if sel.mode == "dhash":
         yield from _dhash(video, sel, max_frames, warnings, decoders)
+        return
+    if sel.mode == "scene":
+        yield from _scene(video, sel, max_frames, warnings, decoders)
         return
     picks: Iterator[Picked]
     if sel.mode == "key":
@@ -326,4 +608,6 @@ def select_frames(
         picks = _avg(video, sel, decoders, warnings)
     else:
         picks = _inter(video, sel, decoders, warnings)
+    if sel.first is not None:
+        picks = _with_first(video, sel, sel.first, picks)
     yield from _limited(_dedupe(picks), sel.num, max_frames, warnings)

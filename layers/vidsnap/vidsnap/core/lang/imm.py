@@ -11,7 +11,9 @@ absent: not set; 0 < v < 1: a ratio of the source, 0.01..<1 → ``pw``/``ph`` pe
 location, like a process string without ``sys/saveas``). IMM is a typed API: numeric strings
 (``"Number": "5"``) are rejected. ``Notification`` (SNS ``TopicArn`` or SQS ``QueueUrl``) and
 ``UserData`` are optional; the top-level fields ``ProjectName``, ``Tags`` and ``CredentialConfig``
-are accepted and ignored.
+are accepted and ignored. vidsnap extensions (README: Request languages, posters and scenes):
+``"StartTime": "auto"`` (the best poster frame first; modes interval, keyframe, average), ``Mode``
+``scene`` and ``PickBest`` (scene only).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from vidsnap.core.naming import split_s3_uri, validate_template
 from vidsnap.core.plan import (
     AnimationFormat,
     AnimationSpec,
+    FirstFrame,
     Format,
     ImageSpec,
     Mode,
@@ -66,7 +69,13 @@ from vidsnap.core.plan import (
 __all__ = ["parse_body"]
 
 #: Selection modes of ``Snapshots[].Mode``.
-MODES: dict[str, Mode] = {"interval": "inter", "keyframe": "key", "average": "avg", "dhash": "dhash"}
+MODES: dict[str, Mode] = {
+    "interval": "inter",
+    "keyframe": "key",
+    "average": "avg",
+    "dhash": "dhash",
+    "scene": "scene",
+}
 
 _TOP = {"Sources", "Targets", "Notification", "UserData"}
 _IGNORED = frozenset({"ProjectName", "Tags", "CredentialConfig"})
@@ -81,6 +90,7 @@ _SNAPSHOT = {
     "Width",
     "Height",
     "URI",
+    "PickBest",
 }
 _SELECTION = {"StartTime", "Interval", "Number", "Mode", "Threshold"}
 _SPRITE = {
@@ -182,13 +192,17 @@ def _image(obj: Mapping[str, Any], path: str, fmt: Format, sides: _Sides = _IMAG
 
 
 def _selection(obj: Mapping[str, Any], path: str) -> Selection:
+    mode: Mode = get_choice(obj, "Mode", path, MODES, "inter")
+    start_ms, first = _start_time(obj, path, mode)
     return Selection(
-        mode=get_choice(obj, "Mode", path, MODES, "inter"),
-        start_ms=get_seconds_ms(obj, "StartTime", path),
+        mode=mode,
+        start_ms=start_ms,
         interval_ms=get_seconds_ms(obj, "Interval", path),
         num=get_int(obj, "Number", path, lo=0, hi=MAX_NUM, default=0),
         threshold=get_int(obj, "Threshold", path, lo=0, hi=100, default=0),
         exact=True,
+        first=first,
+        pick_best=_pick_best(obj, path, mode),
     )
 
 
@@ -198,6 +212,35 @@ def _output(obj: Mapping[str, Any], path: str, default: str | None = None) -> Ou
         return OutputTarget() if default is None else OutputTarget(key_template=default)
     bucket, template = _s3_uri(uri, f"{path}.URI", template=True)
     return OutputTarget(bucket=bucket, key_template=template)
+
+
+def _start_time(obj: Mapping[str, Any], path: str, mode: Mode) -> tuple[Fraction, FirstFrame | None]:
+    """``StartTime`` in seconds, or ``"auto"``: start at 0 with the best poster frame of the first
+    seconds as the first frame (modes interval, keyframe, average)."""
+    raw = obj.get("StartTime")
+    if not (isinstance(raw, str) and raw.lower() == "auto"):
+        return get_seconds_ms(obj, "StartTime", path), None
+    if mode in ("dhash", "scene"):
+        fail(
+            f"{path}.StartTime",
+            raw,
+            "a number of seconds (StartTime auto works with Mode interval, keyframe, average)",
+            why=f"StartTime auto does not apply to Mode {mode}, got",
+        )
+    return Fraction(0), FirstFrame("poster")
+
+
+def _pick_best(obj: Mapping[str, Any], path: str, mode: Mode) -> bool:
+    """``PickBest``: the sharpest frame of each shot instead of its first (``Mode`` scene only)."""
+    raw = obj.get("PickBest")
+    if raw is None:
+        return False
+    where = f"{path}.PickBest"
+    if not isinstance(raw, bool):
+        fail(where, raw, "true or false", why=f"expected a boolean, got {type(raw).__name__}")
+    if raw and mode != "scene":
+        fail(where, raw, "true only with Mode scene", why="PickBest applies to Mode scene only, got")
+    return raw
 
 
 def _snapshot(raw: Any, path: str) -> SnapshotJob:

@@ -15,6 +15,10 @@ Selection: ``Num`` 1, or no ``Num`` and no ``Interval`` → one frame at ``Time`
 ``Interval`` > 0 → inter mode at that step (``Num`` 0/absent: no limit); ``Interval`` 0/absent and
 ``Num`` > 1 → avg mode with ``Num`` frames. ``Location`` (an OSS region) and top-level
 ``PipelineId`` are accepted and ignored. ``Notification`` is accepted as in IMM (vidsnap extension).
+
+Posters (README: Request languages, posters): ``BlackLevel`` (30..100) and ``PixelBlackThreshold``
+(0..255, default 70) skip black first frames at ``Time`` 0 (``Num`` 1: always, level 98 by
+default); ``"Time": "auto"`` (vidsnap extension) makes the first snapshot the best poster frame.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ from vidsnap.core.lang.fields import (
 )
 from vidsnap.core.naming import validate_template
 from vidsnap.core.plan import (
+    DEFAULT_BLACK_LEVEL,
+    DEFAULT_PIXEL_BLACK_THRESHOLD,
+    FirstFrame,
     Format,
     ImageSpec,
     OutputTarget,
@@ -75,6 +82,8 @@ _CONFIG = {
     "TileOut",
     "TileOutputFile",
     "SubOut",
+    "BlackLevel",
+    "PixelBlackThreshold",
 }
 _TILE_OUT = {"Lines", "Columns", "CellWidth", "CellHeight", "Margin", "Padding", "Color", "IsKeepCellPic"}
 #: Tiles per row or column, and pixels of margin or padding, at most.
@@ -187,6 +196,32 @@ def _track(cfg: Mapping[str, Any], path: str, *, vtt: bool, sprite: bool, keep: 
     return TrackSpec(fragments=fragments)
 
 
+def _is_auto(raw: Any) -> bool:
+    """``"Time": "auto"`` (vidsnap extension): the best poster frame of the first seconds."""
+    return isinstance(raw, str) and raw.strip().lower() == "auto"
+
+
+def _black_skip(cfg: Mapping[str, Any], path: str, time_ms: int, *, one: bool) -> FirstFrame | None:
+    """MPS ``BlackLevel`` (30..100 %) and ``PixelBlackThreshold`` (0..255, default 70).
+
+    Only with ``Time`` 0: ``Num`` > 1 skips black first frames when ``BlackLevel`` is given; a single
+    snapshot always skips them (``BlackLevel`` default :data:`~vidsnap.core.plan.DEFAULT_BLACK_LEVEL`).
+    """
+    level = get_int(cfg, "BlackLevel", path, lo=30, hi=100, default=0, strings=True, unit=" (%)")
+    threshold = get_int(
+        cfg,
+        "PixelBlackThreshold",
+        path,
+        lo=0,
+        hi=255,
+        default=DEFAULT_PIXEL_BLACK_THRESHOLD,
+        strings=True,
+    )
+    if time_ms != 0 or not (one or level):
+        return None
+    return FirstFrame("skip_black", level or DEFAULT_BLACK_LEVEL, threshold)
+
+
 def parse_body(body: Mapping[str, Any]) -> Task:
     """An MPS task (a decoded JSON object with ``Input`` and ``SnapshotConfig``) → :class:`Task`.
 
@@ -214,20 +249,30 @@ def parse_body(body: Mapping[str, Any]) -> Task:
     vtt = chosen == "vtt"
     fmt: Format = out_fmt if vtt else chosen
 
-    time_ms = get_int(cfg, "Time", path, lo=0, hi=MAX_MS, default=0, strings=True, unit=" (ms)")
+    auto = _is_auto(cfg.get("Time"))
+    time_ms = 0
+    if not auto:
+        time_ms = get_int(cfg, "Time", path, lo=0, hi=MAX_MS, default=0, strings=True, unit=" (ms)")
     interval_ms = get_seconds_ms(cfg, "Interval", path, strings=True)
     count = get_int(cfg, "Num", path, lo=0, hi=MAX_NUM, default=0, strings=True)
     exact = get_choice(cfg, "FrameType", path, _FRAME_TYPES, False)
-    if count == 1 or (count == 0 and interval_ms == 0):
+    one = count == 1 or (count == 0 and interval_ms == 0)
+    first = FirstFrame("poster") if auto else _black_skip(cfg, path, time_ms, one=one)
+    if one:
         # MPS: one snapshot at Time (Num 1 ignores Interval).
-        selection = Selection(mode="inter", start_ms=Fraction(time_ms), num=1, exact=exact)
+        selection = Selection(mode="inter", start_ms=Fraction(time_ms), num=1, exact=exact, first=first)
     elif interval_ms > 0:
         selection = Selection(
-            mode="inter", start_ms=Fraction(time_ms), interval_ms=interval_ms, num=count, exact=exact
+            mode="inter",
+            start_ms=Fraction(time_ms),
+            interval_ms=interval_ms,
+            num=count,
+            exact=exact,
+            first=first,
         )
     else:
         # Interval 0 with Num > 1: Num frames evenly spaced from Time to the end.
-        selection = Selection(mode="avg", start_ms=Fraction(time_ms), num=count, exact=exact)
+        selection = Selection(mode="avg", start_ms=Fraction(time_ms), num=count, exact=exact, first=first)
     image = ImageSpec(
         format=fmt,
         width=get_int(

@@ -101,7 +101,7 @@ from vidsnap.core.plan import (
 __all__ = ["parse_async", "parse_body", "parse_process", "parse_sync"]
 
 #: Selection modes of ``video/snapshots`` (``m_``).
-MODES: dict[str, Mode] = {"inter": "inter", "key": "key", "avg": "avg", "dhash": "dhash"}
+MODES: dict[str, Mode] = {"inter": "inter", "key": "key", "avg": "avg", "dhash": "dhash", "scene": "scene"}
 #: Rotations of ``video/snapshot`` (``ar_``).
 ROTATES: dict[str, Rotate] = {"auto": "auto", "h": "h", "w": "w"}
 
@@ -113,7 +113,7 @@ _PREFIXES = ("x-oss-async-process=", "x-oss-process=")
 _SYNC_EC = {"t": EC_TIME, "w": EC_WIDTH, "h": EC_HEIGHT, "m": EC_MODE, "f": EC_FORMAT, "ar": EC_ROTATE}
 #: The parameters of ``video/snapshots`` (no EC codes), and of the composing actions.
 _ASYNC_PARAMS: dict[str, str | None] = dict.fromkeys(
-    ("ss", "f", "m", "inter", "num", "thr", "w", "h", "pw", "ph", "scaletype")
+    ("ss", "f", "m", "inter", "num", "thr", "w", "h", "pw", "ph", "scaletype", "best")
 )
 _ACTION_PARAMS: dict[str, dict[str, str | None]] = {
     "video/snapshots": _ASYNC_PARAMS,
@@ -284,8 +284,9 @@ def _parse_snapshot(text: str) -> SnapshotRequest:
     width = height = 0
     fmt: Format = "jpg"
     ar: Rotate = "auto"
+    auto = False
     if "t" in params:
-        time_ms = int_param("t", params["t"], 0, MAX_MS, ec=EC_TIME, unit=" (ms)")
+        time_ms, auto = _time_param(params["t"])
     if "w" in params:
         width = int_param("w", params["w"], 0, MAX_SIDE, ec=EC_WIDTH, unit=" (px)")
     if "h" in params:
@@ -298,8 +299,24 @@ def _parse_snapshot(text: str) -> SnapshotRequest:
     if "ar" in params:
         ar = choice("ar", params["ar"], ROTATES, ec=EC_ROTATE)
     return SnapshotRequest(
-        time_ms=time_ms, exact=exact, image=ImageSpec(format=fmt, width=width, height=height, ar=ar)
+        time_ms=time_ms,
+        exact=exact,
+        image=ImageSpec(format=fmt, width=width, height=height, ar=ar),
+        auto=auto,
     )
+
+
+def _time_param(value: str) -> tuple[int, bool]:
+    """``t``: ms, or ``auto`` (the best poster near the start) / ``auto_<ms>`` (near that time)."""
+    if value.lower() == "auto":
+        return 0, True
+    head, sep, rest = value.partition("_")
+    if sep and head.lower() == "auto":
+        valid = f"an integer 0..{MAX_MS} (ms), auto, or auto_<ms>"
+        if not rest:
+            fail("t", value, valid, ec=EC_TIME)
+        return int_param("t", rest, 0, MAX_MS, ec=EC_TIME, unit=" (ms) after auto_"), True
+    return int_param("t", value, 0, MAX_MS, ec=EC_TIME, unit=" (ms)"), False
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -323,6 +340,7 @@ def _selection_and_image(params: Mapping[str, str], fmt: Format) -> tuple[Select
         num=num("num", 0, MAX_NUM, 0),
         threshold=num("thr", 0, 100, 0),
         exact=True,
+        pick_best=_pick_best(params, mode),
     )
     image = ImageSpec(
         format=fmt,
@@ -448,6 +466,15 @@ def _parse_task(text: str) -> Task:
     action, items = _split_action(segments[0])
     output, notify = _save_and_notify(segments[1:], action)
     return Task(jobs=(_job(action, items, output),), notify=notify, style="oss")
+
+
+def _pick_best(params: Mapping[str, str], mode: Mode) -> bool:
+    """``best_1``: the sharpest frame of each shot (``m_scene`` only); ``best_0``: its first frame."""
+    if "best" not in params:
+        return False
+    if mode != "scene":
+        fail("best", params["best"], "best_0 or best_1 with m_scene", why="best applies to m_scene only, got")
+    return bool(int_param("best", params["best"], 0, 1))
 
 
 # ---------------------------------------------------------------------------------------------------
