@@ -34,6 +34,7 @@ from vidsnap.core import imaging
 from vidsnap.core.engine import run_task, snapshot
 from vidsnap.core.lang import parse_sync
 from vidsnap.core.lang.oss import parse_async
+from vidsnap.core.plan import SnapshotRequest
 from vidsnap.core.select import POSTER_WINDOW_MS
 from vidsnap.local import synthposters as sp
 
@@ -155,7 +156,9 @@ def hdr(size: tuple[int, int], lines: list[str]) -> None:
         with av.open(clip.path) as container:
             frame = next(container.decode(video=0))
         for width in (320, size[0]):
-            spec = parse_sync(f"video/snapshot,t_0,w_{width}").image
+            req = parse_sync(f"video/snapshot,t_0,w_{width}")
+            assert isinstance(req, SnapshotRequest)
+            spec = req.image
             geometry = imaging.plan_geometry(frame.width, frame.height, Fraction(1), 0, spec)
             mapped = _best_ms(functools.partial(imaging.render, frame, geometry, "jpg"), 7)
             real = imaging._hdr_transfer
