@@ -29,6 +29,8 @@ variable                   meaning                                              
 ``SIGNING_SECRET``         HMAC secret for unauthenticated function-URL requests       unset
 ``TASK_LEASE_SECONDS``     how long a Running task record is owned by one invocation   900
 ``DECODERS``               decoders one job runs at once (``vidsnap.core.parallel``)         one per core
+``RESUME_MARGIN_SECONDS``  a task stops and checkpoints when its invocation has less     30
+                           time left than this (docs/LONG_TASKS.md)
 =========================  ==========================================================  ==============
 
 ``SIGNING_SECRET_PARAMETER`` (unset by default) is how a deployment gives the secret (template.yaml):
@@ -77,6 +79,7 @@ __all__ = [
     "DEFAULT_MAX_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_RESULTS_PREFIX",
+    "DEFAULT_RESUME_MARGIN_SECONDS",
     "DEFAULT_TASK_LEASE_SECONDS",
     "OBJECT_GET_VARIABLES",
     "VARIABLES",
@@ -88,6 +91,7 @@ __all__ = [
 
 DEFAULT_RESULTS_PREFIX = "_vidsnap/results/"
 DEFAULT_TASK_LEASE_SECONDS = 900
+DEFAULT_RESUME_MARGIN_SECONDS = 30
 
 #: Every variable of the table above.
 VARIABLES = frozenset(
@@ -109,10 +113,16 @@ VARIABLES = frozenset(
         "SIGNING_SECRET_PARAMETER",
         "TASK_LEASE_SECONDS",
         "DECODERS",
+        "RESUME_MARGIN_SECONDS",
     }
 )
 #: What the object-get function reads (snapshots, Object Lambda, queuing tasks, task records).
-OBJECT_GET_VARIABLES = VARIABLES - {"UPLOAD_RULES", "TASK_LEASE_SECONDS", "DECODERS"}
+OBJECT_GET_VARIABLES = VARIABLES - {
+    "UPLOAD_RULES",
+    "TASK_LEASE_SECONDS",
+    "DECODERS",
+    "RESUME_MARGIN_SECONDS",
+}
 #: What the asynchronous function reads (uploads and task messages).
 ASYNC_VARIABLES = VARIABLES - {"SIGNING_SECRET", "SIGNING_SECRET_PARAMETER", "TASK_QUEUE_URL"}
 
@@ -160,6 +170,8 @@ class Settings:
     task_lease_seconds: int = DEFAULT_TASK_LEASE_SECONDS
     #: None: one per core (at most 4), the default.
     decoders: int | None = None
+    #: A task stops between frames and checkpoints when its invocation has less left (seconds).
+    resume_margin_seconds: int = DEFAULT_RESUME_MARGIN_SECONDS
 
     def __post_init__(self) -> None:
         # The output bucket is implicitly allowed, however the object was built.
@@ -205,6 +217,9 @@ class Settings:
             signing_secret_parameter=_str(env, "SIGNING_SECRET_PARAMETER"),
             task_lease_seconds=_int(env, "TASK_LEASE_SECONDS", DEFAULT_TASK_LEASE_SECONDS),
             decoders=_int(env, "DECODERS", 0) or None,
+            resume_margin_seconds=_int(
+                env, "RESUME_MARGIN_SECONDS", DEFAULT_RESUME_MARGIN_SECONDS, minimum=0
+            ),
         )
         if parse_rule is not None:
             settings.validate_rules(parse_rule)

@@ -5,7 +5,9 @@ shows): ``TaskId, Status (Running|Succeeded|Failed), Progress (0-100), StartTime
 Message, RequestId, Sources, Outputs, Warnings, UserData, Request``. Bookkeeping fields:
 ``ExpiresAt`` (TTL, epoch seconds, now + 7 days), ``LeaseExpiresAt`` (epoch seconds until which the
 invocation running the task owns it), ``UpdatedAt``, ``Attempts``, ``LastCode``/``LastMessage``
-(the last transient error), ``Notified`` (the notification message id), ``OutputsTruncated``.
+(the last transient error), ``Notified`` (the notification message id), ``OutputsTruncated``,
+``Checkpoint`` (how far a task that ran out of time got: :meth:`TaskStore.checkpoint`, removed when
+the task ends).
 
 Idempotency comes from one conditional write, so Powertools idempotency is not needed:
 :meth:`TaskStore.begin` puts the item only if no item with that id exists. When one exists, it
@@ -30,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from vidsnap.aws.clients import Clients, mapped_errors
 from vidsnap.aws.errors import error_code, map_client_error
 from vidsnap.aws.notify import Notification, rfc3339
+from vidsnap.core.errors import VidsnapError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,10 @@ class TaskStore:
         self.clock = clock
         self.progress_interval = progress_interval
         self._last_progress: dict[str, float] = {}
+        # The lease this store granted per task (checkpoints are written only under it) and the
+        # checkpoint found when a task was taken over.
+        self._leases: dict[str, int] = {}
+        self._checkpoints: dict[str, dict[str, Any]] = {}
         self._table: Any = None
 
     @property
@@ -142,6 +149,8 @@ class TaskStore:
             "Attempts": 1,
             **to_dynamo(fields),
         }
+        self._checkpoints.pop(task_id, None)
+        self._leases[task_id] = lease_until
         if self._claim(item):
             return "new"
         existing = self._get_raw(task_id)
@@ -153,10 +162,17 @@ class TaskStore:
             return "succeeded"
         if status == "Failed":
             return "failed"
+        return self._expired(task_id, existing, now, lease_until)
+
+    def _expired(self, task_id: str, existing: Mapping[str, Any], now: float, lease_until: int) -> Begin:
+        """A Running record: taken over (``"new"``, its checkpoint kept for :meth:`resumes`) when its
+        lease has expired, else ``"running"``."""
         lease = existing.get("LeaseExpiresAt", 0)
-        if lease >= now:
+        if lease >= now or not self._take_over(task_id, lease, now, lease_until):
             return "running"
-        return "new" if self._take_over(task_id, lease, now, lease_until) else "running"
+        if isinstance(existing.get("Checkpoint"), dict):
+            self._checkpoints[task_id] = existing["Checkpoint"]
+        return "new"
 
     def _lease_until(self, now: float, lease_seconds: float | None) -> int:
         """The epoch second a claim made at ``now`` for ``lease_seconds`` ends (rounded up)."""
@@ -198,6 +214,8 @@ class TaskStore:
         """Take a Failed record back to Running for a new attempt; False when another caller won."""
         now = self.clock()
         lease_until = self._lease_until(now, lease_seconds)
+        self._leases[task_id] = lease_until
+        self._checkpoints.pop(task_id, None)
         return self._conditional(
             "update",
             self.table.update_item,
@@ -205,7 +223,7 @@ class TaskStore:
             UpdateExpression=(
                 "SET #s = :running, Progress = :zero, LeaseExpiresAt = :lease, UpdatedAt = :now, "
                 "ExpiresAt = :expires, Attempts = if_not_exists(Attempts, :zero) + :one "
-                "REMOVE EndTime, Code, Message, Outputs, Warnings, Notified"
+                "REMOVE EndTime, Code, Message, Outputs, Warnings, Notified, Checkpoint"
             ),
             ConditionExpression="#s = :failed",
             ExpressionAttributeNames={"#s": "Status"},
@@ -219,6 +237,49 @@ class TaskStore:
                 ":expires": int(now + self.ttl_seconds),
             },
         )
+
+    def resumes(self, task_id: str) -> dict[str, Any] | None:
+        """The checkpoint of ``task_id`` when :meth:`begin` took it over from an attempt that ran
+        out of time (None: the task starts from the beginning)."""
+        return self._checkpoints.pop(task_id, None)
+
+    def checkpoint(self, task_id: str, checkpoint: Mapping[str, Any], code: str, message: str) -> bool:
+        """Save how far the task got and give it up (lease released, ``LastCode``/``LastMessage``),
+        in one write, only while this store's lease on it holds; False when it does not (another
+        invocation took the task over) or the checkpoint is too large for an item."""
+        values: dict[str, Any] = {
+            ":c": to_dynamo(dict(checkpoint)),
+            ":zero": 0,
+            ":now": int(self.clock()),
+            ":code": code,
+            ":m": message,
+            ":running": "Running",
+        }
+        condition = "#s = :running"
+        lease = self._leases.get(task_id)
+        if lease is not None:
+            condition += " AND LeaseExpiresAt = :mine"
+            values[":mine"] = lease
+        try:
+            saved = self._conditional(
+                "update",
+                self.table.update_item,
+                Key={"TaskId": task_id},
+                UpdateExpression=(
+                    "SET Checkpoint = :c, LeaseExpiresAt = :zero, UpdatedAt = :now, "
+                    "LastCode = :code, LastMessage = :m"
+                ),
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "Status"},
+                ExpressionAttributeValues=values,
+            )
+        except VidsnapError as exc:
+            if "size" not in exc.message.lower():
+                raise
+            log.warning("checkpoint of %s not saved: %s", task_id, exc.message)
+            return False
+        self._last_progress.pop(task_id, None)
+        return saved
 
     def progress(self, task_id: str, pct: float) -> bool:
         """Record progress (0-100), at most once every ~2 s per task; True when written.
@@ -291,6 +352,7 @@ class TaskStore:
             "#s = :s", "Code = :c", "Message = :m", "Outputs = :o", "Compositions = :comp", "Warnings = :w",
             "EndTime = :e", "UpdatedAt = :now", "LeaseExpiresAt = :zero",
         ]  # fmt: skip
+        removes = " REMOVE Checkpoint"
         if notification.status == "Succeeded":
             sets.append("Progress = :hundred")
             values[":hundred"] = 100
@@ -309,7 +371,7 @@ class TaskStore:
         expression = "SET " + ", ".join(sets)
         params: dict[str, Any] = {
             "Key": {"TaskId": task_id},
-            "UpdateExpression": expression,
+            "UpdateExpression": expression + removes,
             "ExpressionAttributeNames": {"#s": "Status"},
             "ExpressionAttributeValues": values,
         }
@@ -324,10 +386,12 @@ class TaskStore:
             values[":comp"] = []
             params["UpdateExpression"] = expression + ", OutputsTruncated = :count"
             values[":count"] = len(outputs)
+            params["UpdateExpression"] += removes
             self._call("update", self.table.update_item, **params)
         except BotoCoreError as exc:
             raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
         self._last_progress.pop(task_id, None)
+        self._leases.pop(task_id, None)
 
     def _get_raw(self, task_id: str) -> dict[str, Any] | None:
         response = self._call("get", self.table.get_item, Key={"TaskId": task_id}, ConsistentRead=True)

@@ -20,6 +20,12 @@ Life of a task (:meth:`Worker.execute`):
    if finishing the record fails, the redelivery re-runs and re-notifies (at least once) instead of
    losing the notification.
 
+Long tasks (docs/LONG_TASKS.md): when the invocation has less than ``RESUME_MARGIN_SECONDS`` left,
+the engine stops between frames; the worker saves in the record which outputs are done and where
+to resume (:meth:`TaskStore.checkpoint`, under its lease), keeps what it wrote, and raises
+:class:`OutOfTime` (transient) so that SQS delivers the message again; the next attempt takes the
+task over and resumes there. Its notification lists every output, as one pass would.
+
 Failures:
 
 - **Permanent** (a :class:`~vidsnap.core.errors.VidsnapError` that is not transient, and any unexpected
@@ -50,13 +56,22 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from fractions import Fraction
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from vidsnap.aws.clients import Clients
 from vidsnap.aws.errors import map_client_error
 from vidsnap.aws.events import UploadEvent, classify_message
-from vidsnap.aws.notify import CompositionLike, Notification, Notifier, OutputLike
+from vidsnap.aws.notify import (
+    COMPOSITION_TYPES,
+    CompositionLike,
+    Notification,
+    Notifier,
+    OutputLike,
+    composition_entry,
+    output_entry,
+)
 from vidsnap.aws.observe import MetricUnit, emit, logger
 from vidsnap.aws.s3io import open_s3
 from vidsnap.aws.settings import Settings
@@ -66,7 +81,7 @@ from vidsnap.core.errors import BadRequest, NotAllowed, SourceChanged, Throttled
 from vidsnap.core.plan import SourceRef, Task, resolve_source, task_id
 
 if TYPE_CHECKING:  # the engine loads PyAV: imported where a task really runs
-    from vidsnap.core.engine import Outcome, Sink
+    from vidsnap.core.engine import Outcome, Position, Sink
 
 #: Extensions of images vidsnap writes: never sources, so never worth an upload trigger.
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".gif", ".vtt")
@@ -83,6 +98,12 @@ class TaskRunning(Throttled):
     """The task is being run by another invocation right now: retry the message later."""
 
     code = "TaskRunning"
+
+
+class OutOfTime(Throttled):
+    """The invocation ran out of time; the task's progress is saved: retry the message to resume."""
+
+    code = "OutOfTime"
 
 
 @dataclass(frozen=True)
@@ -119,9 +140,9 @@ class Attempt:
         *,
         code: str,
         message: str,
-        outputs: Sequence[OutputLike] = (),
+        outputs: Sequence[OutputLike | Mapping[str, Any]] = (),
         warnings: Sequence[str] = (),
-        compositions: Sequence[CompositionLike] = (),
+        compositions: Sequence[CompositionLike | Mapping[str, Any]] = (),
     ) -> Notification:
         """The attempt's notification, ending now (``outputs``, ``compositions``: the engine's)."""
         return Notification.build(
@@ -145,20 +166,28 @@ class _RecordingSink:
     """Passes writes through to a sink and remembers their URIs, so a failed task can undo them.
 
     The one record of a task's partial outputs: the engine raises the error that stopped the task
-    as it is, whatever was written before it.
+    as it is, whatever was written before it. ``earlier``: what the attempts before this one
+    wrote (a resumed task): undone when the task fails, kept on a transient error (the checkpoint
+    that lists them stays).
     """
 
     inner: Sink
     written: list[str] = field(default_factory=list)
+    earlier: list[str] = field(default_factory=list)
 
     def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
         uri = self.inner.put(bucket, key, data, content_type)
         self.written.append(uri)
         return uri
 
-    def undo(self) -> list[str]:
-        """Delete what was written, each URI once; return the URIs that could not be deleted."""
-        written = list(dict.fromkeys(self.written))  # a template without index writes one key many times
+    def undo(self, *, earlier: bool = True) -> list[str]:
+        """Delete what was written, each URI once; return the URIs that could not be deleted.
+
+        ``earlier`` False: only what this attempt wrote (and the earlier attempts did not)."""
+        kept = set(self.earlier)
+        written = list(dict.fromkeys(self.earlier + self.written if earlier else self.written))
+        if not earlier:  # a template without index writes one key many times
+            written = [uri for uri in written if uri not in kept]
         self.written.clear()
         delete = getattr(self.inner, "delete", None)
         if delete is None:
@@ -420,8 +449,9 @@ class Worker:
         # PyAV loads only when a task really runs (not for skipped uploads or refused tasks).
         from vidsnap.core import engine
 
-        sink = _RecordingSink(self.sink)
         tasks = self.tasks
+        earlier = Checkpoint.load(tasks.resumes(attempt.task_id) if tasks is not None else None)
+        sink = _RecordingSink(self.sink, earlier=earlier.uris())
 
         def progress(fraction: float) -> None:
             if tasks is not None:
@@ -429,27 +459,36 @@ class Worker:
 
         try:
             outcome = engine.run_task(
-                attempt.task, reader, sink, limits=self.settings.limits, progress=progress
+                attempt.task,
+                reader,
+                sink,
+                limits=self.settings.limits,
+                progress=progress,
+                resume=earlier.position,
+                should_stop=self._should_stop(attempt),
             )
         except Exception as exc:  # every failure ends the task one way or another
             error = map_client_error(exc)
             if not isinstance(exc, VidsnapError):
                 logger.exception("task failed unexpectedly", extra=attempt.log_context)
-            left = sink.undo()
+            left = sink.undo(earlier=not error.transient)
             if error.transient:
                 self._release(attempt, error)
                 if error is exc:
                     raise
                 raise error from exc
             return self._fail(attempt, error, left=left)
+        done = earlier.then(outcome)
+        if outcome.stopped is not None:
+            self._hand_back(attempt, done)
         latency_ms = (time.monotonic() - attempt.started) * 1000
         note = attempt.notification(
             "Succeeded",
             code="Success",
-            message=_summary(outcome),
-            outputs=outcome.outputs,
-            warnings=outcome.warnings,
-            compositions=outcome.compositions,
+            message=_summary(len(done.outputs), done.kinds()),
+            outputs=done.outputs,
+            warnings=done.warnings,
+            compositions=done.compositions,
         )
         note = self._conclude(attempt, note)
         _emit_metrics(len(outcome.outputs), int(getattr(reader, "bytes_read", 0)), latency_ms)
@@ -458,6 +497,39 @@ class Worker:
             extra={**attempt.log_context, "frames": len(outcome.outputs), "ms": int(latency_ms)},
         )
         return note
+
+    def _should_stop(self, attempt: Attempt) -> Callable[[], bool] | None:
+        """When the engine should stop a task to resume it later: less than ``RESUME_MARGIN_SECONDS``
+        left. Never without a task table (nothing to resume from) or a clock."""
+        clock, margin = attempt.time_left, self.settings.resume_margin_seconds
+        if self.tasks is None or clock is None or margin <= 0:
+            return None
+
+        def should_stop() -> bool:
+            try:
+                return float(clock()) < margin
+            except Exception:  # a broken context must not stop the task
+                return False
+
+        return should_stop
+
+    def _hand_back(self, attempt: Attempt, done: Checkpoint) -> NoReturn:
+        """Save ``done`` in the record and let SQS deliver the task again (:class:`OutOfTime`)."""
+        assert self.tasks is not None  # see _should_stop
+        assert done.position is not None
+        position = done.position
+        error = OutOfTime(
+            f"task {attempt.task_id} ran out of time after {len(done.outputs)} output(s); "
+            f"it resumes at job {position.job + 1}, frame {position.count + 1}"
+        )
+        if not self.tasks.checkpoint(attempt.task_id, done.dump(), error.code, error.message):
+            # Not saved (the lease was lost, or the checkpoint is too large): the next attempt
+            # resumes from the last checkpoint saved and writes the same keys again.
+            self._release(attempt, error)
+        extra = {**attempt.log_context, "outputs": len(done.outputs)}
+        logger.info("task out of time: checkpointed", extra=extra)
+        emit({"TasksResumed": (MetricUnit.Count, 1)})
+        raise error
 
     def _fail(
         self, attempt: Attempt, error: VidsnapError, *, notify: bool = True, left: list[str] | None = None
@@ -528,9 +600,78 @@ def _emit_metrics(frames: int, bytes_read: int, latency_ms: float) -> None:
     )
 
 
-def _summary(outcome: Outcome) -> str:
+@dataclass(frozen=True)
+class Checkpoint:
+    """What the attempts at a task have done so far (as notification entries) and where the next
+    one resumes (``position``; None: from the beginning). Stored in the task record."""
+
+    outputs: tuple[dict[str, Any], ...] = ()
+    compositions: tuple[dict[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()
+    position: Position | None = None
+
+    @classmethod
+    def load(cls, data: Mapping[str, Any] | None) -> Checkpoint:
+        """The checkpoint a record holds (None or unreadable: nothing done)."""
+        from vidsnap.core.writer import Position
+
+        if not data:
+            return cls()
+        try:
+            pts = data.get("Pts")
+            position = Position(
+                int(data["Job"]),
+                tuple(int(c) for c in data.get("Counts", [])),
+                int(data.get("Count", 0)),
+                int(pts) if pts is not None else None,
+                Fraction(str(data.get("TimeMs", "0"))),
+            )
+            return cls(
+                tuple(dict(o) for o in data.get("Outputs", [])),
+                tuple(dict(c) for c in data.get("Compositions", [])),
+                tuple(str(w) for w in data.get("Warnings", [])),
+                position,
+            )
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            logger.warning("unreadable checkpoint: the task starts over", extra={"error": str(exc)})
+            return cls()
+
+    def dump(self) -> dict[str, Any]:
+        """The record's ``Checkpoint`` (JSON types; exact times as ``"num/den"`` text)."""
+        position = self.position
+        assert position is not None
+        return {
+            "Job": position.job,
+            "Counts": list(position.counts),
+            "Count": position.count,
+            "Pts": position.pts,
+            "TimeMs": str(position.time_ms),
+            "Outputs": list(self.outputs),
+            "Compositions": list(self.compositions),
+            "Warnings": list(self.warnings),
+        }
+
+    def then(self, outcome: Outcome) -> Checkpoint:
+        """This checkpoint followed by an attempt's ``outcome`` (and where it stopped, if it did)."""
+        return Checkpoint(
+            self.outputs + tuple(output_entry(o) for o in outcome.outputs),
+            self.compositions + tuple(composition_entry(c) for c in outcome.compositions),
+            self.warnings + tuple(outcome.warnings),
+            outcome.stopped,
+        )
+
+    def uris(self) -> list[str]:
+        """Every object the checkpoint lists (what the earlier attempts wrote)."""
+        return [str(e["URI"]) for e in (*self.outputs, *self.compositions) if "URI" in e]
+
+    def kinds(self) -> Counter[str]:
+        """How many compositions of each kind (``sprite``, ``track``, ``animation``)."""
+        names = {v: k for k, v in COMPOSITION_TYPES.items()}
+        return Counter(names.get(str(c.get("Type")), str(c.get("Type"))) for c in self.compositions)
+
+
+def _summary(outputs: int, counts: Counter[str]) -> str:
     """The success message: frames written, and the compositions made of them."""
-    text = f"{len(outcome.outputs)} frame(s) written"
-    counts = Counter(c.kind for c in outcome.compositions)
+    text = f"{outputs} frame(s) written"
     made = [f"{n} {kind if kind != 'sprite' else 'sprite sheet'}(s)" for kind, n in counts.items()]
     return f"{text}, {', '.join(made)}" if made else text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Hashable
@@ -36,6 +37,7 @@ from vidsnap.core.plan import Limits as Limits  # noqa: PLC0414
 from vidsnap.core.writer import JobWriter, RenderedFrame, render_frame
 from vidsnap.core.writer import Outcome as Outcome  # noqa: PLC0414
 from vidsnap.core.writer import Output as Output  # noqa: PLC0414
+from vidsnap.core.writer import Position as Position  # noqa: PLC0414
 from vidsnap.core.writer import Sink as Sink  # noqa: PLC0414
 
 if TYPE_CHECKING:
@@ -50,6 +52,8 @@ SyncRequest = SnapshotRequest | ComposeRequest
 #: Frames decoded ahead of the one being written (each holds a decoded picture and its RGB copy).
 _RENDER_AHEAD = 2
 Progress = Callable[[float], None]
+#: Asked between frames: True when the task should stop now and hand the rest to a later attempt.
+ShouldStop = Callable[[], bool]
 
 
 def open_video(
@@ -383,6 +387,30 @@ class FrameBudget:
         return f"{part} stopped at {limit}; the selection has more frames"
 
 
+class _Stop:
+    """When a task may stop early: ``check`` says so, and this attempt has written something (so
+    that every attempt moves the task on), and the job running has no composition."""
+
+    def __init__(self, check: ShouldStop | None) -> None:
+        self.check = check
+        self.progressed = False
+
+    def now(self) -> bool:
+        return self.check is not None and self.progressed and self.check()
+
+
+def _composes(job: SnapshotJob) -> bool:
+    """A job whose outputs include a sprite sheet, a track or an animation (never resumed half-way)."""
+    return job.sprite is not None or job.track is not None or job.animation is not None
+
+
+def _replay(task: Task, budget: FrameBudget, resume: Position) -> None:
+    """Spend in ``budget`` what the attempts before ``resume`` spent, job by job, as one pass would."""
+    for job, count in zip(task.jobs[: resume.job], resume.counts, strict=True):
+        budget.start(job.selection.num)
+        budget.spend(count)
+
+
 def run_task(
     task: Task,
     source: Source,
@@ -392,6 +420,8 @@ def run_task(
     progress: Progress | None = None,
     source_ref: SourceRef | None = None,
     budget: FrameBudget | None = None,
+    resume: Position | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Outcome:
     """Run every job of ``task`` on ``source`` and write the frames to ``sink``.
 
@@ -402,19 +432,35 @@ def run_task(
     A failure raises, also after some outputs were written: the task failed as a whole, and no
     partial result is returned as its outcome. What was written is what went through ``sink``; a
     caller that must not leave it behind records its writes there and undoes them (the worker does).
+
+    Long tasks (docs/LONG_TASKS.md): ``should_stop`` is asked between frames; when it says so (and
+    this attempt has written at least one frame), the task stops with ``Outcome.stopped`` saying
+    where. A job with compositions is not stopped half-way (only before it starts). ``resume``
+    (an earlier attempt's ``stopped``) skips the finished jobs and the frames done of the next one:
+    the outputs written from there are exactly those a single pass writes after them (the same
+    keys, ``{index}`` and times); the outcome holds only the new ones.
     """
     limits = limits or Limits()
     if budget is None:
         budget = FrameBudget.for_task(task, limits)
     else:
         check_limits(task, limits)
+    if resume is not None:
+        _replay(task, budget, resume)
     ref = source_ref or task.source or SourceRef(key=_source_name(source))
     outcome = Outcome()
+    stop = _Stop(should_stop)
+    first = resume.job if resume is not None else 0
+    counts = list(resume.counts) if resume is not None else []
     try:
         with open_video(source, limits, bulk=True) as video:
-            for number, job in enumerate(task.jobs):
-                part = (number, len(task.jobs))
-                _run_job(
+            for number in range(first, len(task.jobs)):
+                if stop.now():
+                    outcome.stopped = Position(number, tuple(counts))
+                    return outcome
+                job = task.jobs[number]
+                partial = resume if resume is not None and number == resume.job and resume.count else None
+                ran = _run_job(
                     video,
                     job,
                     ref,
@@ -422,9 +468,15 @@ def run_task(
                     limits=limits,
                     outcome=outcome,
                     progress=progress,
-                    part=part,
+                    part=(number, len(task.jobs)),
                     budget=budget,
+                    resume=partial,
+                    stop=stop,
                 )
+                if isinstance(ran, Position):
+                    outcome.stopped = dataclasses.replace(ran, counts=tuple(counts))
+                    return outcome
+                counts.append(ran)
     except (av.error.FFmpegError, OSError) as exc:
         raise UndecodableMedia(f"media could not be decoded: {exc}") from exc
     if progress:
@@ -443,21 +495,35 @@ def _run_job(
     progress: Progress | None,
     part: tuple[int, int],
     budget: FrameBudget,
-) -> None:
+    resume: Position | None = None,
+    stop: _Stop | None = None,
+) -> int | Position:
     """Run one job, appending its outputs and warnings to ``outcome``; ``part`` is (job, of jobs).
 
     The job writes at most what ``budget`` allows it; a job without ``num`` that finds the task's
-    frames used up by earlier jobs is skipped (or cut short) with a warning, not failed.
+    frames used up by earlier jobs is skipped (or cut short) with a warning, not failed. Returns
+    the frames the job wrote, or where it stopped when ``stop`` said so (then the job's warnings
+    are taken back out of ``outcome``: the attempt that resumes it gives them again). ``resume``:
+    the job's own frames written by earlier attempts.
     """
     asked = job.selection.num
     allowed = budget.start(asked)
     name = f"job {part[0] + 1} of {part[1]}" if part[1] > 1 else "the job"
     if allowed <= 0:
         outcome.warnings.append(budget.exhausted_warning(name, skipped=True))
-        return
+        return 0
+    done = resume.count if resume is not None else 0
+    budget.spend(done)
+    warned = len(outcome.warnings)
+    stoppable = stop is not None and not _composes(job)
     geometries: dict[tuple[int, int], tuple[Geometry, Geometry | None]] = {}
     duration = video.duration_ms or Fraction(1)
-    writer = JobWriter(job, ref, sink, outcome)
+    writer = JobWriter(job, ref, sink, outcome, done=done)
+    last: list[Picked] = []  # the last frame written (its pts and time say where a stop was)
+
+    def stopping() -> bool:
+        return stoppable and stop is not None and stop.now()
+
     # Converting and encoding a frame runs on a second thread while the next frame decodes
     # (swscale and Pillow's encoders release the GIL). Outputs are still written in order, on this
     # thread, and a failure surfaces where it did when everything ran in turn: frames before it are
@@ -467,23 +533,28 @@ def _run_job(
     def write_oldest() -> None:
         future, picked = pending.popleft()
         writer.add(future.result(), picked.time_ms)
+        last[:] = [picked]
+        if stop is not None:
+            stop.progressed = True
         if progress:
             done = min(Fraction(1), max(Fraction(0), picked.time_ms / duration))
             progress(float((part[0] + done) / part[1]))
 
     from concurrent.futures import ThreadPoolExecutor  # bulk path only
 
-    from vidsnap.core.select import select_frames  # bulk path only
+    from vidsnap.core.select import After, select_frames  # bulk path only
 
     # A job without num may see one frame past its allowance: that frame is what tells "cut short"
     # (warned here, the one warning about the limit) from "ended exactly at the limit" (no
     # warning). Jobs with num stop at num (select caps them; num fits the budget).
+    after = After(resume.count, resume.pts, resume.time_ms) if resume and resume.pts is not None else None
     frames = select_frames(
         video,
         job.selection,
         max_frames=limits.max_frames if asked > 0 else allowed + 1,
         warnings=outcome.warnings,
         decoders=limits.decoders,
+        after=after,
     )
     # Closed on the way out, whatever happens: decoders running ahead on other threads
     # (vidsnap.core.parallel) stop before the caller closes the video they read.
@@ -491,7 +562,7 @@ def _run_job(
         contextlib.closing(frames),
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidsnap-render") as pool,
     ):
-        while True:
+        while not (stopped := stopping()):
             try:
                 picked = next(frames, None)
                 if picked is None:
@@ -516,9 +587,12 @@ def _run_job(
         while pending:
             write_oldest()
     count = writer.count
+    if stopped:
+        del outcome.warnings[warned:]
+        return _stopped_at(part[0], count, last, resume)
     if count == 0:
         _no_frames(job, video, outcome)
-        return
+        return 0
     writer.finish(video.duration_ms)
     template = job.output.key_template
     if job.save_frames and count > 1 and frames_overwrite(template):
@@ -526,6 +600,14 @@ def _run_job(
             f"key template {template!r} has no index variable: each of the {count} frames was written "
             "to the same key, so only the last one remains"
         )
+    return count
+
+
+def _stopped_at(job: int, count: int, last: list[Picked], resume: Position | None) -> Position:
+    """Where job ``job`` stopped: after ``last`` (the frame written last), else where it resumed."""
+    if last:
+        return Position(job, count=count, pts=last[0].pts, time_ms=last[0].time_ms)
+    return resume if resume is not None else Position(job)
 
 
 def _job_geometries(

@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_DHASH_INTERVAL_MS",
     "POSTER_CANDIDATES",
     "POSTER_WINDOW_MS",
+    "After",
     "dhash",
     "first_unblack",
     "poster_frame",
@@ -117,6 +118,23 @@ def _ms(t: Fraction) -> str:
     return str(int(t)) if t.denominator == 1 else f"{float(t):.3f}"
 
 
+@dataclass(frozen=True)
+class After:
+    """Where an earlier attempt at a job stopped: it wrote ``count`` frames, the last one ``pts`` at
+    ``time_ms``. A selection resumed there yields what a single pass would yield after that frame."""
+
+    count: int
+    pts: int
+    time_ms: Fraction
+
+
+def _after(picks: Iterator[Picked], after: After | None) -> Iterator[Picked]:
+    """The frames after ``after`` (all of them when None)."""
+    if after is None:
+        return picks
+    return (p for p in picks if p.pts > after.pts)
+
+
 def _dedupe(picks: Iterable[Picked]) -> Iterator[Picked]:
     last: int | None = None
     for p in picks:
@@ -153,15 +171,20 @@ class _Steps:
         return self.start + (count - 1) * self.step if count > self.i else None
 
 
-def _limited(picks: Iterator[Picked], num: int, max_frames: int, warnings: list[str]) -> Iterator[Picked]:
+def _limited(
+    picks: Iterator[Picked], num: int, max_frames: int, warnings: list[str], done: int = 0
+) -> Iterator[Picked]:
     """At most ``num`` (0: ``max_frames``) frames; warn when ``max_frames`` cut the selection short.
 
     Once ``num`` frames are out, the next one is not even asked for (it would cost a decode, and
     the selection's end is no news); only ``max_frames`` needs one more to tell whether it cut.
+    ``done``: frames an earlier attempt already took (a resumed selection counts on from there).
     """
     cap = min(num, max_frames) if num > 0 else max_frames
     capped_by_limit = num == 0 or num > max_frames
-    for count, p in enumerate(picks, start=1):
+    if done >= cap and not capped_by_limit:
+        return
+    for count, p in enumerate(picks, start=done + 1):
         if count > cap:
             warnings.append(
                 f"stopped at the frame limit of {max_frames} frames (MAX_FRAMES); "
@@ -173,35 +196,42 @@ def _limited(picks: Iterator[Picked], num: int, max_frames: int, warnings: list[
             return
 
 
-def _every(video: Video, sel: Selection) -> Iterator[Picked]:
+def _every(video: Video, sel: Selection, start: Fraction) -> Iterator[Picked]:
     if sel.exact:
-        yield from video.every_frame(sel.start_ms)
+        yield from video.every_frame(start)
         return
     # Every frame, as keyframes: the keyframe shown at ss, then every later keyframe.
-    first = video.frame_at(sel.start_ms, exact=False)
+    first = video.frame_at(start, exact=False)
     yield first
-    for p in video.keyframes(sel.start_ms):
+    for p in video.keyframes(start):
         if p.pts > first.pts:
             yield p
 
 
-def _inter(video: Video, sel: Selection, decoders: int | None, warnings: list[str]) -> Iterator[Picked]:
+def _inter(
+    video: Video, sel: Selection, decoders: int | None, warnings: list[str], start: Fraction
+) -> Iterator[Picked]:
     step = sel.interval_ms
     interval = video.frame_interval_ms
     if step <= 0 or (interval is not None and step < interval):
-        yield from _every(video, sel)
+        yield from _every(video, sel, start)
         return
     times = _Steps(sel.start_ms, step, video.duration_ms)
+    # Resumed: a planned time before the last frame written shows a frame at or before it.
+    times.skip_to(start)
     for _, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
         yield p
 
 
-def _avg(video: Video, sel: Selection, decoders: int | None, warnings: list[str]) -> Iterator[Picked]:
+def _avg(
+    video: Video, sel: Selection, decoders: int | None, warnings: list[str], start: Fraction
+) -> Iterator[Picked]:
     n = sel.num or DEFAULT_AVG_NUM
     span = max(Fraction(0), video.duration_ms - sel.start_ms)
     # Lazy like the others: n is at most MAX_FRAMES (the engine rejects more), but nothing is
     # planned ahead of what the decoders need.
-    times = (sel.start_ms + i * span / n for i in range(n))
+    planned = (sel.start_ms + i * span / n for i in range(n))
+    times = (t for t in planned if t >= start)
     for _, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
         yield p
 
@@ -277,28 +307,58 @@ def _planned(
 
 
 def _dhash_samples(
-    video: Video, sel: Selection, decoders: int | None, warnings: list[str]
+    video: Video, sel: Selection, decoders: int | None, warnings: list[str], start: Fraction | None = None
 ) -> Iterator[tuple[Fraction, Picked, Fraction]]:
-    """(planned time, picked frame, score) for every sample."""
+    """(planned time, picked frame, score) for every sample (``start``: from the sample before
+    ``start``, which is measured for the next one's score but not yielded)."""
     step = sel.interval_ms if sel.interval_ms > 0 else DEFAULT_DHASH_INTERVAL_MS
     times = _Steps(sel.start_ms, step, video.duration_ms)
+    warm_up = False
+    if start is not None:
+        times.skip_to(start)
+        warm_up = times.i > 0
+        times.i = max(0, times.i - 1)  # the sample before: its hash scores the next one
     prev: int | None = None
     for t, p in _planned(video, times, exact=sel.exact, decoders=decoders, warnings=warnings):
         h = dhash(p.frame)
-        yield t, p, _score(prev, h)
+        if not warm_up:
+            yield t, p, _score(prev, h)
+        warm_up = False
         prev = h
 
 
-def _dhash(
-    video: Video, sel: Selection, max_frames: int, warnings: list[str], decoders: int | None
+def _dhash(  # noqa: PLR0913
+    video: Video,
+    sel: Selection,
+    max_frames: int,
+    warnings: list[str],
+    decoders: int | None,
+    *,
+    after: After | None,
 ) -> Iterator[Picked]:
     thr = Fraction(sel.threshold)
     if sel.num <= 0:
-        # No ranking: events stream out as they are found; nothing is held.
-        events = (p for _, p, score in _dhash_samples(video, sel, decoders, warnings) if score > thr)
-        yield from _limited(_dedupe(events), 0, max_frames, warnings)
+        # No ranking: events stream out as they are found; nothing is held. Resumed: from the
+        # sample before the last frame written (its hash scores the next sample, as in one pass).
+        start = after.time_ms if after is not None else None
+        samples = _dhash_samples(video, sel, decoders, warnings, start)
+        events = (p for _, p, score in samples if score > thr)
+        done = after.count if after is not None else 0
+        yield from _limited(_after(_dedupe(events), after), 0, max_frames, warnings, done)
         return
-    num = min(sel.num, max_frames)
+    # Ranked: every sample is measured again (the ranking needs them all); only the winners after
+    # the last frame written are handed out.
+    yield from _after(
+        _dhash_ranked(video, sel, num_cap=min(sel.num, max_frames), warnings=warnings, decoders=decoders),
+        after,
+    )
+
+
+def _dhash_ranked(
+    video: Video, sel: Selection, *, num_cap: int, warnings: list[str], decoders: int | None
+) -> Iterator[Picked]:
+    thr = Fraction(sel.threshold)
+    num = num_cap
     frame_bytes = max(1, video.coded_width * video.coded_height * 3 // 2)
     keep_frames = num * frame_bytes <= _DHASH_KEEP_BYTES
     # Min-heap of the best `num`: the root is the weakest (lowest score; on ties the later one).
@@ -570,17 +630,35 @@ def _scene_times(video: Video, sel: Selection, decoders: int | None, warnings: l
     return chosen
 
 
-def _scene(
-    video: Video, sel: Selection, max_frames: int, warnings: list[str], decoders: int | None
+def _scene(  # noqa: PLR0913
+    video: Video,
+    sel: Selection,
+    max_frames: int,
+    warnings: list[str],
+    decoders: int | None,
+    *,
+    after: After | None,
 ) -> Iterator[Picked]:
-    """One frame per shot (README: Request languages, ``m_scene``); see :mod:`vidsnap.core.scene`."""
+    """One frame per shot (README: Request languages, ``m_scene``); see :mod:`vidsnap.core.scene`.
+
+    Resumed, the shots are found again (they depend on every sample); only frames after the last
+    one written are decoded and handed out."""
     times = _scene_times(video, sel, decoders, warnings)
+    if after is not None:
+        times = [t for t in times if t > after.time_ms]
     picks = frames_at(video, times, exact=True, decoders=decoders)
-    yield from _limited(_dedupe(picks), sel.num, max_frames, warnings)
+    done = after.count if after is not None else 0
+    yield from _limited(_after(_dedupe(picks), after), sel.num, max_frames, warnings, done)
 
 
-def select_frames(
-    video: Video, sel: Selection, *, max_frames: int, warnings: list[str], decoders: int | None = None
+def select_frames(  # noqa: PLR0913
+    video: Video,
+    sel: Selection,
+    *,
+    max_frames: int,
+    warnings: list[str],
+    decoders: int | None = None,
+    after: After | None = None,
 ) -> Generator[Picked, None, None]:
     """The frames a selection asks for (README: Request languages), lazily, in presentation order.
 
@@ -588,26 +666,35 @@ def select_frames(
     the video's duration, over which times are planned, may be short (``Video.duration_note``).
     ``decoders`` caps the decoders serving planned times at once (see :mod:`vidsnap.core.parallel`).
     An attached picture (cover art) is the one frame of any selection.
+
+    ``after``: resume where an earlier attempt stopped; the frames a single pass yields after that
+    one, counted on from it (``num`` and ``max_frames`` include the frames done). Planned times
+    before it are not decoded (``inter``, ``key``, ``avg``, unranked ``dhash``: the last frame
+    written, or for dhash the sample before it, is decoded once more); ranked ``dhash`` and ``scene``
+    measure every sample again but decode no earlier winner.
     """
     if video.is_cover_art:
-        yield video.frame_at(0)
+        if after is None:
+            yield video.frame_at(0)
         return
     if video.duration_note and sel.mode in ("inter", "avg", "dhash", "scene"):
         # These plan their times over the duration: say why a result may stop early.
         warnings.append(f"{video.duration_note}: the selection may end before the video does")
     if sel.mode == "dhash":
-        yield from _dhash(video, sel, max_frames, warnings, decoders)
+        yield from _dhash(video, sel, max_frames, warnings, decoders, after=after)
         return
     if sel.mode == "scene":
-        yield from _scene(video, sel, max_frames, warnings, decoders)
+        yield from _scene(video, sel, max_frames, warnings, decoders, after=after)
         return
+    start = sel.start_ms if after is None else after.time_ms
     picks: Iterator[Picked]
     if sel.mode == "key":
-        picks = video.keyframes(sel.start_ms)
+        picks = video.keyframes(start)
     elif sel.mode == "avg":
-        picks = _avg(video, sel, decoders, warnings)
+        picks = _avg(video, sel, decoders, warnings, start)
     else:
-        picks = _inter(video, sel, decoders, warnings)
-    if sel.first is not None:
+        picks = _inter(video, sel, decoders, warnings, start)
+    if sel.first is not None and after is None:  # resumed: the chosen first frame is written
         picks = _with_first(video, sel, sel.first, picks)
-    yield from _limited(_dedupe(picks), sel.num, max_frames, warnings)
+    done = after.count if after is not None else 0
+    yield from _limited(_after(_dedupe(picks), after), sel.num, max_frames, warnings, done)

@@ -40,6 +40,7 @@ __all__ = [
     "JobWriter",
     "Outcome",
     "Output",
+    "Position",
     "RenderedFrame",
     "Sink",
     "render_frame",
@@ -87,13 +88,36 @@ class Composition:
     frame_ms: Fraction | None = None
 
 
+@dataclass(frozen=True)
+class Position:
+    """How far a task got when an attempt stopped early (docs/LONG_TASKS.md), and where the next
+    attempt resumes.
+
+    Jobs before ``job`` are finished; ``counts`` says how many frames each of them wrote (tiles and
+    animation frames included: they count against ``MAX_FRAMES``). Job ``job`` has written
+    ``count`` frames (indexes 1..count), the last one ``pts`` at ``time_ms``; ``count`` 0: it has
+    not started.
+    """
+
+    job: int
+    counts: tuple[int, ...] = ()
+    count: int = 0
+    pts: int | None = None
+    time_ms: Fraction = Fraction(0)
+
+
 @dataclass
 class Outcome:
-    """What a task produced: its single images and compositions in order, and warnings."""
+    """What a task produced: its single images and compositions in order, and warnings.
+
+    ``stopped``: the attempt stopped early (it was asked to, between frames) and this is where; the
+    outcome then holds what this attempt wrote and the warnings of the jobs it finished.
+    """
 
     outputs: list[Output] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     compositions: list[Composition] = field(default_factory=list)
+    stopped: Position | None = None
 
     @property
     def sheets(self) -> int:
@@ -132,12 +156,16 @@ def render_frame(
 class JobWriter:
     """Writes one job's outputs to ``sink`` as rendered frames arrive (see the module docstring)."""
 
-    def __init__(self, job: SnapshotJob, ref: SourceRef, sink: Sink, outcome: Outcome) -> None:
+    def __init__(
+        self, job: SnapshotJob, ref: SourceRef, sink: Sink, outcome: Outcome, *, done: int = 0
+    ) -> None:
+        # done: frames an earlier attempt wrote (only for jobs without compositions, which are
+        # never resumed half-way): the next frame is {index} done + 1.
         self.job = job
         self.ref = ref
         self.sink = sink
         self.outcome = outcome
-        self.count = 0
+        self.count = done
         self.times: list[Fraction] = []
         self.image_keys: list[str] = []
         self.tiles: list[Tile] = []
