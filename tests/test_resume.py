@@ -403,3 +403,63 @@ def test_a_job_with_compositions_resumes_from_its_start(aws: Any) -> None:
     assert comparable(message) == comparable(one)
     assert stored(clients) == one_objects
     assert sorted(sink.puts) == sorted(one_puts)
+
+
+def test_a_message_out_of_time_is_handed_back_in_seconds(aws: Any) -> None:
+    """The worker makes the message of a task that ran out of time visible again in seconds (not at
+    the queue's visibility timeout), so the next invocation resumes it now."""
+    import json
+
+    from vidsnap.aws.worker import RESUME_DELAY_S, OutOfTime
+
+    clients, settings, _ = aws
+    tasks = clients.sqs.create_queue(QueueName="tasks", Attributes={"VisibilityTimeout": "5400"})["QueueUrl"]
+    arn = clients.sqs.get_queue_attributes(QueueUrl=tasks, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    clients.sqs.send_message(QueueUrl=tasks, MessageBody=json.dumps(WORKER_TASK))
+    (message,) = clients.sqs.receive_message(QueueUrl=tasks)["Messages"]
+    worker, _ = worker_of(clients, settings)
+    with pytest.raises(OutOfTime):
+        worker.handle_task_message(message["Body"], "req-1", time_left=Invocation(2))
+    assert worker.hand_back(arn, message["ReceiptHandle"], delay_s=0)
+    (again,) = clients.sqs.receive_message(QueueUrl=tasks)["Messages"]  # at once, not in 90 minutes
+    assert again["Body"] == message["Body"]
+    assert RESUME_DELAY_S <= 10
+    assert not worker.hand_back("arn:aws:sns:us-east-1:123456789012:topic", "x")  # not a queue: no-op
+
+
+def test_the_handler_hands_an_out_of_time_message_back(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, load_function: Any, lambda_context: Any
+) -> None:
+    from vidsnap.aws import worker as worker_module
+
+    handed: list[tuple[str, str]] = []
+    monkeypatch.setattr(worker_module.Worker, "handle_message", _out_of_time)
+
+    def hand_back(_self: Any, arn: str, receipt: str, **_: Any) -> bool:
+        handed.append((arn, receipt))
+        return True
+
+    monkeypatch.setattr(worker_module.Worker, "hand_back", hand_back)
+    app = load_function("async_snapshots")
+    record = {
+        "messageId": "m-1",
+        "receiptHandle": "rh-1",
+        "body": "{}",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:tasks",
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "awsRegion": "us-east-1",
+    }
+    response = app.handler({"Records": [record]}, lambda_context("vidsnap-AsyncSnapshotsFunction"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert handed == [("arn:aws:sqs:us-east-1:123456789012:tasks", "rh-1")]
+
+
+def _out_of_time(self: Any, body: str, request_id: str, **_: Any) -> Any:
+    from vidsnap.aws.worker import OutOfTime
+
+    raise OutOfTime("out of time; progress saved")

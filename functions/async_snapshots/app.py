@@ -20,7 +20,7 @@ from vidsnap.aws.clients import Clients, account_from_arn
 from vidsnap.aws.events import uploads_from_event
 from vidsnap.aws.observe import MetricUnit, logger, metrics
 from vidsnap.aws.settings import ASYNC_VARIABLES, get_settings
-from vidsnap.aws.worker import Worker
+from vidsnap.aws.worker import OutOfTime, Worker
 from vidsnap.core.lang import parse_process
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -53,7 +53,11 @@ def _record(record: SQSRecord, lambda_context: Any) -> None:
         logger.error("dropping an SQS record without a text body", extra={"message_id": message_id})
         return
     worker = _get_worker(lambda_context)
-    results = worker.handle_message(body, request_id, time_left=_time_left(lambda_context))
+    try:
+        results = worker.handle_message(body, request_id, time_left=_time_left(lambda_context))
+    except OutOfTime:  # progress saved: resume in seconds, not at the visibility timeout
+        worker.hand_back(record.event_source_arn, record.receipt_handle)
+        raise
     metrics.add_metric(name="MessagesHandled", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="TasksHandled", unit=MetricUnit.Count, value=len(results))
 

@@ -338,11 +338,11 @@ class Notifier:
         account, name = self._queue_key(target.target)
         url = self._queue_urls.get((account, name))
         if url is None:
-            url = self._queue_url(target.target, account, name)
+            url = self.queue_url(target.target, account, name)
             self._queue_urls[(account, name)] = url
         return "sqs", url
 
-    def _queue_url(self, target: str, account: str, name: str) -> str:
+    def queue_url(self, target: str, account: str, name: str) -> str:
         """The URL of queue ``name`` of ``account``, built without asking SQS where possible.
 
         A queue URL is the SQS endpoint, the owner's account id and the queue name. Built from the

@@ -106,6 +106,10 @@ class OutOfTime(Throttled):
     code = "OutOfTime"
 
 
+#: Seconds before a message handed back after :class:`OutOfTime` is delivered again.
+RESUME_DELAY_S = 2
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One attempt at a task: what runs on what, for which request, and until when it may hold the task.
@@ -239,6 +243,26 @@ class Worker:
         self.tasks = tasks
 
     # -- entry points -------------------------------------------------------------------------
+
+    def hand_back(self, queue_arn: str, receipt_handle: str, *, delay_s: int = RESUME_DELAY_S) -> bool:
+        """Deliver an SQS message of ``queue_arn`` again in ``delay_s`` seconds (ChangeMessageVisibility).
+
+        After :class:`OutOfTime` the task's progress is saved: the next attempt should resume it now,
+        not after the queue's visibility timeout (an hour and a half). Best effort: False when the
+        ARN is not an SQS queue's or SQS refuses; SQS then redelivers at the timeout as before.
+        """
+        parts = queue_arn.split(":")
+        if len(parts) != 6 or parts[2] != "sqs" or not receipt_handle:
+            return False
+        try:
+            url = self.notifier.queue_url(queue_arn, parts[4], parts[5])
+            self.clients.sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=receipt_handle, VisibilityTimeout=delay_s
+            )
+        except Exception:  # the retry still happens, only later
+            logger.warning("could not hand the message back early", extra={"queue": queue_arn}, exc_info=True)
+            return False
+        return True
 
     def handle_message(
         self, body: str, request_id: str, *, time_left: TimeLeft | None = None
