@@ -98,7 +98,39 @@ def jobs() -> list[Job]:
             "video/snapshots,f_jpg,m_dhash,inter_1000,thr_30",
             1.0,
         ),
+        Job(
+            "storyboard: exact frame every 2 s, 160 px, 10×10 sheets",
+            "long",
+            STORYBOARD_FFMPEG,
+            "video/sprite,inter_2000,w_160,h_90,tw_10,th_10,pad_0,margin_0,f_jpg",
+            0.5,
+        ),
+        Job(
+            "storyboard: keyframe at or before every 2 s (MPS intra)",
+            "long",
+            STORYBOARD_FFMPEG,
+            json.dumps(STORYBOARD_INTRA, separators=(",", ":")),
+            0.5,
+        ),
     ]
+
+
+#: The ffmpeg CLI's storyboard: a frame every 2 s, 160 px wide, 10×10 tiles a sheet.
+STORYBOARD_FFMPEG = ["-i", "{V}", "-vf", "fps=1/2,scale=160:-1,tile=10x10", "{O}/o%03d.jpg"]
+#: The same storyboard as an MPS task with ``FrameType: intra`` (each tile is the keyframe at or
+#: before its time; consecutive times on one keyframe give one tile): a process string has no such
+#: switch. The CLI names the source; ``Input`` is only required by the language.
+STORYBOARD_INTRA: dict[str, Any] = {
+    "Input": {"Object": "video.mp4"},
+    "SnapshotConfig": {
+        "Interval": 2,
+        "Width": 160,
+        "Height": 90,
+        "FrameType": "intra",
+        "TileOut": {"Lines": 10, "Columns": 10, "Padding": 0, "Margin": 0, "IsKeepCellPic": False},
+        "TileOutputFile": {"Object": "storyboard/sheet-{TileCount}.jpg"},
+    },
+}
 
 
 #: The long video is re-encoded at a constant 14 Mbit/s (x264 CBR with filler data), so that the
@@ -489,6 +521,72 @@ def warm_requests(paths: dict[str, Path], ffmpeg_single_s: float) -> list[dict[s
     return rows
 
 
+#: Animated previews: 10 exact frames 30 s apart, 320 px wide, shown 0.5 s each.
+ANIMATION = "video/animation,inter_30000,num_10,w_320,fps_2,f_{fmt}"
+
+
+def animation_sizes(paths: dict[str, Path], runs: int, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Size (and time) of the same 10-frame animated preview as GIF and as WebP."""
+    rows = []
+    for fmt in ("gif", "webp"):
+        times: list[float] = []
+        size = 0
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as out:
+                cmd = [sys.executable, "-m", "vidsnap", "run", str(paths["long"]), ANIMATION.format(fmt=fmt)]
+                elapsed, _ = timed([*cmd, "--out", out, "--no-progress"], env)
+                files = list(Path(out).rglob(f"*.{fmt}"))
+                if len(files) != 1:
+                    raise RuntimeError(f"expected one .{fmt} animation, found {files}")
+                size = files[0].stat().st_size
+                times.append(elapsed)
+        rows.append(dict(format=fmt, size_kb=size / 1000, times_s=times))
+        print(
+            f"  animation {fmt}: {size / 1000:.0f} kB, {' / '.join(f'{t:.2f}' for t in times)} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return rows
+
+
+def compositions(paths: dict[str, Path], runs: int) -> dict[str, Any]:
+    """The composition extras: a 2-hour storyboard's peak memory and animated preview sizes."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import storyboard_memory
+
+    env = installed_like_env()
+    return dict(
+        memory=storyboard_memory.measure(timed, env, runs=runs),
+        animations=animation_sizes(paths, runs, env),
+    )
+
+
+def compositions_table(extra: dict[str, Any], long_name: str) -> str:
+    """The markdown of the composition extras."""
+    m = extra["memory"]
+    mark = "✅" if m["peak_mb"] <= m["goal_mb"] else "❌"
+    lines = [
+        "| storyboard of a 2-hour video | tiles | sheets | time (s), each run | peak RSS (MB), each run "
+        "| goal |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| {m['video']} ({m['size_mb']:.0f} MB), one tile every 2 s, 160×90, 10×10 | {m['tiles']} "
+        f"| {m['sheets']} | {' / '.join(f'{t:.1f}' for t in m['times_s'])} "
+        f"| {' / '.join(f'{p:.0f}' for p in m['peaks_mb'])} {mark} | ≤ {m['goal_mb']} |",
+        "",
+        "The same process stopped after its first sheet (`num_100`) peaks at "
+        f"{m['one_sheet_peak_mb']:.0f} MB.",
+        "",
+        f"| animated preview of {long_name}: `{ANIMATION.format(fmt='…')}` | size (kB) "
+        "| time (s), each run |",
+        "|---|---:|---:|",
+    ]
+    for a in extra["animations"]:
+        lines.append(
+            f"| {a['format'].upper()} | {a['size_kb']:.0f} | {' / '.join(f'{t:.2f}' for t in a['times_s'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def machine() -> str:
     """One line naming the machine and the versions compared."""
     import av
@@ -572,6 +670,15 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the raw numbers here")
     parser.add_argument("--media-only", action="store_true", help="only synthesise the media")
+    parser.add_argument(
+        "--compositions",
+        action="store_true",
+        help="only the composition rows: storyboards, a 2-hour storyboard's memory, animation sizes "
+        "(written to results-compositions.md)",
+    )
+    parser.add_argument(
+        "--no-compositions", action="store_true", help="skip the 2-hour storyboard and the animations"
+    )
     parser.add_argument("--job", help="only the jobs whose name contains this (results.md is not written)")
     parser.add_argument(
         "--decoders",
@@ -589,16 +696,22 @@ def main() -> int:
     paths = make_media(args.quick)
     header = machine()
     print(f"benchmark on {header}", file=sys.stderr)
-    rows = run_jobs(
-        paths, args.runs, only=1 if args.warm_only else None, match=args.job, decoders=args.decoders
-    )
-    warm = [] if args.no_warm else warm_requests(paths, rows[0]["ffmpeg_s"])
+    match = "storyboard" if args.compositions else args.job
+    rows = run_jobs(paths, args.runs, only=1 if args.warm_only else None, match=match, decoders=args.decoders)
+    warm = [] if args.no_warm or args.compositions else warm_requests(paths, rows[0]["ffmpeg_s"])
     out = table(rows, warm, header)
+    extra: dict[str, Any] = {}
+    if not (args.no_compositions or args.warm_only or args.job):
+        extra = compositions(paths, 1 if args.quick else 2)  # each measured twice: noisy cores
+        out += "\n" + compositions_table(extra, paths["long"].name)
     print(out)
+    suffix = "-compositions" if args.compositions else ""
     if not args.warm_only and not args.job and not args.decoders:
-        (ROOT / "bench" / ("results-quick.md" if args.quick else "results.md")).write_text(out)
+        name = f"results{suffix}{'-quick' if args.quick else ''}.md"
+        (ROOT / "bench" / name).write_text(out)
     if args.json:
-        args.json.write_text(json.dumps({"machine": header, "jobs": rows, "warm": warm}, indent=2))
+        raw = {"machine": header, "jobs": rows, "warm": warm, "compositions": extra}
+        args.json.write_text(json.dumps(raw, indent=2))
     return 0
 
 
