@@ -359,10 +359,14 @@ def run_jobs(
             peak_mb=rss / 1024,
             startup_s=floor,
             startup_ratio=floor / ff,
+            ffmpeg_runs=times["ffmpeg"],
+            vidsnap_runs=times["vidsnap"],
         )
         print(
             f"  {job.name:28s} ffmpeg {ff:7.2f} s  vidsnap {vs:7.2f} s  "
-            f"ratio {vs / ff:5.2f} (goal ≤ {job.goal})",
+            f"ratio {vs / ff:5.2f} (goal ≤ {job.goal}); runs: ffmpeg "
+            f"{' / '.join(f'{t:.2f}' for t in times['ffmpeg'])}, vidsnap "
+            f"{' / '.join(f'{t:.2f}' for t in times['vidsnap'])}",
             file=sys.stderr,
             flush=True,
         )
@@ -521,32 +525,40 @@ def warm_requests(paths: dict[str, Path], ffmpeg_single_s: float) -> list[dict[s
     return rows
 
 
-#: Animated previews: 10 exact frames 30 s apart, 320 px wide, shown 0.5 s each.
-ANIMATION = "video/animation,inter_30000,num_10,w_320,fps_2,f_{fmt}"
+#: Animated previews: 10 exact frames ``inter`` ms apart, 320 px wide, shown 0.5 s each.
+ANIMATION = "video/animation,inter_{inter},num_10,w_320,fps_2,f_{fmt}"
+#: The media of the animations and the time between their frames (ms): the 10-minute video (a
+#: smooth synthetic picture) and the 60 s clip with film grain (closer to camera footage).
+ANIMATION_MEDIA = {"long": 30_000, "short_grain": 6_000}
 
 
 def animation_sizes(paths: dict[str, Path], runs: int, env: dict[str, str]) -> list[dict[str, Any]]:
-    """Size (and time) of the same 10-frame animated preview as GIF and as WebP."""
+    """Size (and time) of the same 10-frame animated previews as GIF and as WebP."""
     rows = []
-    for fmt in ("gif", "webp"):
-        times: list[float] = []
-        size = 0
-        for _ in range(runs):
-            with tempfile.TemporaryDirectory() as out:
-                cmd = [sys.executable, "-m", "vidsnap", "run", str(paths["long"]), ANIMATION.format(fmt=fmt)]
-                elapsed, _ = timed([*cmd, "--out", out, "--no-progress"], env)
-                files = list(Path(out).rglob(f"*.{fmt}"))
-                if len(files) != 1:
-                    raise RuntimeError(f"expected one .{fmt} animation, found {files}")
-                size = files[0].stat().st_size
-                times.append(elapsed)
-        rows.append(dict(format=fmt, size_kb=size / 1000, times_s=times))
-        print(
-            f"  animation {fmt}: {size / 1000:.0f} kB, {' / '.join(f'{t:.2f}' for t in times)} s",
-            file=sys.stderr,
-            flush=True,
-        )
+    for media, inter in ANIMATION_MEDIA.items():
+        for fmt in ("gif", "webp"):
+            rows.append(_animation(paths[media], ANIMATION.format(inter=inter, fmt=fmt), fmt, runs, env))
     return rows
+
+
+def _animation(video: Path, process: str, fmt: str, runs: int, env: dict[str, str]) -> dict[str, Any]:
+    times: list[float] = []
+    size = 0
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, "-m", "vidsnap", "run", str(video), process, "--no-progress"]
+            elapsed, _ = timed([*cmd, "--out", out], env)
+            files = list(Path(out).rglob(f"*.{fmt}"))
+            if len(files) != 1:
+                raise RuntimeError(f"expected one .{fmt} animation, found {files}")
+            size = files[0].stat().st_size
+            times.append(elapsed)
+    print(
+        f"  animation {video.name} {fmt}: {size / 1000:.0f} kB, {' / '.join(f'{t:.2f}' for t in times)} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return dict(video=video.name, process=process, format=fmt, size_kb=size / 1000, times_s=times)
 
 
 def compositions(paths: dict[str, Path], runs: int) -> dict[str, Any]:
@@ -561,7 +573,7 @@ def compositions(paths: dict[str, Path], runs: int) -> dict[str, Any]:
     )
 
 
-def compositions_table(extra: dict[str, Any], long_name: str) -> str:
+def compositions_table(extra: dict[str, Any]) -> str:
     """The markdown of the composition extras."""
     m = extra["memory"]
     mark = "✅" if m["peak_mb"] <= m["goal_mb"] else "❌"
@@ -576,13 +588,13 @@ def compositions_table(extra: dict[str, Any], long_name: str) -> str:
         "The same process stopped after its first sheet (`num_100`) peaks at "
         f"{m['one_sheet_peak_mb']:.0f} MB.",
         "",
-        f"| animated preview of {long_name}: `{ANIMATION.format(fmt='…')}` | size (kB) "
-        "| time (s), each run |",
-        "|---|---:|---:|",
+        "| animated preview: 10 frames, 320 px wide | video | size (kB) | time (s), each run |",
+        "|---|---|---:|---:|",
     ]
     for a in extra["animations"]:
         lines.append(
-            f"| {a['format'].upper()} | {a['size_kb']:.0f} | {' / '.join(f'{t:.2f}' for t in a['times_s'])} |"
+            f"| `{a['process']}` | {a['video']} | {a['size_kb']:.0f} "
+            f"| {' / '.join(f'{t:.2f}' for t in a['times_s'])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -703,7 +715,7 @@ def main() -> int:
     extra: dict[str, Any] = {}
     if not (args.no_compositions or args.warm_only or args.job):
         extra = compositions(paths, 1 if args.quick else 2)  # each measured twice: noisy cores
-        out += "\n" + compositions_table(extra, paths["long"].name)
+        out += "\n" + compositions_table(extra)
     print(out)
     suffix = "-compositions" if args.compositions else ""
     if not args.warm_only and not args.job and not args.decoders:
