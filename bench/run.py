@@ -246,6 +246,7 @@ for line in sys.stdin:
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     answer = {"elapsed": elapsed, "maxrss_kib": usage.ru_maxrss, "rc": os.waitstatus_to_exitcode(status),
+              "cpu": usage.ru_utime + usage.ru_stime,
               "err": err.decode(errors="replace")[-2000:]}
     print(json.dumps(answer), flush=True)
 """
@@ -261,6 +262,8 @@ class Spawner:
     """
 
     def __init__(self) -> None:
+        #: CPU seconds (user + system) of the last process: steadier than wall time on shared cores.
+        self.last_cpu_s = 0.0
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _SPAWNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -274,6 +277,7 @@ class Spawner:
         answer = json.loads(self.proc.stdout.readline())
         if answer["rc"] != 0:
             raise RuntimeError(f"{cmd[0]} failed ({answer['rc']}): {answer['err']}")
+        self.last_cpu_s = float(answer["cpu"])
         return float(answer["elapsed"]), int(answer["maxrss_kib"])
 
     def close(self) -> None:
@@ -338,6 +342,7 @@ def run_jobs(
             continue
         video = str(paths[job.media])
         times: dict[str, list[float]] = {"ffmpeg": [], "vidsnap": []}
+        cpu: dict[str, list[float]] = {"ffmpeg": [], "vidsnap": []}
         rss = 0
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as out:
@@ -345,9 +350,11 @@ def run_jobs(
                 times["ffmpeg"].append(
                     timed(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args])[0]
                 )
+                cpu["ffmpeg"].append(_the_spawner().last_cpu_s)
             with tempfile.TemporaryDirectory() as out:
                 elapsed, peak = timed([*vidsnap, video, job.process, "--out", out, *options], env)
                 times["vidsnap"].append(elapsed)
+                cpu["vidsnap"].append(_the_spawner().last_cpu_s)
                 rss = max(rss, peak)
         ff, vs = statistics.median(times["ffmpeg"]), statistics.median(times["vidsnap"])
         row = dict(
@@ -361,12 +368,16 @@ def run_jobs(
             startup_ratio=floor / ff,
             ffmpeg_runs=times["ffmpeg"],
             vidsnap_runs=times["vidsnap"],
+            ffmpeg_cpu_s=cpu["ffmpeg"],
+            vidsnap_cpu_s=cpu["vidsnap"],
         )
         print(
             f"  {job.name:28s} ffmpeg {ff:7.2f} s  vidsnap {vs:7.2f} s  "
             f"ratio {vs / ff:5.2f} (goal ≤ {job.goal}); runs: ffmpeg "
             f"{' / '.join(f'{t:.2f}' for t in times['ffmpeg'])}, vidsnap "
-            f"{' / '.join(f'{t:.2f}' for t in times['vidsnap'])}",
+            f"{' / '.join(f'{t:.2f}' for t in times['vidsnap'])}; CPU s: ffmpeg "
+            f"{' / '.join(f'{t:.1f}' for t in cpu['ffmpeg'])}, vidsnap "
+            f"{' / '.join(f'{t:.1f}' for t in cpu['vidsnap'])}",
             file=sys.stderr,
             flush=True,
         )
@@ -627,21 +638,23 @@ def table(rows: list[dict[str, Any]], warm: list[dict[str, Any]], header: str) -
         f"Measured {header}.",
         "",
         "| job | ffmpeg CLI (s) | vidsnap CLI (s) | vidsnap / ffmpeg | goal | peak RSS (MB) "
-        "| start-up alone / ffmpeg |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| start-up alone / ffmpeg | CPU time vidsnap / ffmpeg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         mark = "✅" if r["ratio"] <= r["goal"] else "❌"
         lines.append(
             f"| {r['job']} | {r['ffmpeg_s']:.2f} | {r['vidsnap_s']:.2f} | {r['ratio']:.3f} {mark} "
-            f"| ≤ {r['goal']} | {r['peak_mb']:.0f} | {r['startup_ratio']:.3f} |"
+            f"| ≤ {r['goal']} | {r['peak_mb']:.0f} | {r['startup_ratio']:.3f} "
+            f"| {statistics.median(r['vidsnap_cpu_s']) / statistics.median(r['ffmpeg_cpu_s']):.3f} |"
         )
     if rows:
         lines += [
             "",
             f"Start-up alone: a Python process that only imports what a vidsnap task needs "
             f"(`{STARTUP_IMPORTS}`) takes {rows[0]['startup_s']:.3f} s here (median); no job can take "
-            "less, whatever it decodes.",
+            "less, whatever it decodes. CPU time: user + system seconds of each process (medians), "
+            "steadier than wall time on shared cores; ffmpeg decodes on every core.",
         ]
     if warm:
         lines += [
