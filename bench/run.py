@@ -112,6 +112,13 @@ def jobs() -> list[Job]:
             json.dumps(STORYBOARD_INTRA, separators=(",", ":")),
             0.5,
         ),
+        Job(
+            "storyboard from keyframes, like for like: ffmpeg -skip_frame nokey (extra)",
+            "long",
+            ["-skip_frame", "nokey", *STORYBOARD_FFMPEG],
+            json.dumps(STORYBOARD_INTRA, separators=(",", ":")),
+            1.0,
+        ),
     ]
 
 
