@@ -2,12 +2,17 @@
 
     .venv/bin/python bench/run.py            # full: 10-minute 1080p + 60 s 720p media (synthesised once)
     .venv/bin/python bench/run.py --quick    # smoke run on short media (a minute or two)
+    .venv/bin/python bench/run.py --compositions --runs 2   # storyboards, memory, animations only
 
 Each job runs the ffmpeg CLI and the vidsnap CLI as whole processes (interpreter start included),
 alternating, ``--runs`` times each; the table shows the medians and vidsnap/ffmpeg. A second part
 times a warm in-process request to the object-GET handler against moto's S3 server on 127.0.0.1
 (bytes read from S3 included) and the peak memory of the bulk jobs. Needs ``ffmpeg`` on PATH (Debian:
 ``apt-get install ffmpeg``); the product never does. Timings are reported, never asserted.
+
+Compositions (docs/PERFORMANCE.md, "Compositions"): two storyboard jobs (exact frames, and keyframes
+through an MPS ``FrameType: intra`` task) against ffmpeg's ``fps,scale,tile`` storyboard; the peak
+RSS of a 2-hour storyboard (``bench/storyboard_memory.py``); the sizes of GIF and WebP previews.
 """
 
 from __future__ import annotations
