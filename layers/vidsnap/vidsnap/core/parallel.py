@@ -15,9 +15,9 @@ vCPUs (which give 1.6-1.8× one when both decode): decoding every 10 s of the 60
 film grain 387 → 235 ms, every 60 s of the 10-minute 1080p one 700 → 620 ms; whole jobs: 720p grain
 0.52 → 0.39 s, dhash every 1 s on the 1080p video 20.0 → 16.9 s (docs/PERFORMANCE.md, lever 17).
 
-The work is shared before it starts: longest runs first, each to the worker with the least work so
-far (work estimated from the distance to the run's keyframe); each worker serves its runs in time
-order. Each worker keeps at most ``_AHEAD`` frames ready, which bounds the memory: a decoded
+The work is shared before it starts: the runs in time order, each to the worker with the least
+work so far (work estimated from the distance to the run's keyframe), so the workers advance
+through the video side by side; each worker serves its runs in time order. Each worker keeps at most ``_AHEAD`` frames ready, which bounds the memory: a decoded
 picture per slot, whatever the job's length.
 """
 
@@ -35,8 +35,10 @@ __all__ = ["available_cores", "frames_at"]
 
 #: More decoders than this bring nothing: the caller's conversion and encoding keep a core busy.
 MAX_DECODERS = 4
-#: Frames a worker may hold ready before the caller takes them.
-_AHEAD = 2
+#: Frames a worker may hold ready before the caller takes them: enough for a typical run (a GOP's
+#: planned times), so that a worker finishing a run early goes on instead of waiting for the caller
+#: (storyboard of the 10-minute 1080p video: 15.7 s with 2, 12.5 s with 4; ~10 MB more at 1080p).
+_AHEAD = 4
 #: How often a blocked worker checks whether the caller has gone (seconds).
 _POLL_S = 0.05
 
@@ -77,18 +79,20 @@ class _Pool:
         self.exact = exact
         self.shares: list[list[range]] = [[] for _ in range(workers)]
         self.owner: list[int] = [0] * len(times)
-        # Longest runs first, each to the least loaded worker (LPT); a worker then serves its runs
-        # in time order. Runs of equal cost (the usual case for many) alternate between workers.
+        # Runs in time order, each to the worker with the least work so far: the caller takes the
+        # frames in time order and a worker holds only _AHEAD of them, so the workers must advance
+        # through the video side by side. Longest-first (LPT) balanced the totals as well, but it
+        # gave each worker long stretches of consecutive runs when costs repeat (every GOP alike):
+        # one worker then waited, its queue full, while the other did its stretch, and two
+        # decoders took as long as one (a storyboard of the 10-minute video: 22 s either way).
         costs = [video.run_cost([times[i] for i in run]) for run in runs]
         load = [0] * workers
-        for r in sorted(range(len(runs)), key=lambda r: -costs[r]):
+        for r, run in enumerate(runs):
             w = min(range(workers), key=load.__getitem__)
             load[w] += costs[r]
-            self.shares[w].append(runs[r])
-            for i in runs[r]:
+            self.shares[w].append(run)
+            for i in run:
                 self.owner[i] = w
-        for share in self.shares:
-            share.sort(key=lambda run: run.start)
         self.queues: list[queue.Queue[_Item]] = [queue.Queue(maxsize=_AHEAD) for _ in range(workers)]
         self.stop = threading.Event()
 
