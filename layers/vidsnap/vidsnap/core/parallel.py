@@ -17,8 +17,9 @@ film grain 387 → 235 ms, every 60 s of the 10-minute 1080p one 700 → 620 ms;
 
 The work is shared before it starts: the runs in time order, each to the worker with the least
 work so far (work estimated from the distance to the run's keyframe), so the workers advance
-through the video side by side; each worker serves its runs in time order. Each worker keeps at most ``_AHEAD`` frames ready, which bounds the memory: a decoded
-picture per slot, whatever the job's length.
+through the video side by side; each worker serves its runs in time order. Each worker keeps at
+most ``_AHEAD`` frames ready, which bounds the memory: a decoded picture per slot, whatever the
+job's length.
 """
 
 from __future__ import annotations
