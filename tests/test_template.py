@@ -543,6 +543,7 @@ WORKER_GRANTS = {
     ("dynamodb:GetItem", "<TaskTable.Arn>"),
     ("dynamodb:PutItem", "<TaskTable.Arn>"),
     ("dynamodb:UpdateItem", "<TaskTable.Arn>"),
+    ("sqs:ChangeMessageVisibility", "<TaskQueue.Arn>"),  # a task out of time resumes in seconds
 }
 
 
