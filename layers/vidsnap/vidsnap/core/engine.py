@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, BinaryIO
@@ -42,6 +42,8 @@ from vidsnap.core.writer import Sink as Sink  # noqa: PLC0414
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from vidsnap.core.windows import Window
 
 # Imported where used, not here: the one-snapshot path (CLI `run`, function URL) never needs
 # selection or the render thread pool, and every millisecond of import is on its clock.
@@ -484,6 +486,55 @@ def run_task(
     return outcome
 
 
+def run_window(
+    task: Task,
+    source: Source,
+    sink: Sink,
+    window: Window,
+    *,
+    totals: Sequence[int],
+    limits: Limits | None = None,
+    source_ref: SourceRef | None = None,
+) -> list[Outcome]:
+    """Run ``task`` restricted to ``window`` (planned by :func:`vidsnap.core.windows.plan_windows`,
+    whose ``totals`` are the frames each job writes in all): the outputs one pass writes for the
+    frames in it, with the same keys, ``{index}``, bytes and times. One outcome per job, for
+    :func:`vidsnap.core.windows.merge_windows`; a job that goes on after the window has ``stopped``
+    set (only the last window's warnings are the job's: merging takes those). Each job resumes at
+    the window's start as an attempt resumes after a stop (:func:`run_task`, ``resume``) and stops
+    at its end; running a window again writes the same keys.
+    """
+    limits = limits or Limits()
+    budget = FrameBudget.for_task(task, limits)
+    ref = source_ref or task.source or SourceRef(key=_source_name(source))
+    outcomes: list[Outcome] = []
+    try:
+        with open_video(source, limits, bulk=True) as video:
+            for number, (job, start) in enumerate(zip(task.jobs, window.starts(task), strict=True)):
+                outcome = Outcome()
+                ran = _run_job(
+                    video,
+                    job,
+                    ref,
+                    sink,
+                    limits=limits,
+                    outcome=outcome,
+                    progress=None,
+                    part=(number, len(task.jobs)),
+                    budget=budget,
+                    resume=start,
+                    until=window.end_ms,
+                )
+                if isinstance(ran, Position):
+                    outcome.stopped = ran
+                # The job's frames outside this window count against the frame budget too.
+                budget.spend(totals[number] - (ran.count if isinstance(ran, Position) else ran))
+                outcomes.append(outcome)
+    except (av.error.FFmpegError, OSError) as exc:
+        raise UndecodableMedia(f"media could not be decoded: {exc}") from exc
+    return outcomes
+
+
 def _run_job(
     video: Video,
     job: SnapshotJob,
@@ -497,6 +548,7 @@ def _run_job(
     budget: FrameBudget,
     resume: Position | None = None,
     stop: _Stop | None = None,
+    until: Fraction | None = None,
 ) -> int | Position:
     """Run one job, appending its outputs and warnings to ``outcome``; ``part`` is (job, of jobs).
 
@@ -504,7 +556,8 @@ def _run_job(
     frames used up by earlier jobs is skipped (or cut short) with a warning, not failed. Returns
     the frames the job wrote, or where it stopped when ``stop`` said so (then the job's warnings
     are taken back out of ``outcome``: the attempt that resumes it gives them again). ``resume``:
-    the job's own frames written by earlier attempts.
+    the job's own frames written by earlier attempts. ``until``: frames at or after this time
+    are not taken; the job stops before the first of them as if ``stop`` had said so (a window).
     """
     asked = job.selection.num
     allowed = budget.start(asked)
@@ -556,6 +609,8 @@ def _run_job(
         decoders=limits.decoders,
         after=after,
     )
+    reached: list[bool] = []  # the selection reached ``until``
+    frames = _until(frames, until, reached)
     # Closed on the way out, whatever happens: decoders running ahead on other threads
     # (vidsnap.core.parallel) stop before the caller closes the video they read.
     with (
@@ -587,7 +642,7 @@ def _run_job(
         while pending:
             write_oldest()
     count = writer.count
-    if stopped:
+    if stopped or reached:
         del outcome.warnings[warned:]
         return _stopped_at(part[0], count, last, resume)
     if count == 0:
@@ -601,6 +656,26 @@ def _run_job(
             "to the same key, so only the last one remains"
         )
     return count
+
+
+def _until(
+    frames: Generator[Picked, None, None], until: Fraction | None, reached: list[bool]
+) -> Generator[Picked, None, None]:
+    """The frames before ``until`` (None: all); notes in ``reached`` that one at or after it came."""
+    if until is None:
+        return frames
+    return _before(frames, until, reached)
+
+
+def _before(
+    frames: Generator[Picked, None, None], until: Fraction, reached: list[bool]
+) -> Generator[Picked, None, None]:
+    with contextlib.closing(frames):
+        for picked in frames:
+            if picked.time_ms >= until:
+                reached.append(True)
+                return
+            yield picked
 
 
 def _stopped_at(job: int, count: int, last: list[Picked], resume: Position | None) -> Position:

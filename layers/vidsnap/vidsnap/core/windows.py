@@ -1,0 +1,304 @@
+"""Windows of a long task (docs/LONG_TASKS.md, windows): the video cut at keyframes into spans that
+separate invocations run side by side, and their outcomes merged into the single-pass outcome.
+
+A window is ``[start_ms, end_ms)`` starting at a keyframe. A frame belongs to the window its planned
+time falls in: the frame shown at a time before a keyframe is before it (exact frames and the
+keyframe at or before a time alike), so no frame is in two windows. A window knows how many frames
+each job writes before it from the planned times alone (no decoding), which is what makes its
+``{index}`` numbers those of one pass; that holds for ``inter`` (a step of at least one frame, exact
+or intra), ``avg`` and ``key``. The cost of a window is the one that decides seeks
+(:meth:`Video.runs`, :meth:`Video.run_cost`) over the planned times inside it.
+
+Not windowed (refused with :class:`NotSupportedYet`): ``dhash`` and ``scene`` (a sample's score
+needs the sample before it, and ranking needs all of them), every frame (``inter`` below one frame
+interval), a first frame chosen by ``BlackLevel`` / ``t_auto``, compositions (sheets, tracks and
+animations gather frames from the whole video), and tasks that reach ``MAX_FRAMES``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from vidsnap.core.decode import Video
+from vidsnap.core.decode.stream import StreamDescription
+from vidsnap.core.errors import NotSupportedYet
+from vidsnap.core.plan import DEFAULT_MAX_FRAMES, Selection, SnapshotJob, Task
+from vidsnap.core.writer import Outcome, Position
+
+__all__ = ["Window", "WindowPlan", "merge_windows", "plan_windows"]
+
+#: ``avg`` without ``num`` (as :data:`vidsnap.core.select.DEFAULT_AVG_NUM`; not imported: select
+#: pulls the decoders' thread pool in).
+_DEFAULT_AVG_NUM = 10
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of a task: ``[start_ms, end_ms)`` (``end_ms`` None: to the end of the video).
+
+    It starts at the keyframe of pts ``start_pts`` (the first window: at 0); ``before`` says, per
+    job, how many frames one pass writes before it (its first frame is ``{index}`` before + 1).
+    ``cost``: decoding work inside it, in ticks of presentation time (:meth:`Video.run_cost`).
+    """
+
+    index: int
+    start_ms: Fraction
+    end_ms: Fraction | None
+    start_pts: int
+    before: tuple[int, ...]
+    cost: int
+
+    def starts(self, task: Task) -> tuple[Position | None, ...]:
+        """Where each job of ``task`` resumes to run this window (None: from its beginning).
+
+        A resumed job goes on after a frame that one pass wrote before the window (``count`` of
+        them); the pts just before the window's keyframe stands for it, so the first frame taken
+        is the first of the window."""
+        if self.index == 0:
+            return tuple(None for _ in task.jobs)
+        return tuple(
+            None
+            if count == 0 and self.start_ms <= job.selection.start_ms
+            else Position(number, count=count, pts=self.start_pts - 1, time_ms=self.start_ms)
+            for number, (job, count) in enumerate(zip(task.jobs, self.before, strict=True))
+        )
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """The windows of a task, in time order, and the frames each job writes in all."""
+
+    windows: tuple[Window, ...]
+    totals: tuple[int, ...]
+
+    @property
+    def cost(self) -> int:
+        """The decoding work of the whole task (the windows' costs summed)."""
+        return sum(w.cost for w in self.windows)
+
+
+@dataclass(frozen=True)
+class _JobPlan:
+    """A job's planned times and the frame each shows (a key: equal keys are one frame), and the
+    times its decoding is costed on (intra and ``key``: each keyframe once)."""
+
+    times: list[Fraction]
+    frames: list[int]
+    num: int
+    costed: list[Fraction]
+    #: ``key``: the frames are the index's keyframes; ``intra``: the keyframe at or before each time
+    #: (both known by the pts the index places them at); ``exact``: places on the frame grid.
+    kind: Literal["key", "intra", "exact"]
+
+
+def _refuse(job: SnapshotJob, video: Video, number: int) -> None:
+    sel = job.selection
+    what = f"job {number + 1}"
+    if sel.mode in ("dhash", "scene"):
+        raise NotSupportedYet(
+            f"{what}: m_{sel.mode} is not split into windows (a sample's score depends on the samples "
+            "before it)",
+            param="m",
+        )
+    if job.sprite is not None or job.track is not None or job.animation is not None:
+        raise NotSupportedYet(f"{what}: compositions are not split into windows", param="f")
+    if sel.first is not None:
+        raise NotSupportedYet(f"{what}: a searched first frame is not split into windows", param="ss")
+    interval = video.frame_interval_ms
+    if sel.mode == "inter" and (sel.interval_ms <= 0 or interval is None or sel.interval_ms < interval):
+        raise NotSupportedYet(
+            f"{what}: every frame (inter below one frame) is not split into windows", param="inter"
+        )
+
+
+def _steps(start: Fraction, step: Fraction, end: Fraction) -> Iterator[Fraction]:
+    t = start
+    while t < end:
+        yield t
+        t += step
+
+
+def _key_pts(desc: StreamDescription) -> list[int]:
+    """The keyframes' pts from the container's index (ascending)."""
+    return [k + desc.dts_shift for k in desc.key_ts]
+
+
+def _planned(desc: StreamDescription, sel: Selection, max_frames: int) -> _JobPlan:
+    """The planned times of a selection as :mod:`vidsnap.core.select` makes them, each with the
+    frame it shows: a keyframe's pts (``key``, intra), or the frame's place on the nominal frame
+    grid (exact frames of a constant-rate video)."""
+    duration = desc.duration_ms
+    times: Iterator[Fraction]
+    if sel.mode == "key":
+        keys = [p for p in _key_pts(desc) if desc.time_ms(p) >= sel.start_ms]
+        times_of_keys = [desc.time_ms(p) for p in keys]
+        return _JobPlan(times_of_keys, keys, sel.num, times_of_keys, "key")
+    if sel.mode == "avg":
+        n = sel.num or _DEFAULT_AVG_NUM
+        span = max(Fraction(0), duration - sel.start_ms)
+        times = (sel.start_ms + i * span / n for i in range(n))
+    else:
+        times = _steps(sel.start_ms, sel.interval_ms, duration)
+    ticks = max(1, desc.interval_ticks)
+    planned: list[Fraction] = []
+    frames: list[int] = []
+    distinct = 0
+    for t in times:
+        target = desc.target(t)
+        key = desc.keyframe_before(target) if not sel.exact else None
+        frame = key if key is not None else (target - desc.start_pts) // ticks
+        if not frames or frames[-1] != frame:
+            if 0 < sel.num <= distinct:
+                break  # select caps the job at num: nothing after is decoded
+            distinct += 1
+            if distinct > max_frames:
+                raise NotSupportedYet("a task that reaches MAX_FRAMES is not split into windows", param="num")
+        planned.append(t)
+        frames.append(frame)
+    if sel.exact:
+        return _JobPlan(planned, frames, sel.num, planned, "exact")
+    return _JobPlan(
+        planned, frames, sel.num, [desc.time_ms(k) for k, _ in itertools.groupby(frames)], "intra"
+    )
+
+
+def _distinct(frames: Sequence[int], num: int) -> int:
+    count = sum(1 for _ in itertools.groupby(frames))
+    return min(count, num) if num > 0 else count
+
+
+def _gop_costs(video: Video, keys: Sequence[int], jobs: Sequence[_JobPlan]) -> list[int]:
+    """The decoding work of each GOP (from keyframe ``keys[g]`` to the next) over all jobs."""
+    desc = video.description
+    costs = [0] * max(1, len(keys))
+    for job in jobs:
+        gops = [max(0, bisect.bisect_right(keys, desc.target(t)) - 1) for t in job.costed]
+        for g, group in itertools.groupby(zip(gops, job.costed, strict=True), key=lambda x: x[0]):
+            times = [t for _, t in group]
+            costs[g] += sum(video.run_cost(times[r.start : r.stop]) for r in video.runs(times))
+    return costs
+
+
+def _cuts(costs: Sequence[int], count: int | None, max_cost: int | None) -> list[int]:
+    """The GOPs that start a window (GOP 0 always): ``count`` windows of about equal cost, or
+    windows of at most ``max_cost`` each (a GOP above it alone)."""
+    total = sum(costs)
+    cuts = [0]
+    acc = 0  # cost of the GOPs before g
+    current = 0  # cost of the window under way
+    for g, cost in enumerate(costs):
+        if count is not None:
+            # Cut where the k-th share of the cost falls nearest: in the first half of GOP g.
+            due = len(cuts) < count and acc > 0 and (2 * acc + cost) * count >= 2 * len(cuts) * total
+        else:
+            due = max_cost is not None and current > 0 and current + cost > max_cost
+        if g > 0 and due:
+            cuts.append(g)
+            current = 0
+        acc += cost
+        current += cost
+    return cuts
+
+
+def plan_windows(
+    video: Video,
+    task: Task,
+    *,
+    count: int | None = None,
+    max_cost: int | None = None,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+) -> WindowPlan:
+    """Cut ``task`` on ``video`` into windows aligned to keyframes: ``count`` windows of about equal
+    decoding cost, or as few as keep each at or below ``max_cost`` (ticks of presentation time, as
+    :meth:`Video.run_cost`). Fewer windows when the video has fewer keyframes; one when it has no
+    keyframe index. Raises :class:`NotSupportedYet` for what cannot be windowed (module docstring).
+    ``max_frames``: the task's ``MAX_FRAMES`` (a task reaching it is refused: the cut depends on
+    the jobs' order)."""
+    if (count is None) == (max_cost is None):
+        raise ValueError("give a number of windows or a maximal cost per window")
+    for number, job in enumerate(task.jobs):
+        _refuse(job, video, number)
+    desc = video.description
+    jobs = [_planned(desc, job.selection, max_frames) for job in task.jobs]
+    totals = tuple(_distinct(j.frames, j.num) for j in jobs)
+    if sum(totals) > max_frames:
+        raise NotSupportedYet("a task that reaches MAX_FRAMES is not split into windows", param="num")
+    indexed = desc.key_ts and not desc.is_cover_art and not desc.numbered_in_order
+    keys = sorted({p for p in _key_pts(desc) if p > desc.start_pts}) if indexed else []
+    keys = [desc.start_pts, *keys]
+    costs = _gop_costs(video, keys, jobs)
+    cuts = _cuts(costs, count, max_cost)
+    found = _starts(video, [keys[g] for g in cuts[1:]], keys)
+    index = _key_pts(desc)  # the places intra frames are known by
+    bounds = [cuts[0], *(g for g, start in zip(cuts[1:], found, strict=True) if start is not None)]
+    starts = [(desc.start_pts, Fraction(0), desc.start_pts), *(start for start in found if start is not None)]
+    windows: list[Window] = []
+    for i, (g, (pts, start_ms, key)) in enumerate(zip(bounds, starts, strict=True)):
+        end = bounds[i + 1] if i + 1 < len(bounds) else len(costs)
+        end_ms = starts[i + 1][1] if i + 1 < len(starts) else None
+        previous = index[max(0, bisect.bisect_left(index, key) - 1)] if index else key
+        before = tuple(_before(j, start_ms, key, previous) for j in jobs)
+        windows.append(Window(i, start_ms, end_ms, pts, before, sum(costs[g:end])))
+    return WindowPlan(tuple(windows), totals)
+
+
+def _before(job: _JobPlan, start_ms: Fraction, key: int, previous: int) -> int:
+    """The frames ``job`` writes before a window starting at ``start_ms``, at the keyframe the index
+    places at ``key`` (``previous``: the keyframe before it): keyframes of ``key`` mode by their
+    place in the index, other frames by their planned times (the frame shown at a time before a
+    keyframe is before it)."""
+    if job.kind == "key":
+        return _distinct([f for f in job.frames if f < key], job.num)
+    frames = [f for t, f in zip(job.times, job.frames, strict=True) if t < start_ms]
+    if job.kind == "intra":
+        # A time just before the window's keyframe shows the keyframe before it, also where the
+        # index places that keyframe before the time.
+        frames = [previous if f >= key else f for f in frames]
+    return _distinct(frames, job.num)
+
+
+def _starts(video: Video, cuts: Sequence[int], keys: Sequence[int]) -> list[tuple[int, Fraction, int] | None]:
+    """(pts, time, index pts) of the keyframe each window starts at. The index places keyframes
+    only approximately (DTS + the first keyframe's reorder delay; off by a frame or two where the
+    delay varies), so the first keyframe at or after the index's place is decoded (one frame each)
+    for its real pts; ``keys`` (the index's places) tell which one it is. None for a keyframe at
+    or before the one before it."""
+    desc = video.description
+    starts: list[tuple[int, Fraction, int] | None] = []
+    last = desc.start_pts
+    for key in cuts:
+        frames = video.keyframes(desc.time_ms(key))
+        try:
+            picked = next(frames, None)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+        if picked is None or picked.pts <= last or picked.time_ms <= 0:
+            starts.append(None)
+            continue
+        last = picked.pts
+        starts.append((picked.pts, picked.time_ms, min(keys, key=lambda k: abs(k - picked.pts))))
+    return starts
+
+
+def merge_windows(outcomes: Sequence[Sequence[Outcome]]) -> Outcome:
+    """The single-pass outcome of a task from its windows' outcomes (each: one :class:`Outcome`
+    per job, as :func:`vidsnap.core.engine.run_window` returns them), given in window order.
+
+    A job's outputs are its windows' in order; its warnings come from the last window (only the
+    window that ends a job says what one pass says at its end: earlier windows stop inside it)."""
+    merged = Outcome()
+    if not outcomes:
+        return merged
+    for number in range(len(outcomes[0])):
+        for window in outcomes:
+            merged.outputs += window[number].outputs
+            merged.compositions += window[number].compositions
+        merged.warnings += outcomes[-1][number].warnings
+    return merged
