@@ -12,6 +12,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -163,6 +164,33 @@ class MemorySink:
     def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
         self.objects[(bucket, key)] = (data, content_type)
         return f"mem://{bucket or '-'}/{key}"
+
+
+@dataclass
+class CountingSink:
+    """A sink keeping the last bytes of each key (bucket ignored) and counting every put."""
+
+    objects: dict[str, bytes] = field(default_factory=dict)
+    puts: list[str] = field(default_factory=list)
+
+    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:  # noqa: ARG002
+        self.objects[key] = data
+        self.puts.append(key)
+        return f"mem://{bucket or '-'}/{key}"
+
+
+@pytest.fixture
+def emitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
+    """The metrics documents vidsnap.aws.observe would publish (inside Lambda), as {name: value}."""
+    import vidsnap.aws.observe
+
+    documents: list[dict[str, float]] = []
+
+    def emit(values: dict[str, tuple[Any, float]]) -> None:
+        documents.append({name: value for name, (_, value) in values.items()})
+
+    monkeypatch.setattr(vidsnap.aws.observe, "emit", emit)
+    return documents
 
 
 class MemoryBlockReader(BlockReader):

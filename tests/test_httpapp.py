@@ -493,20 +493,6 @@ def test_s3_post_enqueues_and_task_lookup(aws: dict[str, Any], media_root: Path)
     assert record == {"TaskId": body["TaskId"], "Status": "Running", "Progress": 42.5}
 
 
-@pytest.fixture
-def emitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
-    """The metrics documents vidsnap.aws.observe would publish (inside Lambda), as {name: value}."""
-    import vidsnap.aws.observe
-
-    documents: list[dict[str, float]] = []
-
-    def emit(values: dict[str, tuple[Any, float]]) -> None:
-        documents.append({name: value for name, (_, value) in values.items()})
-
-    monkeypatch.setattr(vidsnap.aws.observe, "emit", emit)
-    return documents
-
-
 def test_s3_warm_requests_reuse_the_open_video_and_stay_exact(
     aws: dict[str, Any], media_root: Path, emitted: list[dict[str, float]]
 ) -> None:

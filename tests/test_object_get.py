@@ -486,20 +486,6 @@ def test_snapshot_metrics_inside_lambda(
     assert capsys.readouterr().out == ""
 
 
-@pytest.fixture
-def emitted(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, float]]:
-    """The metrics documents vidsnap.aws.observe would publish (inside Lambda), as {name: value}."""
-    import vidsnap.aws.observe
-
-    documents: list[dict[str, float]] = []
-
-    def emit(values: dict[str, tuple[Any, float]]) -> None:
-        documents.append({name: value for name, (_, value) in values.items()})
-
-    monkeypatch.setattr(vidsnap.aws.observe, "emit", emit)
-    return documents
-
-
 def test_both_paths_publish_the_metrics_of_a_rendered_snapshot(
     aws: dict[str, Any], load_handler: Loader, context: Context, emitted: list[dict[str, float]]
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CountingSink
 
 from vidsnap.core.engine import Outcome, Position, run_task
 from vidsnap.core.lang import parse_process
@@ -31,19 +32,6 @@ def job(process: str, template: str) -> Task:
 def task_of(*parts: tuple[str, str]) -> Task:
     jobs = tuple(j for process, template in parts for j in job(process, template).jobs)
     return Task(jobs=jobs)
-
-
-@dataclass
-class CountingSink:
-    """Keeps the last bytes of each key and counts every put."""
-
-    objects: dict[str, bytes] = field(default_factory=dict)
-    puts: list[str] = field(default_factory=list)
-
-    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:  # noqa: ARG002
-        self.objects[key] = data
-        self.puts.append(key)
-        return f"mem://{bucket or '-'}/{key}"
 
 
 def stop_every(frames: int) -> Callable[[], bool]:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import itertools
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CountingSink
 
 from vidsnap.core.engine import Outcome, open_video, run_task, run_window
 from vidsnap.core.errors import NotSupportedYet
@@ -41,19 +41,6 @@ def task_of(*parts: tuple[str, str], intra: bool = False) -> Task:
             dataclasses.replace(j, selection=dataclasses.replace(j.selection, exact=False)) for j in jobs
         )
     return Task(jobs=jobs)
-
-
-@dataclass
-class MemorySink:
-    """Keeps the last bytes of each key and counts every put."""
-
-    objects: dict[str, bytes] = field(default_factory=dict)
-    puts: list[str] = field(default_factory=list)
-
-    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:  # noqa: ARG002
-        self.objects[key] = data
-        self.puts.append(key)
-        return f"mem://{bucket or '-'}/{key}"
 
 
 def summary(outcome: Outcome) -> tuple[Any, ...]:
@@ -109,7 +96,7 @@ def plan_of(task: Task, source: Path, **kw: Any) -> WindowPlan:
         return plan_windows(video, task, **kw)
 
 
-def run_windows(task: Task, source: Path, plan: WindowPlan, sink: MemorySink) -> Outcome:
+def run_windows(task: Task, source: Path, plan: WindowPlan, sink: CountingSink) -> Outcome:
     """Every window on its own video (as its own invocation would), merged."""
     outcomes = [run_window(task, source, sink, w, totals=plan.totals) for w in plan.windows]
     return merge_windows(outcomes)
@@ -119,7 +106,7 @@ def run_windows(task: Task, source: Path, plan: WindowPlan, sink: MemorySink) ->
 @pytest.mark.parametrize("count", [2, 3, 5])
 def test_windows_merged_write_what_one_pass_writes(clip: Path, name: str, count: int) -> None:
     task = case(name)
-    one = MemorySink()
+    one = CountingSink()
     single = run_task(task, clip, one)
     assert single.outputs
     assert single.warnings or name != "overwrite"
@@ -129,7 +116,7 @@ def test_windows_merged_write_what_one_pass_writes(clip: Path, name: str, count:
     if clip.name == "gops.mp4" and name in ("inter", "key", "jobs"):
         assert len(plan.windows) == count
     assert sum(plan.totals) == len(single.outputs)
-    many = MemorySink()
+    many = CountingSink()
     merged = run_windows(task, clip, plan, many)
     assert summary(merged) == summary(single)
     assert many.objects == one.objects
@@ -140,7 +127,7 @@ def test_a_window_run_twice_writes_the_same_keys(gops: Path) -> None:
     task = task_of(*CASES["inter"])
     plan = plan_of(task, gops, count=3)
     window = plan.windows[1]
-    first, again = MemorySink(), MemorySink()
+    first, again = CountingSink(), CountingSink()
     a = run_window(task, gops, first, window, totals=plan.totals)
     b = run_window(task, gops, again, window, totals=plan.totals)
     assert first.puts == again.puts
@@ -177,7 +164,7 @@ def test_windows_by_cost_stay_under_the_cost_given(gops: Path) -> None:
     assert len(plan.windows) >= 3
     assert all(w.cost <= whole.cost // 3 for w in plan.windows)
     assert plan.cost == whole.cost
-    sink, one = MemorySink(), MemorySink()
+    sink, one = CountingSink(), CountingSink()
     assert summary(run_windows(task, gops, plan, sink)) == summary(run_task(task, gops, one))
     assert sink.objects == one.objects
 
@@ -209,7 +196,7 @@ def test_a_window_of_the_middle_writes_the_frames_of_its_span_only(gops: Path) -
     plan = plan_of(task, gops, count=3)
     window = plan.windows[1]
     assert window.end_ms is not None
-    outcome = run_window(task, gops, MemorySink(), window, totals=plan.totals)[0]
+    outcome = run_window(task, gops, CountingSink(), window, totals=plan.totals)[0]
     assert outcome.outputs
     assert all(window.start_ms <= o.time_ms < window.end_ms for o in outcome.outputs)
     first = outcome.outputs[0].uri.rsplit("/", 1)[1]
@@ -224,7 +211,7 @@ def test_media_without_keyframes_in_its_index_is_one_window(make_media: Any, med
     task = case("inter")
     plan = plan_of(task, source, count=3)
     assert len(plan.windows) == 1
-    one, sink = MemorySink(), MemorySink()
+    one, sink = CountingSink(), CountingSink()
     assert summary(run_windows(task, source, plan, sink)) == summary(run_task(task, source, one))
     assert sink.objects == one.objects
 
