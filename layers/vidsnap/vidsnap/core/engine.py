@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import os
 import threading
-from collections.abc import Callable, Generator, Hashable, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, BinaryIO
@@ -454,33 +454,30 @@ def run_task(
     stop = _Stop(should_stop)
     first = resume.job if resume is not None else 0
     counts = list(resume.counts) if resume is not None else []
-    try:
-        with open_video(source, limits, bulk=True) as video:
-            for number in range(first, len(task.jobs)):
-                if stop.now():
-                    outcome.stopped = Position(number, tuple(counts))
-                    return outcome
-                job = task.jobs[number]
-                partial = resume if resume is not None and number == resume.job and resume.count else None
-                ran = _run_job(
-                    video,
-                    job,
-                    ref,
-                    sink,
-                    limits=limits,
-                    outcome=outcome,
-                    progress=progress,
-                    part=(number, len(task.jobs)),
-                    budget=budget,
-                    resume=partial,
-                    stop=stop,
-                )
-                if isinstance(ran, Position):
-                    outcome.stopped = dataclasses.replace(ran, counts=tuple(counts))
-                    return outcome
-                counts.append(ran)
-    except (av.error.FFmpegError, OSError) as exc:
-        raise UndecodableMedia(f"media could not be decoded: {exc}") from exc
+    with _task_video(source, limits) as video:
+        for number in range(first, len(task.jobs)):
+            if stop.now():
+                outcome.stopped = Position(number, tuple(counts))
+                return outcome
+            job = task.jobs[number]
+            partial = resume if resume is not None and number == resume.job and resume.count else None
+            ran = _run_job(
+                video,
+                job,
+                ref,
+                sink,
+                limits=limits,
+                outcome=outcome,
+                progress=progress,
+                part=(number, len(task.jobs)),
+                budget=budget,
+                resume=partial,
+                stop=stop,
+            )
+            if isinstance(ran, Position):
+                outcome.stopped = dataclasses.replace(ran, counts=tuple(counts))
+                return outcome
+            counts.append(ran)
     if progress:
         progress(1.0)
     return outcome
@@ -508,31 +505,39 @@ def run_window(
     budget = FrameBudget.for_task(task, limits)
     ref = source_ref or task.source or SourceRef(key=_source_name(source))
     outcomes: list[Outcome] = []
+    with _task_video(source, limits) as video:
+        for number, (job, start) in enumerate(zip(task.jobs, window.starts(task), strict=True)):
+            outcome = Outcome()
+            ran = _run_job(
+                video,
+                job,
+                ref,
+                sink,
+                limits=limits,
+                outcome=outcome,
+                progress=None,
+                part=(number, len(task.jobs)),
+                budget=budget,
+                resume=start,
+                until=window.end_ms,
+            )
+            if isinstance(ran, Position):
+                outcome.stopped = ran
+            # The job's frames outside this window count against the frame budget too.
+            budget.spend(totals[number] - (ran.count if isinstance(ran, Position) else ran))
+            outcomes.append(outcome)
+    return outcomes
+
+
+@contextlib.contextmanager
+def _task_video(source: Source, limits: Limits) -> Iterator[Video]:
+    """The video a task (or a window of it) runs on; FFmpeg and I/O failures anywhere in the task
+    become :class:`UndecodableMedia` (a failure raises even after outputs were written)."""
     try:
         with open_video(source, limits, bulk=True) as video:
-            for number, (job, start) in enumerate(zip(task.jobs, window.starts(task), strict=True)):
-                outcome = Outcome()
-                ran = _run_job(
-                    video,
-                    job,
-                    ref,
-                    sink,
-                    limits=limits,
-                    outcome=outcome,
-                    progress=None,
-                    part=(number, len(task.jobs)),
-                    budget=budget,
-                    resume=start,
-                    until=window.end_ms,
-                )
-                if isinstance(ran, Position):
-                    outcome.stopped = ran
-                # The job's frames outside this window count against the frame budget too.
-                budget.spend(totals[number] - (ran.count if isinstance(ran, Position) else ran))
-                outcomes.append(outcome)
+            yield video
     except (av.error.FFmpegError, OSError) as exc:
         raise UndecodableMedia(f"media could not be decoded: {exc}") from exc
-    return outcomes
 
 
 def _run_job(
