@@ -21,7 +21,7 @@ from urllib.parse import quote
 from PIL import Image, ImageColor
 
 from vidsnap.core.errors import BadRequest, TooLarge
-from vidsnap.core.imaging import MAX_ENCODER_SIDE, encode
+from vidsnap.core.imaging import MAX_ENCODER_SIDE
 from vidsnap.core.plan import Format
 
 __all__ = [
@@ -334,8 +334,3 @@ def _shared_palette(frames: Sequence[Image.Image]) -> Image.Image:
         mosaic.paste(t, (0, y))
         y += t.height
     return mosaic.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-
-
-def encode_sheet(sheet: Image.Image, fmt: Format) -> bytes:
-    """A sheet as image bytes (the snapshots' encoders and settings)."""
-    return encode(sheet, fmt)

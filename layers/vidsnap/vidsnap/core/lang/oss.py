@@ -402,8 +402,14 @@ def _animation_job(params: Mapping[str, str], output: OutputTarget) -> SnapshotJ
     return SnapshotJob(selection, image, save_frames=False, animation=animation)
 
 
-def _job(action: str, items: list[str], output: OutputTarget | None, *, sync: bool = False) -> SnapshotJob:
-    params = _pairs(items, action, ec=EC_MALFORMED if sync else None, known=_ACTION_PARAMS[action])
+def _params(action: str, items: list[str], *, sync: bool = False) -> dict[str, str]:
+    """The ``k_v`` items of ``action``, checked, in the order given."""
+    return _pairs(items, action, ec=EC_MALFORMED if sync else None, known=_ACTION_PARAMS[action])
+
+
+def _job(
+    action: str, params: Mapping[str, str], output: OutputTarget | None, *, sync: bool = False
+) -> SnapshotJob:
     if action == "video/sprite":
         return _sprite_job(params, output or OutputTarget(key_template=SPRITE_TEMPLATE), sync=sync)
     if action == "video/animation":
@@ -413,10 +419,10 @@ def _job(action: str, items: list[str], output: OutputTarget | None, *, sync: bo
 
 def _compose_request(action: str, segment: str) -> ComposeRequest:
     _action, items = _split_action(segment)
-    job = _job(action, items, None, sync=True)
-    pairs = tuple((name, value) for name, _, value in (item.partition("_") for item in items))
-    track = dict(pairs).get("f", "").lower() == "vtt"
-    return ComposeRequest(job=job, action=action, params=pairs, track=track)
+    params = _params(action, items, sync=True)
+    job = _job(action, params, None, sync=True)
+    track = params.get("f", "").lower() == "vtt"
+    return ComposeRequest(job=job, action=action, params=tuple(params.items()), track=track)
 
 
 def _save_and_notify(segments: list[str], action: str) -> tuple[OutputTarget | None, NotifyTarget | None]:
@@ -465,7 +471,7 @@ def _parse_task(text: str) -> Task:
         segments.extend(_NOTIFY_SPLIT.split(segment))
     action, items = _split_action(segments[0])
     output, notify = _save_and_notify(segments[1:], action)
-    return Task(jobs=(_job(action, items, output),), notify=notify, style="oss")
+    return Task(jobs=(_job(action, _params(action, items), output),), notify=notify, style="oss")
 
 
 def _pick_best(params: Mapping[str, str], mode: Mode) -> bool:
