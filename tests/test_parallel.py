@@ -4,6 +4,7 @@ errors as one decoder; clean shutdown; shared block cache for range-read sources
 from __future__ import annotations
 
 import io
+import itertools
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -256,3 +257,30 @@ def test_corrupt_media_gives_frames_or_vidsnap_errors(tmp_path: Path, make_media
     except VidsnapError:
         pass
     assert not _decode_threads()
+
+
+class _CyclicCosts:
+    """A video stand-in whose runs cost 6, 5, 4, 3, 2, 1, 6, 5, … (the targets' places in the GOPs
+    repeating every 6 GOPs, as on the benchmark's 10-minute video)."""
+
+    def run_cost(self, times: list[Fraction]) -> int:
+        return 6 - int(times[0]) % 6
+
+
+def test_runs_are_shared_side_by_side_in_time_order() -> None:
+    """The caller takes frames in time order and a worker holds only a few ahead: the workers must
+    advance through the video together. Sharing longest runs first gave worker 0 runs 0-5, 12-17, …
+    and worker 1 runs 6-11, …, and the two decoders took turns (as slow as one)."""
+    from vidsnap.core.parallel import _AHEAD, _Pool
+
+    times = [Fraction(i) for i in range(72)]
+    runs = [range(i, i + 1) for i in range(72)]
+    pool = _Pool(_CyclicCosts(), times, runs, 2, True)  # type: ignore[arg-type]
+    for share in pool.shares:
+        starts = [run.start for run in share]
+        assert starts == sorted(starts)
+    # No worker is ever more than a couple of runs ahead of the other in the video.
+    owners = pool.owner
+    longest = max(len(list(group)) for _, group in itertools.groupby(owners))
+    assert longest <= 2, owners
+    assert _AHEAD >= 4
