@@ -4,6 +4,7 @@ tracks, the OSS video/sprite and video/animation extensions, sync and async, and
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections.abc import Callable
 from fractions import Fraction
@@ -17,7 +18,7 @@ from PIL import Image
 from vidsnap.core.engine import Limits, run_task, snapshot
 from vidsnap.core.errors import BadRequest, TooLarge
 from vidsnap.core.lang import parse_process, parse_sync, parse_task
-from vidsnap.core.plan import ComposeRequest, SourceRef
+from vidsnap.core.plan import ComposeRequest, SourceRef, Task
 from vidsnap.local import synth
 
 SRC = "s3://in/videos/clip.mp4"
@@ -44,7 +45,10 @@ def _mps(**config: Any) -> dict[str, Any]:
 
 def _run(body: dict[str, Any] | str, clip: synth.SynthInfo, **kw: Any) -> tuple[Any, MemorySink]:
     sink = MemorySink()
-    outcome = run_task(parse_task(body), clip.path, sink, source_ref=REF, **kw)
+    task = parse_task(body)
+    # Every task here also survives the hand-over between invocations (JSON) unchanged.
+    assert Task.from_plain(json.loads(json.dumps(task.plain()))) == task
+    outcome = run_task(task, clip.path, sink, source_ref=REF, **kw)
     return outcome, sink
 
 

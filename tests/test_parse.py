@@ -1146,3 +1146,20 @@ def test_param_names_are_truncated(fn: Callable[[Any], object], request_: Any) -
     assert info.value.param is not None
     assert 0 < len(info.value.param) <= 64
     assert len(info.value.message) < 400
+
+
+@pytest.mark.parametrize(
+    "plain",
+    [
+        None,
+        {"jobs": "x"},
+        {"jobs": [], "style": "xyz"},
+        {"jobs": [], "unknown": 1},
+        {"jobs": [{"selection": {"mode": "inter", "start_ms": "1/0"}, "image": {}}]},
+        {"jobs": [{"selection": {"num": "3"}, "image": {}}]},
+    ],
+)
+def test_a_handed_over_task_that_is_not_one_is_a_bad_request(plain: object) -> None:
+    with pytest.raises(BadRequest) as err:
+        Task.from_plain(plain)
+    assert err.value.param == "task"

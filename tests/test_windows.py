@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import itertools
+import json
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,10 @@ import pytest
 from conftest import CountingSink
 
 from vidsnap.core.engine import Outcome, open_video, run_task, run_window
-from vidsnap.core.errors import NotSupportedYet
+from vidsnap.core.errors import BadRequest, NotSupportedYet
 from vidsnap.core.lang import parse_process
 from vidsnap.core.plan import Limits, Task
-from vidsnap.core.windows import WindowPlan, merge_windows, plan_windows
+from vidsnap.core.windows import Window, WindowPlan, merge_windows, plan_windows
 from vidsnap.local import synth
 
 
@@ -98,7 +99,11 @@ def plan_of(task: Task, source: Path, **kw: Any) -> WindowPlan:
 
 def run_windows(task: Task, source: Path, plan: WindowPlan, sink: CountingSink) -> Outcome:
     """Every window on its own video (as its own invocation would), merged."""
-    outcomes = [run_window(task, source, sink, w, totals=plan.totals) for w in plan.windows]
+    # Handed over as an invocation gets them: as JSON.
+    task = Task.from_plain(json.loads(json.dumps(task.plain())))
+    windows = [Window.from_plain(json.loads(json.dumps(w.plain()))) for w in plan.windows]
+    assert windows == list(plan.windows)
+    outcomes = [run_window(task, source, sink, w, totals=plan.totals) for w in windows]
     return merge_windows(outcomes)
 
 
@@ -224,3 +229,23 @@ def test_a_job_with_no_frame_before_a_window_after_its_start_resumes_there(gops:
     position = resumed[0].starts(task)[1]
     assert position is not None
     assert position.count == 0
+
+
+@pytest.mark.parametrize(
+    "plain",
+    [
+        None,
+        [],
+        {"Index": 0},
+        {"Index": "0", "StartMs": "0", "EndMs": None, "StartPts": 0, "Before": [], "Cost": 1},
+        {"Index": 1, "StartMs": "1/0", "EndMs": None, "StartPts": 0, "Before": [], "Cost": 1},
+        {"Index": 1, "StartMs": "x", "EndMs": None, "StartPts": 0, "Before": [], "Cost": 1},
+        {"Index": -1, "StartMs": "0", "EndMs": None, "StartPts": 0, "Before": [], "Cost": 1},
+        {"Index": 1, "StartMs": "0", "EndMs": None, "StartPts": 0, "Before": [-2], "Cost": 1},
+        {"Index": 1, "StartMs": "0", "EndMs": None, "StartPts": 0, "Before": [True], "Cost": 1},
+    ],
+)
+def test_a_window_that_is_not_one_is_a_bad_request(plain: Any) -> None:
+    with pytest.raises(BadRequest) as err:
+        Window.from_plain(plain)
+    assert err.value.param == "window"

@@ -8,7 +8,10 @@ from the start of the presentation (the stream's first frame counts as 0), kept 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
@@ -274,7 +277,23 @@ class Task:
 
     def canonical(self) -> str:
         """A stable JSON rendering of the plan, used to derive deterministic task ids."""
-        return json.dumps(_plain(asdict(self)), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.plain(), sort_keys=True, separators=(",", ":"))
+
+    def plain(self) -> dict[str, Any]:
+        """The task as JSON types (times as exact ``"num/den"`` text); :meth:`from_plain` reverses it."""
+        plain: dict[str, Any] = _plain(asdict(self))
+        return plain
+
+    @classmethod
+    def from_plain(cls, data: Any) -> Task:
+        """The task :meth:`plain` rendered (handed from one invocation to another: the windows of a
+        long task). Raises :class:`BadRequest` for data that is not such a rendering."""
+        try:
+            task = _from_plain(cls, data)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise BadRequest(f"not a vidsnap task: {exc}", param="task") from exc
+        assert isinstance(task, Task)
+        return task
 
 
 def _plain(value: Any) -> Any:
@@ -286,6 +305,48 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _from_plain(kind: Any, value: Any) -> Any:  # noqa: PLR0911, PLR0912 (a branch per kind of type)
+    """``value`` (as :func:`_plain` made it) back as an instance of the type ``kind``."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise TypeError(f"{kind.__name__}: expected an object")
+        hints = typing.get_type_hints(kind)
+        names = {f.name for f in dataclasses.fields(kind)}
+        if not set(value) <= names:
+            raise ValueError(f"{kind.__name__}: unknown fields {sorted(set(value) - names)}")
+        return kind(**{name: _from_plain(hints[name], v) for name, v in value.items()})
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        errors: list[Exception] = []
+        for arm in (a for a in args if a is not type(None)):
+            try:
+                return _from_plain(arm, value)
+            except (TypeError, ValueError, KeyError) as exc:
+                errors.append(exc)
+        raise TypeError(f"no type of {kind} fits {value!r}: {errors}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ValueError(f"{value!r} is not one of {args}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list for {kind}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_plain(args[0], v) for v in value)
+        if len(args) != len(value):
+            raise ValueError(f"expected {len(args)} items for {kind}")
+        return tuple(_from_plain(a, v) for a, v in zip(args, value, strict=True))
+    if kind is Fraction:
+        if not isinstance(value, str | int):
+            raise TypeError("expected an exact time")
+        return Fraction(value)
+    if kind in (int, str, bool) and type(value) is kind:
+        return value
+    raise TypeError(f"expected {kind}, got {value!r}")
 
 
 #: Prefix of the ids :func:`task_id` gives.

@@ -22,11 +22,11 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 from vidsnap.core.decode import Video
 from vidsnap.core.decode.stream import StreamDescription
-from vidsnap.core.errors import NotSupportedYet
+from vidsnap.core.errors import BadRequest, NotSupportedYet
 from vidsnap.core.plan import DEFAULT_MAX_FRAMES, Selection, SnapshotJob, Task
 from vidsnap.core.writer import Outcome, Position
 
@@ -52,6 +52,37 @@ class Window:
     start_pts: int
     before: tuple[int, ...]
     cost: int
+
+    def plain(self) -> dict[str, Any]:
+        """The window as JSON types (times as exact ``"num/den"`` text), to hand it to the
+        invocation that runs it; :meth:`from_plain` reverses it."""
+        return {
+            "Index": self.index,
+            "StartMs": str(self.start_ms),
+            "EndMs": None if self.end_ms is None else str(self.end_ms),
+            "StartPts": self.start_pts,
+            "Before": list(self.before),
+            "Cost": self.cost,
+        }
+
+    @classmethod
+    def from_plain(cls, data: Any) -> Window:
+        """The window :meth:`plain` rendered; :class:`BadRequest` for anything else."""
+        try:
+            end = data["EndMs"]
+            window = cls(
+                _integer(data["Index"]),
+                Fraction(str(data["StartMs"])),
+                None if end is None else Fraction(str(end)),
+                _integer(data["StartPts"]),
+                tuple(_integer(n) for n in data["Before"]),
+                _integer(data["Cost"]),
+            )
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise BadRequest(f"not a window of a task: {exc}", param="window") from exc
+        if window.index < 0 or window.start_ms < 0 or any(n < 0 for n in window.before):
+            raise BadRequest("not a window of a task: negative index, time or count", param="window")
+        return window
 
     def starts(self, task: Task) -> tuple[Position | None, ...]:
         """Where each job of ``task`` resumes to run this window (None: from its beginning).
@@ -94,6 +125,12 @@ class _JobPlan:
     #: ``key``: the frames are the index's keyframes; ``intra``: the keyframe at or before each time
     #: (both known by the pts the index places them at); ``exact``: places on the frame grid.
     kind: Literal["key", "intra", "exact"]
+
+
+def _integer(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
 
 
 def _refuse(job: SnapshotJob, video: Video, number: int) -> None:
