@@ -310,7 +310,7 @@ def _plain(value: Any) -> Any:
 def _from_plain(kind: Any, value: Any) -> Any:  # noqa: PLR0911, PLR0912 (a branch per kind of type)
     """``value`` (as :func:`_plain` made it) back as an instance of the type ``kind``."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise TypeError(f"{kind.__name__}: expected an object")
         hints = typing.get_type_hints(kind)
