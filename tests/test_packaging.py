@@ -55,6 +55,7 @@ LAYER = "VidsnapLayer"
 FUNCTIONS = {
     "ObjectGetFunction": "functions/object_get",
     "AsyncSnapshotsFunction": "functions/async_snapshots",
+    "FanoutFunction": "functions/fanout",
 }
 NETWORK_ERRORS = (
     "NewConnectionError",

@@ -544,6 +544,22 @@ WORKER_GRANTS = {
     ("dynamodb:PutItem", "<TaskTable.Arn>"),
     ("dynamodb:UpdateItem", "<TaskTable.Arn>"),
     ("sqs:ChangeMessageVisibility", "<TaskQueue.Arn>"),  # a task out of time resumes in seconds
+    ("states:StartExecution", "<Ref FanoutStateMachine>"),  # a long task runs in windows
+}
+#: The steps of long tasks: the worker's reads, writes and notifications, and the windows' items.
+FANOUT_GRANTS = {
+    ("s3:GetObject", f"{SOURCE}/*"),
+    ("s3:GetObjectVersion", f"{SOURCE}/*"),
+    ("s3:ListBucket", SOURCE),
+    ("s3:PutObject", "<OutputBucket.Arn>/*"),
+    ("s3:DeleteObject", "<OutputBucket.Arn>/*"),
+    ("sns:Publish", "<Ref TaskTopic>"),
+    ("sqs:SendMessage", "<NotifyQueue.Arn>"),
+    ("sqs:GetQueueUrl", "<NotifyQueue.Arn>"),
+    ("dynamodb:GetItem", "<TaskTable.Arn>"),
+    ("dynamodb:PutItem", "<TaskTable.Arn>"),
+    ("dynamodb:UpdateItem", "<TaskTable.Arn>"),
+    ("dynamodb:BatchGetItem", "<TaskTable.Arn>"),
 }
 
 
@@ -551,11 +567,14 @@ def test_least_privilege_inline_statements(template: dict[str, Any]) -> None:
     stack = Resolved(template)
     assert stack.grants("ObjectGetFunction") == OBJECT_GET_GRANTS
     assert stack.grants("AsyncSnapshotsFunction") == WORKER_GRANTS
+    assert stack.grants("FanoutFunction") == FANOUT_GRANTS
     # The object-get function writes only oversize results, under the lifecycle-expired prefix.
     prefix = template["Globals"]["Function"]["Environment"]["Variables"]["RESULTS_PREFIX"]
     writes = {r for a, r in OBJECT_GET_GRANTS if a == "s3:PutObject"}
     assert writes == {f"<OutputBucket.Arn>/{prefix}*"}
-    for action, _ in OBJECT_GET_GRANTS | WORKER_GRANTS:
+    for action, _ in OBJECT_GET_GRANTS | WORKER_GRANTS | FANOUT_GRANTS:
+        if action == "dynamodb:BatchGetItem":  # the merge reads the windows' items back
+            continue
         for verb in ("Acl", "Lifecycle", "Scan", "Query", "Batch", "DeleteItem", "*"):
             assert verb not in action, action
     assert not [a for a, _ in OBJECT_GET_GRANTS if "Delete" in a]
@@ -886,7 +905,7 @@ def test_the_sam_transform_keeps_the_public_url_permissions_and_rules(sam_cli: P
     (layer,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::LayerVersion"]
     assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
 
-    for role in ("ObjectGetFunctionRole", "AsyncSnapshotsFunctionRole"):
+    for role in ("ObjectGetFunctionRole", "AsyncSnapshotsFunctionRole", "FanoutFunctionRole"):
         for policy in resources[role]["Properties"]["Policies"]:
             for statement in policy["PolicyDocument"]["Statement"]:
                 assert "*" not in json.dumps(statement.get("Resource", "")).replace("/*", ""), (
@@ -955,3 +974,81 @@ def test_the_layer_built_for_arm64_holds_aarch64_binaries(tmp_path: Path, arch: 
     size = _du(out)
     print(f"layer for {arch}: {size / 1e6:.1f} MB unzipped")
     assert size < LAMBDA_UNZIPPED_LIMIT
+
+
+# -- long tasks: the fan-out state machine (README, Long tasks) ----------------------------------
+
+
+def test_the_fanout_state_machine_is_a_distributed_map_with_retries_and_one_catch(
+    resources: dict[str, Any],
+) -> None:
+    machine = resources["FanoutStateMachine"]["Properties"]
+    assert machine["Type"] == "STANDARD"
+    assert machine["DefinitionSubstitutions"] == {
+        "FanoutFunctionArn": {"Fn::GetAtt": ["FanoutFunction", "Arn"]}
+    }
+    states = machine["Definition"]["States"]
+    windows = states["Windows"]
+    assert windows["Type"] == "Map"
+    assert windows["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    # MaxConcurrency is a setting: the worker puts FANOUT_MAX_CONCURRENCY in the execution's input.
+    assert windows["MaxConcurrencyPath"] == "$.MaxConcurrency"
+    assert windows["ToleratedFailureCount"] == 0
+    assert windows["ResultPath"] is None  # outcomes go to the task table, not the 256 KB state
+    steps = [windows["ItemProcessor"]["States"]["Window"], states["Merge"], states["Fail"]]
+    for step in steps:
+        assert step["Resource"] == "arn:aws:states:::lambda:invoke"
+        assert step["Parameters"]["FunctionName"] == "${FanoutFunctionArn}"
+        (retry,) = step["Retry"]
+        assert retry["BackoffRate"] > 1
+        assert retry["JitterStrategy"] == "FULL"
+        assert retry["MaxAttempts"] >= 3
+        if step is not states["Fail"]:
+            assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"]
+            assert "RetryWindow" in retry["ErrorEquals"]
+            assert "States.ALL" not in retry["ErrorEquals"]  # a permanent failure is not retried
+    for state in (windows, states["Merge"]):
+        (catch,) = state["Catch"]
+        assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": "Fail"}
+    assert states["Fail"]["Next"] == "Failed"
+    assert states["Failed"]["Type"] == "Fail"
+
+
+def test_the_fanout_state_machine_role_is_least_privilege(template: dict[str, Any]) -> None:
+    stack = Resolved(template).resources()
+    role = stack["FanoutStateMachineRole"]["Properties"]
+    (principal,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert principal["Principal"] == {"Service": "states.amazonaws.com"}
+    (policy,) = role["Policies"]
+    grants = {
+        (action, resource)
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        for resource in (
+            [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+        )
+    }
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:<Ref AWS::StackName>-fanout"
+    children = "arn:aws:states:us-east-1:123456789012:execution:<Ref AWS::StackName>-fanout/*"
+    assert grants == {
+        ("lambda:InvokeFunction", "<FanoutFunction.Arn>"),
+        ("states:StartExecution", machine),
+        ("states:DescribeExecution", children),
+        ("states:StopExecution", children),
+    }
+    assert stack["FanoutStateMachine"]["Properties"]["Name"] == "<Ref AWS::StackName>-fanout"
+
+
+def test_the_fanout_settings_are_parameters_of_the_worker(template: dict[str, Any]) -> None:
+    from vidsnap.aws.settings import ASYNC_VARIABLES, FANOUT_VARIABLES
+
+    worker = template["Resources"]["AsyncSnapshotsFunction"]["Properties"]["Environment"]["Variables"]
+    assert {name for name in worker if name.startswith("FANOUT_")} == set(FANOUT_VARIABLES)
+    assert worker["FANOUT_STATE_MACHINE"] == {"Ref": "FanoutStateMachine"}
+    assert FANOUT_VARIABLES <= ASYNC_VARIABLES
+    for name, value in worker.items():
+        if name.startswith("FANOUT_") and name != "FANOUT_STATE_MACHINE":
+            parameter = template["Parameters"][value["Ref"]]
+            env = {name: str(parameter["Default"])}
+            defaults = Settings.from_env(env, variables=ASYNC_VARIABLES)
+            assert defaults == Settings.from_env({}, variables=ASYNC_VARIABLES), name

@@ -174,6 +174,11 @@ class Clients:
         return self._client("sts")
 
     @cached_property
+    def stepfunctions(self) -> Any:
+        """Step Functions client (starting the executions of long tasks, :mod:`vidsnap.aws.fanout`)."""
+        return self._client("stepfunctions")
+
+    @cached_property
     def dynamodb_client(self) -> Any:
         """Low-level DynamoDB client."""
         return self._client("dynamodb")

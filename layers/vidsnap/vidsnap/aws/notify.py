@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from vidsnap.aws.settings import Settings
 
 TASK_TYPE = "VideoSnapshots"
-Status = Literal["Succeeded", "Failed"]
-STATUSES: tuple[Status, ...] = ("Succeeded", "Failed")
+Status = Literal["Succeeded", "Failed", "Running"]
+#: ``Running`` is never sent: it is what a worker answers for a task it handed to the state
+#: machine (docs/LONG_TASKS.md, fan-out); the merge step sends the task's one notification.
+STATUSES: tuple[Status, ...] = ("Succeeded", "Failed", "Running")
 
 
 class OutputLike(Protocol):

@@ -31,7 +31,19 @@ variable                   meaning                                              
 ``DECODERS``               decoders one job runs at once (``vidsnap.core.parallel``)         one per core
 ``RESUME_MARGIN_SECONDS``  a task stops and checkpoints when its invocation has less     30
                            time left than this (docs/LONG_TASKS.md)
+``FANOUT_STATE_MACHINE``   ARN of the Step Functions state machine that runs a long    unset (never
+                           task's windows; unset: every task runs in the worker        fans out)
+``FANOUT_THRESHOLD_SECONDS`` a task whose estimated decoding exceeds this fans out       300
+``FANOUT_WINDOW_SECONDS``  the estimated decoding of one window, at most                300
+``FANOUT_MAX_WINDOWS``     windows of one task, at most                                1000
+``FANOUT_MAX_CONCURRENCY`` windows running at once (the Distributed Map's)             100
+``FANOUT_DECODE_MPX_PER_SECOND`` decoding speed the estimate assumes (megapixels of     150
+                           decoded picture per second of one invocation)
 =========================  ==========================================================  ==============
+
+The ``FANOUT_*`` variables (docs/LONG_TASKS.md, fan-out) are the asynchronous worker's: the
+estimate is the decoding the task's plan needs (the frames decoded, from the container index, times
+their pixels) over ``FANOUT_DECODE_MPX_PER_SECOND``.
 
 ``SIGNING_SECRET_PARAMETER`` (unset by default) is how a deployment gives the secret (template.yaml):
 where it is kept, an SSM parameter name or a Secrets Manager ARN; only that name is in the
@@ -81,8 +93,10 @@ __all__ = [
     "DEFAULT_RESULTS_PREFIX",
     "DEFAULT_RESUME_MARGIN_SECONDS",
     "DEFAULT_TASK_LEASE_SECONDS",
+    "FANOUT_VARIABLES",
     "OBJECT_GET_VARIABLES",
     "VARIABLES",
+    "Fanout",
     "ParseProcess",
     "Settings",
     "UploadRule",
@@ -92,6 +106,23 @@ __all__ = [
 DEFAULT_RESULTS_PREFIX = "_vidsnap/results/"
 DEFAULT_TASK_LEASE_SECONDS = 900
 DEFAULT_RESUME_MARGIN_SECONDS = 30
+
+DEFAULT_FANOUT_THRESHOLD_SECONDS = 300
+DEFAULT_FANOUT_WINDOW_SECONDS = 300
+DEFAULT_FANOUT_MAX_WINDOWS = 1000
+DEFAULT_FANOUT_MAX_CONCURRENCY = 100
+DEFAULT_FANOUT_DECODE_MPX_PER_SECOND = 150
+#: The variables of the fan-out of long tasks (the asynchronous worker's).
+FANOUT_VARIABLES = frozenset(
+    {
+        "FANOUT_STATE_MACHINE",
+        "FANOUT_THRESHOLD_SECONDS",
+        "FANOUT_WINDOW_SECONDS",
+        "FANOUT_MAX_WINDOWS",
+        "FANOUT_MAX_CONCURRENCY",
+        "FANOUT_DECODE_MPX_PER_SECOND",
+    }
+)
 
 #: Every variable of the table above.
 VARIABLES = frozenset(
@@ -114,6 +145,7 @@ VARIABLES = frozenset(
         "TASK_LEASE_SECONDS",
         "DECODERS",
         "RESUME_MARGIN_SECONDS",
+        *FANOUT_VARIABLES,
     }
 )
 #: What the object-get function reads (snapshots, Object Lambda, queuing tasks, task records).
@@ -122,6 +154,7 @@ OBJECT_GET_VARIABLES = VARIABLES - {
     "TASK_LEASE_SECONDS",
     "DECODERS",
     "RESUME_MARGIN_SECONDS",
+    *FANOUT_VARIABLES,
 }
 #: What the asynchronous function reads (uploads and task messages).
 ASYNC_VARIABLES = VARIABLES - {"SIGNING_SECRET", "SIGNING_SECRET_PARAMETER", "TASK_QUEUE_URL"}
@@ -144,6 +177,19 @@ class UploadRule:
         """True when ``key`` has this rule's prefix and suffix (suffix compared case-insensitively)."""
         # Suffixes are file extensions in practice (".mp4" vs ".MP4" from phones): case-insensitive.
         return key.startswith(self.prefix) and key.lower().endswith(self.suffix.lower())
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """When and how a long task is split into windows run by the state machine (``FANOUT_*``)."""
+
+    #: The state machine's ARN; None: tasks never fan out.
+    state_machine: str | None = None
+    threshold_seconds: int = DEFAULT_FANOUT_THRESHOLD_SECONDS
+    window_seconds: int = DEFAULT_FANOUT_WINDOW_SECONDS
+    max_windows: int = DEFAULT_FANOUT_MAX_WINDOWS
+    max_concurrency: int = DEFAULT_FANOUT_MAX_CONCURRENCY
+    decode_mpx_per_second: int = DEFAULT_FANOUT_DECODE_MPX_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -172,6 +218,7 @@ class Settings:
     decoders: int | None = None
     #: A task stops between frames and checkpoints when its invocation has less left (seconds).
     resume_margin_seconds: int = DEFAULT_RESUME_MARGIN_SECONDS
+    fanout: Fanout = field(default_factory=Fanout)
 
     def __post_init__(self) -> None:
         # The output bucket is implicitly allowed, however the object was built.
@@ -219,6 +266,16 @@ class Settings:
             decoders=_int(env, "DECODERS", 0) or None,
             resume_margin_seconds=_int(
                 env, "RESUME_MARGIN_SECONDS", DEFAULT_RESUME_MARGIN_SECONDS, minimum=0
+            ),
+            fanout=Fanout(
+                state_machine=_str(env, "FANOUT_STATE_MACHINE"),
+                threshold_seconds=_int(env, "FANOUT_THRESHOLD_SECONDS", DEFAULT_FANOUT_THRESHOLD_SECONDS),
+                window_seconds=_int(env, "FANOUT_WINDOW_SECONDS", DEFAULT_FANOUT_WINDOW_SECONDS),
+                max_windows=_int(env, "FANOUT_MAX_WINDOWS", DEFAULT_FANOUT_MAX_WINDOWS, minimum=2),
+                max_concurrency=_int(env, "FANOUT_MAX_CONCURRENCY", DEFAULT_FANOUT_MAX_CONCURRENCY),
+                decode_mpx_per_second=_int(
+                    env, "FANOUT_DECODE_MPX_PER_SECOND", DEFAULT_FANOUT_DECODE_MPX_PER_SECOND
+                ),
             ),
         )
         if parse_rule is not None:

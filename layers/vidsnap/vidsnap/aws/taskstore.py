@@ -7,7 +7,10 @@ Message, RequestId, Sources, Outputs, Warnings, UserData, Request``. Bookkeeping
 invocation running the task owns it), ``UpdatedAt``, ``Attempts``, ``LastCode``/``LastMessage``
 (the last transient error), ``Notified`` (the notification message id), ``OutputsTruncated``,
 ``Checkpoint`` (how far a task that ran out of time got: :meth:`TaskStore.checkpoint`, removed when
-the task ends).
+the task ends). A task run by the state machine (:mod:`vidsnap.aws.fanout`) also has ``Execution``
+(its name), ``Windows`` (how many) and ``WindowsDone`` (the windows finished, a number set); each
+window's outcome is an item of its own, ``<execution>#window-<n>`` (:meth:`TaskStore.window_key`),
+expiring with the records.
 
 Idempotency comes from one conditional write, so Powertools idempotency is not needed:
 :meth:`TaskStore.begin` puts the item only if no item with that id exists. When one exists, it
@@ -281,14 +284,15 @@ class TaskStore:
         self._last_progress.pop(task_id, None)
         return saved
 
-    def progress(self, task_id: str, pct: float) -> bool:
-        """Record progress (0-100), at most once every ~2 s per task; True when written.
+    def progress(self, task_id: str, pct: float, *, force: bool = False) -> bool:
+        """Record progress (0-100), at most once every ~2 s per task (``force``: now); True when
+        written.
 
         Progress is advisory: a failure to write it is logged, never raised, so it cannot fail a task.
         """
         now = time.monotonic()
         last = self._last_progress.get(task_id)
-        if last is not None and now - last < self.progress_interval:
+        if not force and last is not None and now - last < self.progress_interval:
             return False
         self._last_progress[task_id] = now
         pct_int = max(0, min(100, int(pct)))
@@ -392,6 +396,115 @@ class TaskStore:
             raise map_client_error(exc, f"dynamodb {self.table_name} update") from exc
         self._last_progress.pop(task_id, None)
         self._leases.pop(task_id, None)
+
+    # -- long tasks on the state machine (vidsnap.aws.fanout) ----------------------------------
+
+    def fan_out(self, task_id: str, execution: str, windows: int, *, lease_seconds: float) -> bool:
+        """Record that ``execution`` runs the task in ``windows`` windows, under this store's lease,
+        and hold the task for ``lease_seconds``; False when the lease was lost."""
+        now = self.clock()
+        values: dict[str, Any] = {
+            ":e": execution,
+            ":n": windows,
+            ":zero": 0,
+            ":now": int(now),
+            ":lease": self._lease_until(now, lease_seconds),
+            ":running": "Running",
+        }
+        condition = "#s = :running"
+        lease = self._leases.get(task_id)
+        if lease is not None:
+            condition += " AND LeaseExpiresAt = :mine"
+            values[":mine"] = lease
+        return self._conditional(
+            "update",
+            self.table.update_item,
+            Key={"TaskId": task_id},
+            UpdateExpression=(
+                "SET Execution = :e, Windows = :n, Progress = :zero, UpdatedAt = :now, "
+                "LeaseExpiresAt = :lease REMOVE WindowsDone"
+            ),
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#s": "Status"},
+            ExpressionAttributeValues=values,
+        )
+
+    @staticmethod
+    def window_key(execution: str, index: int) -> str:
+        """The id of the item that holds a window's outcome (beside the task records; never a task id)."""
+        return f"{execution}#window-{index:05d}"
+
+    def window_done(
+        self, task_id: str, execution: str, index: int, outcomes: Sequence[Mapping[str, Any]], windows: int
+    ) -> None:
+        """Store window ``index``'s outcomes (one per job) and count it done in the task record
+        (``WindowsDone`` is a set: a window stored twice counts once; ``Progress`` follows it)."""
+        now = self.clock()
+        self._call(
+            "put",
+            self.table.put_item,
+            Item={
+                "TaskId": self.window_key(execution, index),
+                "Outcomes": to_dynamo(list(outcomes)),
+                "UpdatedAt": int(now),
+                "ExpiresAt": int(now + self.ttl_seconds),
+            },
+        )
+        try:
+            done = self.table.update_item(
+                Key={"TaskId": task_id},
+                UpdateExpression="ADD WindowsDone :i SET UpdatedAt = :now",
+                ConditionExpression="#s = :running AND Execution = :e",
+                ExpressionAttributeNames={"#s": "Status"},
+                ExpressionAttributeValues={
+                    ":i": {index},
+                    ":now": int(now),
+                    ":running": "Running",
+                    ":e": execution,
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+            count = len(done.get("Attributes", {}).get("WindowsDone", ()))
+            self.progress(task_id, 100 * count / max(1, windows), force=True)
+        except (ClientError, BotoCoreError) as exc:  # progress is advisory; the window's item is what counts
+            log.warning("window %s of %s not counted: %s", index, task_id, map_client_error(exc).message)
+
+    def window_failed(self, execution: str, index: int, code: str, message: str) -> None:
+        """Store that window ``index`` failed for good (the task's failure names it)."""
+        now = self.clock()
+        self._call(
+            "put",
+            self.table.put_item,
+            Item={
+                "TaskId": self.window_key(execution, index),
+                "Error": {"Code": code, "Message": message},
+                "UpdatedAt": int(now),
+                "ExpiresAt": int(now + self.ttl_seconds),
+            },
+        )
+
+    def window_results(self, execution: str, windows: int) -> list[dict[str, Any] | None]:
+        """What each of the ``windows`` windows stored (``Outcomes`` or ``Error``), in window order;
+        None for a window that stored nothing."""
+        keys = [self.window_key(execution, i) for i in range(windows)]
+        found: dict[str, dict[str, Any]] = {}
+        resource = self.clients.dynamodb
+        for start in range(0, len(keys), 100):  # BatchGetItem reads at most 100 items a call
+            pending: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [{"TaskId": k} for k in keys[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            for _ in range(8):
+                response = self._call("batch-get", resource.batch_get_item, RequestItems=pending)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    found[item["TaskId"]] = from_dynamo(item)
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(0.1)
+        return [found.get(k) for k in keys]
 
     def _get_raw(self, task_id: str) -> dict[str, Any] | None:
         response = self._call("get", self.table.get_item, Key={"TaskId": task_id}, ConsistentRead=True)

@@ -52,36 +52,36 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from fractions import Fraction
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
+from vidsnap.aws.attempt import (
+    Attempt,
+    Checkpoint,
+    OutOfTime,
+    RecordingSink,
+    TaskRunning,
+    TimeLeft,
+    summary,
+)
 from vidsnap.aws.clients import Clients
 from vidsnap.aws.errors import map_client_error
 from vidsnap.aws.events import UploadEvent, classify_message
 from vidsnap.aws.notify import (
-    COMPOSITION_TYPES,
-    CompositionLike,
     Notification,
     Notifier,
-    OutputLike,
-    composition_entry,
-    output_entry,
 )
 from vidsnap.aws.observe import MetricUnit, emit, logger
 from vidsnap.aws.s3io import open_s3
 from vidsnap.aws.settings import Settings
 from vidsnap.aws.storage import OUTPUT_MARKER, S3Sink, Store
 from vidsnap.aws.taskstore import TaskStore, notification_from_record
-from vidsnap.core.errors import BadRequest, NotAllowed, SourceChanged, Throttled, VidsnapError
-from vidsnap.core.plan import SourceRef, Task, resolve_source, task_id
+from vidsnap.core.errors import BadRequest, NotAllowed, SourceChanged, VidsnapError
+from vidsnap.core.plan import SourceRef, Task, resolve_source
 
 if TYPE_CHECKING:  # the engine loads PyAV: imported where a task really runs
-    from vidsnap.core.engine import Outcome, Position, Sink
+    from vidsnap.core.engine import Sink
 
 #: Extensions of images vidsnap writes: never sources, so never worth an upload trigger.
 OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".gif", ".vtt")
@@ -90,120 +90,20 @@ OUTPUT_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".avif", ".gif", ".vtt")
 #: event (~1 minute after a failure), which must be able to take the task over.
 LEASE_MARGIN_S = 10.0
 
-#: Seconds the running invocation has left (from the Lambda context).
-TimeLeft = Callable[[], float]
-
-
-class TaskRunning(Throttled):
-    """The task is being run by another invocation right now: retry the message later."""
-
-    code = "TaskRunning"
-
-
-class OutOfTime(Throttled):
-    """The invocation ran out of time; the task's progress is saved: retry the message to resume."""
-
-    code = "OutOfTime"
-
-
 #: Seconds before a message handed back after :class:`OutOfTime` is delivered again.
 RESUME_DELAY_S = 2
 
-
-@dataclass(frozen=True)
-class Attempt:
-    """One attempt at a task: what runs on what, for which request, and until when it may hold the task.
-
-    ``etag`` is the one the trigger saw, then (:meth:`Worker._execute`) the one the source's HEAD
-    saw; with the source and the task it makes :attr:`task_id`. ``time_left`` is the invocation's
-    clock (None: unknown); ``start`` and ``started`` (monotonic) are when the attempt began.
-    """
-
-    task: Task
-    source: SourceRef
-    request_id: str
-    etag: str | None = None
-    from_upload: bool = False
-    time_left: TimeLeft | None = None
-    start: datetime = field(default_factory=lambda: datetime.now(UTC))
-    started: float = field(default_factory=time.monotonic)
-
-    @cached_property
-    def task_id(self) -> str:
-        """The deterministic task id (:func:`vidsnap.core.plan.task_id`)."""
-        return task_id(self.source, self.etag, self.task)
-
-    @property
-    def log_context(self) -> dict[str, str]:
-        """What every log line about this attempt says."""
-        return {"task_id": self.task_id, "source": self.source.uri, "request_id": self.request_id}
-
-    def notification(
-        self,
-        status: str,
-        *,
-        code: str,
-        message: str,
-        outputs: Sequence[OutputLike | Mapping[str, Any]] = (),
-        warnings: Sequence[str] = (),
-        compositions: Sequence[CompositionLike | Mapping[str, Any]] = (),
-    ) -> Notification:
-        """The attempt's notification, ending now (``outputs``, ``compositions``: the engine's)."""
-        return Notification.build(
-            self.task_id,
-            status,
-            code=code,
-            message=message,
-            request_id=self.request_id,
-            start=self.start,
-            end=datetime.now(UTC),
-            sources=[self.source.uri],
-            outputs=outputs,
-            warnings=warnings,
-            compositions=compositions,
-            user_data=self.task.user_data,
-        )
-
-
-@dataclass
-class _RecordingSink:
-    """Passes writes through to a sink and remembers their URIs, so a failed task can undo them.
-
-    The one record of a task's partial outputs: the engine raises the error that stopped the task
-    as it is, whatever was written before it. ``earlier``: what the attempts before this one
-    wrote (a resumed task): undone when the task fails, kept on a transient error (the checkpoint
-    that lists them stays).
-    """
-
-    inner: Sink
-    written: list[str] = field(default_factory=list)
-    earlier: list[str] = field(default_factory=list)
-
-    def put(self, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
-        uri = self.inner.put(bucket, key, data, content_type)
-        self.written.append(uri)
-        return uri
-
-    def undo(self, *, earlier: bool = True) -> list[str]:
-        """Delete what was written, each URI once; return the URIs that could not be deleted.
-
-        ``earlier`` False: only what this attempt wrote (and the earlier attempts did not)."""
-        kept = set(self.earlier)
-        written = list(dict.fromkeys(self.earlier + self.written if earlier else self.written))
-        if not earlier:  # a template without index writes one key many times
-            written = [uri for uri in written if uri not in kept]
-        self.written.clear()
-        delete = getattr(self.inner, "delete", None)
-        if delete is None:
-            return written
-        left: list[str] = []
-        for uri in written:
-            try:
-                delete(uri)
-            except Exception as exc:  # cleanup is best effort; what is left is reported
-                logger.warning("could not delete partial output", extra={"uri": uri, "error": str(exc)})
-                left.append(uri)
-        return left
+__all__ = [
+    "LEASE_MARGIN_S",
+    "OUTPUT_EXTENSIONS",
+    "RESUME_DELAY_S",
+    "Attempt",
+    "Checkpoint",
+    "OutOfTime",
+    "RecordingSink",
+    "TaskRunning",
+    "Worker",
+]
 
 
 class Worker:
@@ -346,7 +246,7 @@ class Worker:
         try:
             try:
                 self._check_source_bucket(attempt.source)
-                reader = self._open(attempt.source)
+                reader = self.open_source(attempt.source)
             except VidsnapError as exc:
                 if exc.transient:
                     raise
@@ -379,7 +279,7 @@ class Worker:
         if claimed is not None:
             return claimed
         if refusal is not None:
-            return self._fail(attempt, refusal)
+            return self.fail(attempt, refusal)
         assert reader is not None  # nothing refused the source: it is open
         try:
             self._preflight(attempt.task)
@@ -389,7 +289,7 @@ class Worker:
                 raise
             # A refused notify target is not notified.
             notify = not (isinstance(exc, NotAllowed | BadRequest) and exc.param in ("topic", "queue"))
-            return self._fail(attempt, exc, notify=notify)
+            return self.fail(attempt, exc, notify=notify)
         return self._run(attempt, reader)
 
     def _check_source_bucket(self, source: SourceRef) -> None:
@@ -400,7 +300,7 @@ class Worker:
                 param="bucket",
             )
 
-    def _open(self, source: SourceRef) -> BinaryIO:
+    def open_source(self, source: SourceRef) -> BinaryIO:
         if self.store is not None:
             return self.store.open(source.key)
         assert source.bucket is not None  # _check_source_bucket refuses a source without one
@@ -423,9 +323,13 @@ class Worker:
         )
         if state == "new":
             return None
-        if state == "running":
-            raise TaskRunning(f"task {tid} is running in another invocation; retry later")
         record = self.tasks.get(tid)
+        if state == "running":
+            if record is not None and record.get("Execution"):
+                # Handed to the state machine (docs/LONG_TASKS.md): it ends the task; nothing to retry.
+                logger.info("task is running on the state machine", extra={"execution": record["Execution"]})
+                return dataclasses.replace(notification_from_record(record), end_time="")
+            raise TaskRunning(f"task {tid} is running in another invocation; retry later")
         if state == "succeeded" and record is not None:
             logger.info("task already succeeded: returning the stored result, not re-notifying")
             return notification_from_record(record)
@@ -475,7 +379,19 @@ class Worker:
 
         tasks = self.tasks
         earlier = Checkpoint.load(tasks.resumes(attempt.task_id) if tasks is not None else None)
-        sink = _RecordingSink(self.sink, earlier=earlier.uris())
+        if earlier.position is None and self.settings.fanout.state_machine is not None:
+            # A long task runs on the state machine (a resumed one goes on here).
+            from vidsnap.aws.fanout import Fanout
+
+            try:
+                handed = Fanout(self).start(attempt, reader)
+            except VidsnapError as exc:
+                if exc.transient:
+                    raise
+                return self.fail(attempt, exc)
+            if handed is not None:
+                return handed
+        sink = RecordingSink(self.sink, earlier=earlier.uris())
 
         def progress(fraction: float) -> None:
             if tasks is not None:
@@ -501,7 +417,7 @@ class Worker:
                 if error is exc:
                     raise
                 raise error from exc
-            return self._fail(attempt, error, left=left)
+            return self.fail(attempt, error, left=left)
         done = earlier.then(outcome)
         if outcome.stopped is not None:
             self._hand_back(attempt, done)
@@ -509,12 +425,12 @@ class Worker:
         note = attempt.notification(
             "Succeeded",
             code="Success",
-            message=_summary(len(done.outputs), done.kinds()),
+            message=summary(len(done.outputs), done.kinds()),
             outputs=done.outputs,
             warnings=done.warnings,
             compositions=done.compositions,
         )
-        note = self._conclude(attempt, note)
+        note = self.conclude(attempt, note)
         _emit_metrics(len(outcome.outputs), int(getattr(reader, "bytes_read", 0)), latency_ms)
         logger.info(
             "task succeeded",
@@ -555,20 +471,20 @@ class Worker:
         emit({"TasksResumed": (MetricUnit.Count, 1)})
         raise error
 
-    def _fail(
+    def fail(
         self, attempt: Attempt, error: VidsnapError, *, notify: bool = True, left: list[str] | None = None
     ) -> Notification:
         """End the task as Failed; ``left``: outputs written before the failure that are still there."""
         text = error.message
         if left:
             text += f" (outputs written before the failure could not be deleted: {', '.join(left[:20])})"
-        note = self._conclude(
+        note = self.conclude(
             attempt, attempt.notification("Failed", code=error.code, message=text), notify=notify
         )
         logger.warning("task failed", extra={"task_id": attempt.task_id, "code": error.code, "error": text})
         return note
 
-    def _conclude(self, attempt: Attempt, note: Notification, *, notify: bool = True) -> Notification:
+    def conclude(self, attempt: Attempt, note: Notification, *, notify: bool = True) -> Notification:
         """Send the one notification (when the task names a target), then finish the record.
 
         The notification goes first: when finishing the record fails, the redelivery re-runs and
@@ -622,80 +538,3 @@ def _emit_metrics(frames: int, bytes_read: int, latency_ms: float) -> None:
             "TaskLatencyMs": (MetricUnit.Milliseconds, latency_ms),
         }
     )
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """What the attempts at a task have done so far (as notification entries) and where the next
-    one resumes (``position``; None: from the beginning). Stored in the task record."""
-
-    outputs: tuple[dict[str, Any], ...] = ()
-    compositions: tuple[dict[str, Any], ...] = ()
-    warnings: tuple[str, ...] = ()
-    position: Position | None = None
-
-    @classmethod
-    def load(cls, data: Mapping[str, Any] | None) -> Checkpoint:
-        """The checkpoint a record holds (None or unreadable: nothing done)."""
-        from vidsnap.core.writer import Position
-
-        if not data:
-            return cls()
-        try:
-            pts = data.get("Pts")
-            position = Position(
-                int(data["Job"]),
-                tuple(int(c) for c in data.get("Counts", [])),
-                int(data.get("Count", 0)),
-                int(pts) if pts is not None else None,
-                Fraction(str(data.get("TimeMs", "0"))),
-            )
-            return cls(
-                tuple(dict(o) for o in data.get("Outputs", [])),
-                tuple(dict(c) for c in data.get("Compositions", [])),
-                tuple(str(w) for w in data.get("Warnings", [])),
-                position,
-            )
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-            logger.warning("unreadable checkpoint: the task starts over", extra={"error": str(exc)})
-            return cls()
-
-    def dump(self) -> dict[str, Any]:
-        """The record's ``Checkpoint`` (JSON types; exact times as ``"num/den"`` text)."""
-        position = self.position
-        assert position is not None
-        return {
-            "Job": position.job,
-            "Counts": list(position.counts),
-            "Count": position.count,
-            "Pts": position.pts,
-            "TimeMs": str(position.time_ms),
-            "Outputs": list(self.outputs),
-            "Compositions": list(self.compositions),
-            "Warnings": list(self.warnings),
-        }
-
-    def then(self, outcome: Outcome) -> Checkpoint:
-        """This checkpoint followed by an attempt's ``outcome`` (and where it stopped, if it did)."""
-        return Checkpoint(
-            self.outputs + tuple(output_entry(o) for o in outcome.outputs),
-            self.compositions + tuple(composition_entry(c) for c in outcome.compositions),
-            self.warnings + tuple(outcome.warnings),
-            outcome.stopped,
-        )
-
-    def uris(self) -> list[str]:
-        """Every object the checkpoint lists (what the earlier attempts wrote)."""
-        return [str(e["URI"]) for e in (*self.outputs, *self.compositions) if "URI" in e]
-
-    def kinds(self) -> Counter[str]:
-        """How many compositions of each kind (``sprite``, ``track``, ``animation``)."""
-        names = {v: k for k, v in COMPOSITION_TYPES.items()}
-        return Counter(names.get(str(c.get("Type")), str(c.get("Type"))) for c in self.compositions)
-
-
-def _summary(outputs: int, counts: Counter[str]) -> str:
-    """The success message: frames written, and the compositions made of them."""
-    text = f"{outputs} frame(s) written"
-    made = [f"{n} {kind if kind != 'sprite' else 'sprite sheet'}(s)" for kind, n in counts.items()]
-    return f"{text}, {', '.join(made)}" if made else text

@@ -281,19 +281,16 @@ class Task:
 
     def plain(self) -> dict[str, Any]:
         """The task as JSON types (times as exact ``"num/den"`` text); :meth:`from_plain` reverses it."""
-        plain: dict[str, Any] = _plain(asdict(self))
-        return plain
+        return to_plain(self)
 
     @classmethod
     def from_plain(cls, data: Any) -> Task:
         """The task :meth:`plain` rendered (handed from one invocation to another: the windows of a
         long task). Raises :class:`BadRequest` for data that is not such a rendering."""
         try:
-            task = _from_plain(cls, data)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            return from_plain(cls, data)
+        except ValueError as exc:
             raise BadRequest(f"not a vidsnap task: {exc}", param="task") from exc
-        assert isinstance(task, Task)
-        return task
 
 
 def _plain(value: Any) -> Any:
@@ -305,6 +302,26 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+T = typing.TypeVar("T")
+
+
+def to_plain(instance: Any) -> dict[str, Any]:
+    """A dataclass instance as JSON types (Fractions as exact ``"num/den"`` text), for
+    :func:`from_plain`."""
+    plain: dict[str, Any] = _plain(asdict(instance))
+    return plain
+
+
+def from_plain(kind: type[T], value: Any) -> T:
+    """The instance of the dataclass ``kind`` that :func:`to_plain` rendered as ``value``, checked
+    against ``kind``'s type hints; :class:`ValueError` saying what does not fit."""
+    try:
+        made = _from_plain(kind, value)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from exc
+    return typing.cast("T", made)
 
 
 def _from_plain(kind: Any, value: Any) -> Any:  # noqa: PLR0911, PLR0912 (a branch per kind of type)
@@ -332,6 +349,10 @@ def _from_plain(kind: Any, value: Any) -> Any:  # noqa: PLR0911, PLR0912 (a bran
         if value not in args:
             raise ValueError(f"{value!r} is not one of {args}")
         return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list for {kind}")
+        return [_from_plain(args[0], v) for v in value]
     if origin is tuple:
         if not isinstance(value, list):
             raise TypeError(f"expected a list for {kind}")
