@@ -61,8 +61,8 @@ def test_demo_succeeds_quickly_and_tells_the_story(
     assert elapsed < DEMO_BUDGET_S, f"demo took {elapsed:.1f} s"
     assert summary["timings_s"]["total"] < DEMO_BUDGET_S
     text = result.stdout
-    for step in range(1, 9):
-        assert f"[{step}/8]" in text
+    for step in range(1, 10):
+        assert f"[{step}/9]" in text
     for phrase in (
         "function URL",
         "ObjectCreated",
@@ -128,10 +128,20 @@ def test_imm_task_wrote_one_frame_per_second_and_notified_sqs(summary: dict[str,
     assert record["Status"] == "Succeeded"
 
 
+def test_the_long_task_ran_in_windows_on_the_state_machine(summary: dict[str, Any]) -> None:
+    long = summary["long_task"]
+    assert long["status"] == "SUCCEEDED"
+    assert len(long["windows"]) >= 2
+    note = long["notification"]
+    assert note["Status"] == "Succeeded"
+    # Every half second, on the 25 fps grid: the frame shown at t (pts <= t).
+    assert [o["TimeMs"] for o in note["Outputs"]] == [i * 500 - (i % 2) * 20 for i in range(16)]
+
+
 def test_images_and_contact_sheet_on_disk(summary: dict[str, Any], demo_run: Any) -> None:
     _, out, _ = demo_run
     images = summary["images"]
-    assert len(images) == 1 + 4 + 8
+    assert len(images) == 1 + 4 + 8 + 16
     for entry in images:
         path = Path(entry["path"])
         assert path.is_relative_to(out)

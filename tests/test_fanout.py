@@ -19,19 +19,20 @@ from typing import Any
 
 import boto3
 import pytest
-import sfnlocal
 from moto import mock_aws
 
 from vidsnap.aws.clients import Clients
 from vidsnap.aws.settings import ASYNC_VARIABLES, Fanout, Settings, get_settings
 from vidsnap.aws.taskstore import TaskStore, create_table
 from vidsnap.aws.worker import Worker
+from vidsnap.local import stepfunctions as sfnlocal
 from vidsnap.local import synth
 
 MACHINE = "vidsnap-fanout"
-MACHINE_ARN = f"arn:aws:states:us-east-1:{sfnlocal.ACCOUNT}:stateMachine:{MACHINE}"
+MACHINE_ARN = sfnlocal.state_machine_arn(MACHINE)
 FANOUT = "vidsnap-FanoutFunction"
 KEY = "videos/long.mp4"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def b64(text: str) -> str:
@@ -83,9 +84,10 @@ class Stack:
 
     def deliver(self, body: dict[str, Any], message_id: str = "m-1") -> dict[str, Any]:
         """The task message through the worker's handler; its batch response."""
-        response: dict[str, Any] = self.worker_app.handler(
-            sqs_event(body, message_id), self.context("vidsnap-AsyncSnapshotsFunction")
-        )
+        with sfnlocal.ONE_INVOCATION:
+            response: dict[str, Any] = self.worker_app.handler(
+                sqs_event(body, message_id), self.context("vidsnap-AsyncSnapshotsFunction")
+            )
         return response
 
     def executions(self) -> list[dict[str, Any]]:
@@ -159,7 +161,9 @@ def stack(
         create_table(clients.dynamodb_client, "tasks")
         clients.s3.put_object(Bucket="src", Key=KEY, Body=clip.read_bytes())
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        asl = sfnlocal.definition("FanoutStateMachine", {"FanoutFunctionArn": sfnlocal.function_arn(FANOUT)})
+        asl = sfnlocal.definition(
+            ROOT / "template.yaml", "FanoutStateMachine", {"FanoutFunctionArn": sfnlocal.function_arn(FANOUT)}
+        )
         sfn.create_state_machine(
             name=MACHINE, definition=asl, roleArn=f"arn:aws:iam::{sfnlocal.ACCOUNT}:role/fanout"
         )
@@ -296,7 +300,8 @@ def test_windows_run_twice_write_the_same_keys_once(stack: Stack) -> None:
 
     # A window delivered once more after the merge: nothing changes, nothing is notified.
     window = next(e for e in stack.routes.named(FANOUT) if e["Action"] == "window")
-    answer = fanout_handler(window, stack.context(FANOUT))
+    with sfnlocal.ONE_INVOCATION:
+        answer = fanout_handler(window, stack.context(FANOUT))
     assert answer == {"Window": window["Window"]["Index"], "Skipped": True}
     assert stack.received() == []
     assert stack.objects() == one_objects
@@ -410,3 +415,22 @@ def test_settings_of_the_fanout(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings.from_env({}, variables=ASYNC_VARIABLES).fanout == Fanout()
     with pytest.raises(ValueError, match="FANOUT_MAX_WINDOWS"):
         Settings.from_env({"FANOUT_MAX_WINDOWS": "1"}, variables=ASYNC_VARIABLES)
+
+
+def test_the_record_shows_the_windows_progress(stack: Stack) -> None:
+    from vidsnap.aws.httpapp import PUBLIC_TASK_FIELDS
+
+    seen: list[tuple[int, int]] = []
+
+    def look(function: str, event: dict[str, Any]) -> None:
+        record = stack.record(event["Run"]["task_id"])
+        seen.append((record["Progress"], len(record.get("WindowsDone", []))))
+
+    stack.routes.before = look
+    stack.deliver(task_body(TASKS["exact"]))
+    (done,) = stack.finish()
+    windows = json.loads(done["input"])["Run"]["windows"]
+    # Before each window and before the merge: progress grows with the windows done, to 100.
+    assert [count for _, count in seen] == list(range(windows + 1))
+    assert [pct for pct, _ in seen] == [100 * n // windows for n in range(windows + 1)]
+    assert {"Progress", "Windows", "WindowsDone"} <= PUBLIC_TASK_FIELDS

@@ -15,7 +15,7 @@ from typing import Any
 
 from vidsnap.aws.clients import Clients, account_from_arn
 from vidsnap.aws.fanout import Fanout
-from vidsnap.aws.observe import MetricUnit, logger, metrics
+from vidsnap.aws.observe import MetricUnit, emit, logger
 from vidsnap.aws.settings import ASYNC_VARIABLES, get_settings
 from vidsnap.aws.worker import Worker
 
@@ -26,10 +26,10 @@ def _fanout_for(account: str | None) -> Fanout:
     return Fanout(Worker(get_settings(ASYNC_VARIABLES), Clients(account_id=account)))
 
 
-@metrics.log_metrics
+# Metrics are emitted as they happen (vidsnap.aws.observe.emit): a step that fails still counts.
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """``{"Action": "window" | "merge" | "fail", "Run": {...}, "Window"?: {...}, "Error"?: {...}}``."""
     fanout = _fanout_for(account_from_arn(getattr(context, "invoked_function_arn", None)))
-    metrics.add_metric(name="FanoutSteps", unit=MetricUnit.Count, value=1)
+    emit({"FanoutSteps": (MetricUnit.Count, 1)})
     return fanout.handle(event)

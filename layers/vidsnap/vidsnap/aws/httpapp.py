@@ -102,6 +102,9 @@ PUBLIC_TASK_FIELDS = frozenset(
         "UserData",
         "Request",
         "OutputsTruncated",
+        # A long task run in windows (docs/LONG_TASKS.md, fan-out): how many, and which are done.
+        "Windows",
+        "WindowsDone",
     }
 )
 

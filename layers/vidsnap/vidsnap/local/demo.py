@@ -15,8 +15,11 @@ What it does, in order (each step prints what happened, where the files are and 
    ``video/snapshots`` keyframe task (one frame per scene) with save-as and notify; the notification is read
    back from the subscriber queue and the images are downloaded;
 6. an IMM-style JSON task sent to the task queue (one frame per second, notification to SQS);
-7. the task record, looked up through the function URL (``GET /tasks/{TaskId}``);
-8. a contact sheet of every captured frame with its timestamp.
+7. a long task split into windows on the fan-out state machine: template.yaml's own definition,
+   executed by moto's Step Functions interpreter, its steps served by ``functions/fanout/app.handler``
+   (the demo pretends decoding is slow, so that its 8 s clip counts as long);
+8. the task record, looked up through the function URL (``GET /tasks/{TaskId}``);
+9. a contact sheet of every captured frame with its timestamp.
 
 The handlers are imported from their files (``functions/`` are not packages), after the
 environment is set, exactly as the Lambda runtime cold-starts them. Their own log lines (JSON, on
@@ -37,6 +40,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
@@ -48,6 +52,7 @@ from vidsnap.aws import settings
 from vidsnap.aws.taskstore import create_table
 from vidsnap.core import imaging
 from vidsnap.core.naming import split_s3_uri
+from vidsnap.local import stepfunctions
 from vidsnap.local.synth import make_video
 
 __all__ = ["FAKE_AWS_ENV", "DemoError", "find_repo_root", "run_demo"]
@@ -62,6 +67,15 @@ TOPIC = "vidsnap-demo-notifications"
 SUBSCRIBER_QUEUE = "vidsnap-demo-subscriber"  # the user's consumer of the topic
 NOTIFY_QUEUE = "vidsnap-demo-notify"  # the stack's queue for SQS notifications (NotifyQueue)
 TASK_TABLE = "vidsnap-demo-tasks"
+FANOUT_MACHINE = "vidsnap-demo-fanout"
+FANOUT_FUNCTION = "vidsnap-demo-fanout-steps"
+#: What makes the demo's 8 s clip a long task: a decoder of 1 Mpx/s (a real one does ~150), windows
+#: of 2 s of its decoding.
+LONG_TASK_ENV = {
+    "FANOUT_DECODE_MPX_PER_SECOND": "1",
+    "FANOUT_THRESHOLD_SECONDS": "10",
+    "FANOUT_WINDOW_SECONDS": "12",
+}
 UPLOAD_PREFIX = "uploads/"
 VIDEO_KEY = f"{UPLOAD_PREFIX}clip.mp4"
 
@@ -90,6 +104,17 @@ def upload_process() -> str:
         f"|sys/saveas,b_{_b64(OUTPUT_BUCKET)},o_{_b64('keyframes/{barename}/{index}.{autoext}')}"
         f"/notify,topic_{_b64(TOPIC)}"
     )
+
+
+def long_task(notify_queue_url: str) -> dict[str, Any]:
+    """An OSS task message: a frame every half second, exact, saved and notified to SQS."""
+    saveas = f"sys/saveas,b_{_b64(OUTPUT_BUCKET)},o_{_b64('long/{barename}-{index}.{autoext}')}"
+    return {
+        "Bucket": SOURCE_BUCKET,
+        "Key": VIDEO_KEY,
+        "Process": f"video/snapshots,f_jpg,inter_500,w_320|{saveas}/notify,queue_{_b64(notify_queue_url)}",
+        "UserData": "vidsnap-demo-long",
+    }
 
 
 def imm_task(notify_queue_url: str) -> dict[str, Any]:
@@ -298,6 +323,7 @@ def function_env(task_queue_url: str) -> dict[str, str]:
             [{"prefix": UPLOAD_PREFIX, "suffix": ".mp4", "process": upload_process()}]
         ),
         "MAX_FRAMES": "1000",
+        "FANOUT_STATE_MACHINE": stepfunctions.state_machine_arn(FANOUT_MACHINE),
     }
 
 
@@ -365,6 +391,7 @@ class Aws:
     subscriber_queue_url: str
     notify_queue_url: str
     topic_arn: str
+    sfn: Any = None
 
 
 def _check_pieces() -> None:
@@ -383,6 +410,18 @@ def _check_pieces() -> None:
             missing.append(f"{module} ({exc})")
     if missing:
         raise DemoError("the demo cannot run; missing: " + "; ".join(missing))
+
+
+def _create_state_machine(template: Path) -> Any:
+    """The fan-out state machine of template.yaml, its steps the demo's fan-out function."""
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    asl = stepfunctions.definition(
+        template, "FanoutStateMachine", {"FanoutFunctionArn": stepfunctions.function_arn(FANOUT_FUNCTION)}
+    )
+    sfn.create_state_machine(
+        name=FANOUT_MACHINE, definition=asl, roleArn=f"arn:aws:iam::{ACCOUNT}:role/vidsnap-demo-fanout"
+    )
+    return sfn
 
 
 def _create_resources() -> Aws:
@@ -537,7 +576,7 @@ def run_demo(out: Path, *, stream: TextIO | None = None) -> int:
     """
     stream = stream or sys.stdout
     out = Path(out).resolve()
-    report = Report(stream, out, total_steps=8)
+    report = Report(stream, out, total_steps=9)
     started = time.perf_counter()
     print("vidsnap demo: the real Lambda handlers on an embedded AWS (moto, in-process).", file=stream)
     print("No AWS account, credentials or network are used.", file=stream, flush=True)
@@ -596,15 +635,21 @@ def _run_logged(out: Path, report: Report, logs_path: Path) -> dict[str, Any]:
     # moto is a development dependency, not part of the Lambda layer this module ships in.
     from moto import mock_aws
 
-    with patched_environ(FAKE_AWS_ENV, UNSET_ENV), mock_aws():
+    with (
+        patched_environ(FAKE_AWS_ENV, UNSET_ENV),
+        mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),  # type: ignore[arg-type]
+        contextlib.ExitStack() as routes,
+    ):
         with report.step("Start the embedded AWS and create the stack's resources"):
             aws = _create_resources()
+            aws.sfn = _create_state_machine(repo / "template.yaml")
             report.line(f"buckets     s3://{SOURCE_BUCKET} (sources), s3://{OUTPUT_BUCKET} (outputs)")
             report.line(
                 f"task queue  {TASK_QUEUE} (+ {DEAD_LETTER_QUEUE}), fed by the source bucket's uploads"
             )
             report.line(f"topic       {TOPIC} -> subscriber queue {SUBSCRIBER_QUEUE}")
             report.line(f"table       {TASK_TABLE}; SQS notification queue {NOTIFY_QUEUE}")
+            report.line(f"state machine {FANOUT_MACHINE}: template.yaml's FanoutStateMachine definition")
             env = function_env(aws.task_queue_url)
             os.environ.update(env)
             report.line(f"upload rule {UPLOAD_PREFIX}*.mp4 -> {upload_process()}")
@@ -615,7 +660,12 @@ def _run_logged(out: Path, report: Report, logs_path: Path) -> dict[str, Any]:
             async_snapshots = load_handler(
                 functions / "async_snapshots" / "app.py", "vidsnap_demo_async_snapshots"
             )
-            report.line("handlers    functions/{object_get,async_snapshots}/app.py, cold-started")
+            fanout = load_handler(functions / "fanout" / "app.py", "vidsnap_demo_fanout")
+            steps = stepfunctions.LambdaRoutes(
+                {FANOUT_FUNCTION: fanout}, lambda name: LambdaContext(name, timeout_s=900)
+            )
+            routes.enter_context(steps.installed())
+            report.line("handlers    functions/{object_get,async_snapshots,fanout}/app.py, cold-started")
 
         with report.step(f"Upload the video to s3://{SOURCE_BUCKET}/{VIDEO_KEY}"):
             aws.s3.upload_file(str(clip), SOURCE_BUCKET, VIDEO_KEY, ExtraArgs={"ContentType": "video/mp4"})
@@ -695,6 +745,11 @@ def _run_logged(out: Path, report: Report, logs_path: Path) -> dict[str, Any]:
             report.line(f"images -> {report.rel(imm_images[0].path.parent)}/")
             summary["imm_notification"] = imm_note
 
+        with report.step("A long task in windows on the fan-out state machine (Distributed Map)"):
+            summary["long_task"] = _long_task(
+                aws, functions, out, report, captured=captured, logs_path=logs_path
+            )
+
         with report.step("Task record through the function URL (GET /tasks/{TaskId})"):
             tid = str(imm_note.get("TaskId"))
             event = function_url_event(events_dir, "GET", f"/tasks/{tid}")
@@ -716,6 +771,61 @@ def _run_logged(out: Path, report: Report, logs_path: Path) -> dict[str, Any]:
         report.line(f"{len(captured)} frames -> {report.rel(sheet_path)}")
     summary["images"] = [{"step": c.step, "path": str(c.path), "TimeMs": c.time_ms} for c in captured]
     return summary
+
+
+def _long_task(
+    aws: Aws, functions: Path, out: Path, report: Report, *, captured: list[Captured], logs_path: Path
+) -> dict[str, Any]:
+    """Step 7: a task the worker hands to the state machine; its windows, merge and notification."""
+    report.line(
+        "the worker is told decoding runs at 1 Mpx/s (LONG_TASK_ENV), so this 8 s clip is estimated "
+        "above FANOUT_THRESHOLD_SECONDS"
+    )
+    with patched_environ({**os.environ, **LONG_TASK_ENV}):
+        _clear_settings_cache()
+        worker = load_handler(functions / "async_snapshots" / "app.py", "vidsnap_demo_async_long")
+        aws.sqs.send_message(
+            QueueUrl=aws.task_queue_url, MessageBody=json.dumps(long_task(aws.notify_queue_url))
+        )
+        with stepfunctions.ONE_INVOCATION:  # the steps start only once the worker has returned
+            failed = _invoke_sqs(aws, worker, _receive_batch(aws.sqs, aws.task_queue_url))
+    _clear_settings_cache()
+    if failed:
+        raise DemoError(f"the async handler reported failed records: {failed} (see {logs_path})")
+    machine = stepfunctions.state_machine_arn(FANOUT_MACHINE)
+    executions = aws.sfn.list_executions(stateMachineArn=machine)["executions"]
+    if len(executions) != 1:
+        raise DemoError(f"expected one execution of {FANOUT_MACHINE}, found {len(executions)}")
+    done = stepfunctions.wait(aws.sfn, executions[0]["executionArn"])
+    windows = json.loads(done["input"])["Windows"]
+    spans = ", ".join(
+        f"{float(Fraction(w['StartMs'])) / 1000:g}-"
+        + (f"{float(Fraction(w['EndMs'])) / 1000:g}" if w["EndMs"] else "end")
+        + " s"
+        for w in windows
+    )
+    report.line(f"execution {done['name']}: {done['status']}, {len(windows)} windows ({spans})")
+    notes = _drain(aws.sqs, aws.notify_queue_url)
+    if len(notes) != 1:
+        raise DemoError(f"expected one notification of the long task, got {len(notes)} (see {logs_path})")
+    note = _notification(notes[0])
+    _expect_succeeded(note, "the long task")
+    images = _download_outputs(aws, note, out, "long")
+    captured.extend(images)
+    record = aws.dynamodb.get_item(TableName=TASK_TABLE, Key={"TaskId": {"S": note["TaskId"]}})["Item"]
+    done_windows = sorted(int(n) for n in record["WindowsDone"]["NS"])
+    report.line(
+        f"merged into one notification: {note['Status']}, {len(images)} frames at "
+        f"{', '.join(str(c.time_ms) for c in images)} ms; record: Windows {record['Windows']['N']}, "
+        f"WindowsDone {done_windows}, Progress {record['Progress']['N']}"
+    )
+    report.line(f"images -> {report.rel(images[0].path.parent)}/")
+    return {
+        "execution": done["executionArn"],
+        "status": done["status"],
+        "windows": windows,
+        "notification": note,
+    }
 
 
 def _contact_sheet(captured: list[Captured]) -> bytes:

@@ -1,5 +1,6 @@
 """template.yaml's state machines executed by moto's Step Functions interpreter, their Lambda tasks
-served in-process by the real handlers (``functions/<name>/app.py``).
+served in-process by the real handlers (``functions/<name>/app.py``): for the demo and the tests
+(development dependencies: moto >= 5.2, cfn-lint; not in the Lambda layer).
 
 The definition is read from template.yaml itself, with its ``DefinitionSubstitutions`` applied: the
 ASL that deploys is the ASL the tests execute. moto's interpreter calls Lambda through boto3's
@@ -22,11 +23,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import boto3
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.response import StreamingBody
-from cfnlint.decode import decode
 
-ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 #: moto's Step Functions configuration that makes executions run (moto >= 5.2).
@@ -34,22 +33,37 @@ EXECUTE = {"stepfunctions": {"execute_state_machine": True}}
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
+#: One Lambda invocation at a time in this process, as in one Lambda container: the handlers'
+#: module-level state (Powertools metrics, flushed at the end of each invocation) is per process,
+#: and moto runs a map's items on threads of its own. Hold it to invoke a handler directly too
+#: (a worker that starts an execution, whose steps then wait for it to return).
+ONE_INVOCATION = threading.RLock()
+
 
 def function_arn(name: str) -> str:
+    """The ARN of function ``name`` in moto's account and region."""
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
-def definition(resource: str, substitutions: dict[str, str]) -> str:
-    """The ASL of the state machine ``resource`` in template.yaml, substituted."""
-    decoded, matches = decode(str(ROOT / "template.yaml"))
-    assert not matches, matches
-    assert decoded is not None
+def state_machine_arn(name: str) -> str:
+    """The ARN of state machine ``name`` in moto's account and region."""
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+
+
+def definition(template: Path, resource: str, substitutions: dict[str, str]) -> str:
+    """The ASL of the state machine ``resource`` in ``template`` (template.yaml), its
+    ``DefinitionSubstitutions`` (exactly those named) replaced by ``substitutions``."""
+    from cfnlint.decode import decode  # parses the template's short-form intrinsics (!Ref, !Sub)
+
+    decoded, matches = decode(str(template))
+    if decoded is None or matches:
+        raise ValueError(f"{template} does not parse: {matches}")
     props = decoded["Resources"][resource]["Properties"]
-    assert set(props.get("DefinitionSubstitutions", {})) == set(substitutions)
+    if set(props.get("DefinitionSubstitutions", {})) != set(substitutions):
+        raise ValueError(f"{resource} substitutes {sorted(props.get('DefinitionSubstitutions', {}))}")
     text = json.dumps(props["Definition"])
     for name, value in substitutions.items():
         text = text.replace("${" + name + "}", value)
-    assert "${" not in text, text
     return text
 
 
@@ -66,9 +80,9 @@ class LambdaRoutes:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.before: Callable[[str, dict[str, Any]], None] | None = None
         self._lock = threading.Lock()
-        self._running = threading.Lock()
 
     def _invoke(self, params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:
+        """botocore's ``before-call`` hook: an answer for the functions routed here, else None."""
         path = str(params.get("url_path", ""))
         name = unquote(path.split("/functions/", 1)[-1].split("/", 1)[0])
         handler = self.handlers.get(name)
@@ -79,9 +93,7 @@ class LambdaRoutes:
             self.calls.append((name.rsplit(":", 1)[-1], event))
         answer: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": "$LATEST"}
         try:
-            # One invocation at a time, as in one Lambda container: the handlers' module-level
-            # state (Powertools metrics) is per process, and moto runs map items on threads.
-            with self._running:
+            with ONE_INVOCATION:
                 if self.before is not None:
                     self.before(name.rsplit(":", 1)[-1], event)
                 result = handler(event, self.context(name.rsplit(":", 1)[-1]))
@@ -94,13 +106,14 @@ class LambdaRoutes:
             answer["FunctionError"] = "Unhandled"
         body = json.dumps(result).encode()
         answer["Payload"] = StreamingBody(io.BytesIO(body), len(body))
-        return AWSResponse(path, 200, {}, None), answer
+        return AWSResponse(path, 200, HTTPHeaders(), None), answer
 
     @contextmanager
     def installed(self) -> Iterator[LambdaRoutes]:
         """Route the default session's Lambda calls (moto's interpreter makes them) while inside."""
-        events = boto3._get_default_session().events
-        events.register("before-call.lambda.Invoke", self._invoke, unique_id="sfnlocal")
+        events = boto3._get_default_session().events  # the session moto's interpreter uses
+        hook: Any = self._invoke  # botocore types handlers as returning None; before-call may answer
+        events.register("before-call.lambda.Invoke", hook, unique_id="sfnlocal")
         try:
             yield self
         finally:
@@ -112,13 +125,15 @@ class LambdaRoutes:
 
 
 def wait(sfn: Any, execution_arn: str, timeout_s: float = 120.0) -> dict[str, Any]:
-    """The execution once it has ended (moto runs it on a thread of its own)."""
+    """The execution once it has ended (moto runs it on a thread of its own); TimeoutError after
+    ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
         if described["status"] != "RUNNING":
             return described
-        assert time.monotonic() < deadline, f"{execution_arn} still running"
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{execution_arn} still running after {timeout_s} s")
         time.sleep(0.05)
 
 
