@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import struct
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -252,3 +253,20 @@ def test_counts_that_do_not_fit_the_plan_are_a_bad_request(gops: Path) -> None:
         Window.from_plain({**plan.windows[0].plain(), "Chosen": [["1"], None]})
     with pytest.raises(BadRequest):
         WindowPlan.from_plain({"Windows": [], "Totals": []})
+
+
+def test_a_stream_ending_before_its_claimed_duration_warns_as_one_pass(tmp_path: Path) -> None:
+    """2 s of video whose Matroska header claims 6 s: the window where the stream ends is scored
+    again (not decoded from its chosen times), so that it says so as one pass does."""
+    real = tmp_path / "real.mkv"
+    synth.make_video(real, duration_s=2, width=64, height=64, gop=10, bframes=0)
+    data = real.read_bytes()
+    i = data.find(b"\x44\x89\x88")  # Segment Info Duration: an 8-byte float in ms
+    assert i > 0
+    path = tmp_path / "claims.mkv"
+    path.write_bytes(data[: i + 3] + struct.pack(">d", 6000.0) + data[i + 11 :])
+    task = task_of(("video/snapshots,f_jpg,m_dhash,inter_100,thr_5", "d/{index}.{autoext}"))
+    plan = check_one_pass(task, path, 3)
+    assert plan.windows[-1].chosen == (None,)
+    single = run_task(task, path, CountingSink())
+    assert any("header claims" in w for w in single.warnings)
