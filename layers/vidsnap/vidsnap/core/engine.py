@@ -499,7 +499,9 @@ def run_window(
     :func:`vidsnap.core.windows.merge_windows`; a job that goes on after the window has ``stopped``
     set (only the last window's warnings are the job's: merging takes those). Each job resumes at
     the window's start as an attempt resumes after a stop (:func:`run_task`, ``resume``) and stops
-    at its end; running a window again writes the same keys.
+    at its end; running a window again writes the same keys. A task with dhash jobs runs the
+    windows of its settled plan (:func:`count_window`, :func:`vidsnap.core.windows.settle`);
+    their dhash jobs decode the window's chosen frames (``stopped`` is then not set).
     """
     limits = limits or Limits()
     _check_settled(task, window)
