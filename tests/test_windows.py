@@ -177,7 +177,7 @@ def test_windows_by_cost_stay_under_the_cost_given(gops: Path) -> None:
 @pytest.mark.parametrize(
     ("process", "param"),
     [
-        ("video/snapshots,f_jpg,m_dhash,inter_100,thr_5", "m"),
+        ("video/snapshots,f_jpg,m_dhash,inter_100,thr_5,num_3", "num"),
         ("video/snapshots,f_jpg,m_scene", "m"),
         ("video/snapshots,f_jpg,inter_0", "inter"),
         ("video/sprite,inter_500,w_64,h_36,tw_3,th_2,f_jpg", "f"),

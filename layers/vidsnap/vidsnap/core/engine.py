@@ -43,7 +43,7 @@ from vidsnap.core.writer import Sink as Sink  # noqa: PLC0414
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from vidsnap.core.windows import Window
+    from vidsnap.core.windows import Counted, Window
 
 # Imported where used, not here: the one-snapshot path (CLI `run`, function URL) never needs
 # selection or the render thread pool, and every millisecond of import is on its clock.
@@ -499,9 +499,12 @@ def run_window(
     :func:`vidsnap.core.windows.merge_windows`; a job that goes on after the window has ``stopped``
     set (only the last window's warnings are the job's: merging takes those). Each job resumes at
     the window's start as an attempt resumes after a stop (:func:`run_task`, ``resume``) and stops
-    at its end; running a window again writes the same keys.
+    at its end; running a window again writes the same keys. A task with dhash jobs runs the
+    windows of its settled plan (:func:`count_window`, :func:`vidsnap.core.windows.settle`);
+    their dhash jobs decode the window's chosen frames (``stopped`` is then not set).
     """
     limits = limits or Limits()
+    _check_settled(task, window)
     budget = FrameBudget.for_task(task, limits)
     ref = source_ref or task.source or SourceRef(key=_source_name(source))
     outcomes: list[Outcome] = []
@@ -520,6 +523,7 @@ def run_window(
                 budget=budget,
                 resume=start,
                 until=window.end_ms,
+                chosen=window.chosen[number] if window.chosen else None,
             )
             if isinstance(ran, Position):
                 outcome.stopped = ran
@@ -527,6 +531,49 @@ def run_window(
             budget.spend(totals[number] - (ran.count if isinstance(ran, Position) else ran))
             outcomes.append(outcome)
     return outcomes
+
+
+def _check_settled(task: Task, window: Window) -> None:
+    """A window of a task with dhash jobs runs once settled (its frames counted), not before."""
+    if not window.chosen and any(job.selection.mode == "dhash" for job in task.jobs):
+        raise ValueError("a window of a task with dhash jobs runs after its count pass (windows.settle)")
+
+
+def count_window(
+    task: Task, source: Source, window: Window, *, limits: Limits | None = None
+) -> list[Counted | None]:
+    """The count pass of ``window`` (:func:`vidsnap.core.windows.settle`): per job, for unranked
+    dhash jobs the planned times of the samples it selects in the window (its samples decoded and
+    scored, from the sample before the window; nothing rendered or written), None for the others.
+    At most ``MAX_FRAMES`` + 1 times per job: no task takes more."""
+    from vidsnap.core.select import After, dhash_times  # bulk path only
+    from vidsnap.core.windows import Counted
+
+    limits = limits or Limits()
+    counts: list[Counted | None] = []
+    with _task_video(source, limits) as video:
+        for job, start in zip(task.jobs, window.starts(task), strict=True):
+            sel = job.selection
+            if sel.mode != "dhash":
+                counts.append(None)
+                continue
+            if video.is_cover_art:  # one frame, in the first window (as select_frames)
+                counts.append(Counted((Fraction(0),) if window.index == 0 else ()))
+                continue
+            warnings: list[str] = []
+            after = After(start.count, start.pts, start.time_ms) if start and start.pts is not None else None
+            times = dhash_times(
+                video,
+                sel,
+                after=after,
+                until=window.end_ms,
+                limit=limits.max_frames + 1,
+                warnings=warnings,
+                decoders=limits.decoders,
+            )
+            ended = bool(warnings)  # sampling warns only where the stream ends early
+            counts.append(Counted(tuple(times), ended))
+    return counts
 
 
 @contextlib.contextmanager
@@ -554,6 +601,7 @@ def _run_job(
     resume: Position | None = None,
     stop: _Stop | None = None,
     until: Fraction | None = None,
+    chosen: Sequence[Fraction] | None = None,
 ) -> int | Position:
     """Run one job, appending its outputs and warnings to ``outcome``; ``part`` is (job, of jobs).
 
@@ -563,6 +611,7 @@ def _run_job(
     are taken back out of ``outcome``: the attempt that resumes it gives them again). ``resume``:
     the job's own frames written by earlier attempts. ``until``: frames at or after this time
     are not taken; the job stops before the first of them as if ``stop`` had said so (a window).
+    ``chosen``: a settled window's dhash frames (:func:`select_frames`).
     """
     asked = job.selection.num
     allowed = budget.start(asked)
@@ -613,6 +662,7 @@ def _run_job(
         warnings=outcome.warnings,
         decoders=limits.decoders,
         after=after,
+        chosen=chosen,
     )
     reached: list[bool] = []  # the selection reached ``until``
     frames = _until(frames, until, reached)

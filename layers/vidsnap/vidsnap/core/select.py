@@ -23,7 +23,7 @@ import heapq
 import itertools
 import math
 import threading
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -51,6 +51,7 @@ __all__ = [
     "POSTER_WINDOW_MS",
     "After",
     "dhash",
+    "dhash_times",
     "first_unblack",
     "poster_frame",
     "poster_window",
@@ -308,7 +309,7 @@ def _planned(
 
 def _dhash_samples(
     video: Video, sel: Selection, decoders: int | None, warnings: list[str], start: Fraction | None = None
-) -> Iterator[tuple[Fraction, Picked, Fraction]]:
+) -> Generator[tuple[Fraction, Picked, Fraction], None, None]:
     """(planned time, picked frame, score) for every sample (``start``: from the sample before
     ``start``, which is measured for the next one's score but not yielded)."""
     step = sel.interval_ms if sel.interval_ms > 0 else DEFAULT_DHASH_INTERVAL_MS
@@ -327,6 +328,40 @@ def _dhash_samples(
         prev = h
 
 
+def dhash_times(  # noqa: PLR0913
+    video: Video,
+    sel: Selection,
+    *,
+    after: After | None,
+    until: Fraction | None,
+    limit: int,
+    warnings: list[str],
+    decoders: int | None = None,
+) -> list[Fraction]:
+    """The planned times of the samples an unranked dhash selection (``num`` 0) takes after
+    ``after`` and before ``until`` (frames shown at or after it are not taken), at most ``limit``:
+    the frames :func:`select_frames` yields there, scored as it scores them (from the sample before
+    ``after``), but only counted. Decoding each of these times again gives the same frame."""
+    thr = Fraction(sel.threshold)
+    start = after.time_ms if after is not None else None
+    chosen: list[Fraction] = []
+    last: int | None = None
+    samples = _dhash_samples(video, sel, decoders, warnings, start)
+    try:
+        for t, p, score in samples:
+            if until is not None and p.time_ms >= until:
+                break
+            if score <= thr or p.pts == last or (after is not None and p.pts <= after.pts):
+                continue
+            last = p.pts
+            chosen.append(t)
+            if len(chosen) >= limit:
+                break
+    finally:
+        samples.close()  # the decoders of the chunk stop before the video is used again
+    return chosen
+
+
 def _dhash(  # noqa: PLR0913
     video: Video,
     sel: Selection,
@@ -335,15 +370,26 @@ def _dhash(  # noqa: PLR0913
     decoders: int | None,
     *,
     after: After | None,
+    chosen: Sequence[Fraction] | None = None,
 ) -> Iterator[Picked]:
     thr = Fraction(sel.threshold)
+    done = after.count if after is not None else 0
+    if chosen is not None:
+        # Settled by a count pass (dhash_times): the frames are known, nothing is scored.
+        picks = frames_at(video, chosen, exact=sel.exact, decoders=decoders)
+        try:
+            yield from _limited(_dedupe(picks), 0, max_frames, warnings, done)
+        finally:
+            close = getattr(picks, "close", None)
+            if close is not None:
+                close()
+        return
     if sel.num <= 0:
         # No ranking: events stream out as they are found; nothing is held. Resumed: from the
         # sample before the last frame written (its hash scores the next sample, as in one pass).
         start = after.time_ms if after is not None else None
         samples = _dhash_samples(video, sel, decoders, warnings, start)
         events = (p for _, p, score in samples if score > thr)
-        done = after.count if after is not None else 0
         yield from _limited(_after(_dedupe(events), after), 0, max_frames, warnings, done)
         return
     # Ranked: every sample is measured again (the ranking needs them all); only the winners after
@@ -659,6 +705,7 @@ def select_frames(  # noqa: PLR0913
     warnings: list[str],
     decoders: int | None = None,
     after: After | None = None,
+    chosen: Sequence[Fraction] | None = None,
 ) -> Generator[Picked, None, None]:
     """The frames a selection asks for (README: Request languages), lazily, in presentation order.
 
@@ -672,6 +719,9 @@ def select_frames(  # noqa: PLR0913
     before it are not decoded (``inter``, ``key``, ``avg``, unranked ``dhash``: the last frame
     written, or for dhash the sample before it, is decoded once more); ranked ``dhash`` and ``scene``
     measure every sample again but decode no earlier winner.
+
+    ``chosen`` (unranked ``dhash`` only): the planned times of the frames to take, as
+    :func:`dhash_times` found them (a window of a long task); they are decoded, not scored again.
     """
     if video.is_cover_art:
         if after is None:
@@ -681,7 +731,7 @@ def select_frames(  # noqa: PLR0913
         # These plan their times over the duration: say why a result may stop early.
         warnings.append(f"{video.duration_note}: the selection may end before the video does")
     if sel.mode == "dhash":
-        yield from _dhash(video, sel, max_frames, warnings, decoders, after=after)
+        yield from _dhash(video, sel, max_frames, warnings, decoders, after=after, chosen=chosen)
         return
     if sel.mode == "scene":
         yield from _scene(video, sel, max_frames, warnings, decoders, after=after)

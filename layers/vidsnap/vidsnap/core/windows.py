@@ -9,15 +9,27 @@ each job writes before it from the planned times alone (no decoding), which is w
 or intra), ``avg`` and ``key``. The cost of a window is the one that decides seeks
 (:meth:`Video.runs`, :meth:`Video.run_cost`) over the planned times inside it.
 
-Not windowed (refused with :class:`NotSupportedYet`): ``dhash`` and ``scene`` (a sample's score
-needs the sample before it, and ranking needs all of them), every frame (``inter`` below one frame
-interval), a first frame chosen by ``BlackLevel`` / ``t_auto``, compositions (sheets, tracks and
-animations gather frames from the whole video), and tasks that reach ``MAX_FRAMES``.
+Unranked ``dhash`` (``num`` 0) is windowed in two passes, because which samples it selects is known
+only by decoding them. Its selection is local (each sample is scored against the sample before it,
+so a window needs only the sample before its start), but how many frames the windows before a
+window select is not. A plan holding such jobs :attr:`~WindowPlan.needs_count`: each window is
+first counted (:func:`vidsnap.core.engine.count_window`: the planned times of the samples it
+selects, nothing rendered), then :func:`settle` sums the counts into every window's ``before`` and
+the totals, and hands each window its chosen times, so that running it
+(:func:`vidsnap.core.engine.run_window`) decodes only those frames instead of scoring every sample
+again. ``MAX_FRAMES`` holds over the whole task: a dhash job selecting more is cut short as one pass
+cuts it, with the same warning (see :func:`settle`).
+
+Not windowed (refused with :class:`NotSupportedYet`): ranked ``dhash`` (``num`` > 0) and ``scene``
+(ranking and shots need every sample), every frame (``inter`` below one frame interval), a first
+frame chosen by ``BlackLevel`` / ``t_auto``, compositions (sheets, tracks and animations gather
+frames from the whole video), and tasks that reach ``MAX_FRAMES`` through other jobs than dhash.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,11 +42,13 @@ from vidsnap.core.errors import BadRequest, NotSupportedYet
 from vidsnap.core.plan import DEFAULT_MAX_FRAMES, Selection, SnapshotJob, Task
 from vidsnap.core.writer import Outcome, Position
 
-__all__ = ["Window", "WindowPlan", "merge_windows", "plan_windows"]
+__all__ = ["Counted", "Window", "WindowPlan", "merge_windows", "plan_windows", "settle"]
 
 #: ``avg`` without ``num`` (as :data:`vidsnap.core.select.DEFAULT_AVG_NUM`; not imported: select
 #: pulls the decoders' thread pool in).
 _DEFAULT_AVG_NUM = 10
+#: ``dhash`` without ``inter`` (as :data:`vidsnap.core.select.DEFAULT_DHASH_INTERVAL_MS`).
+_DEFAULT_DHASH_INTERVAL_MS = Fraction(1000)
 
 
 @dataclass(frozen=True)
@@ -44,6 +58,10 @@ class Window:
     It starts at the keyframe of pts ``start_pts`` (the first window: at 0); ``before`` says, per
     job, how many frames one pass writes before it (its first frame is ``{index}`` before + 1).
     ``cost``: decoding work inside it, in ticks of presentation time (:meth:`Video.run_cost`).
+
+    ``chosen``: empty until :func:`settle` (a plan with dhash jobs is not run before); then per job
+    the planned times of the frames a dhash job takes in this window (decoded without scoring the
+    samples again), or None (not a dhash job; or a dhash window whose samples are scored again).
     """
 
     index: int
@@ -52,11 +70,12 @@ class Window:
     start_pts: int
     before: tuple[int, ...]
     cost: int
+    chosen: tuple[tuple[Fraction, ...] | None, ...] = ()
 
     def plain(self) -> dict[str, Any]:
         """The window as JSON types (times as exact ``"num/den"`` text), to hand it to the
         invocation that runs it; :meth:`from_plain` reverses it."""
-        return {
+        plain: dict[str, Any] = {
             "Index": self.index,
             "StartMs": str(self.start_ms),
             "EndMs": None if self.end_ms is None else str(self.end_ms),
@@ -64,6 +83,9 @@ class Window:
             "Before": list(self.before),
             "Cost": self.cost,
         }
+        if self.chosen:
+            plain["Chosen"] = [_times_plain(times) for times in self.chosen]
+        return plain
 
     @classmethod
     def from_plain(cls, data: Any) -> Window:
@@ -77,11 +99,16 @@ class Window:
                 _integer(data["StartPts"]),
                 tuple(_integer(n) for n in data["Before"]),
                 _integer(data["Cost"]),
+                tuple(_times_from_plain(times) for times in data.get("Chosen", ())),
             )
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             raise BadRequest(f"not a window of a task: {exc}", param="window") from exc
         if window.index < 0 or window.start_ms < 0 or any(n < 0 for n in window.before):
             raise BadRequest("not a window of a task: negative index, time or count", param="window")
+        if window.chosen and len(window.chosen) != len(window.before):
+            raise BadRequest(
+                "not a window of a task: chosen times for another number of jobs", param="window"
+            )
         return window
 
     def starts(self, task: Task) -> tuple[Position | None, ...]:
@@ -102,15 +129,75 @@ class Window:
 
 @dataclass(frozen=True)
 class WindowPlan:
-    """The windows of a task, in time order, and the frames each job writes in all."""
+    """The windows of a task, in time order, and the frames each job writes in all.
+
+    ``counted``: the jobs (by number) whose frames only decoding tells (unranked dhash): until
+    :func:`settle` fills them in (and empties ``counted``), their ``before`` and totals are 0 and
+    the windows cannot run."""
 
     windows: tuple[Window, ...]
     totals: tuple[int, ...]
+    counted: tuple[int, ...] = ()
 
     @property
     def cost(self) -> int:
         """The decoding work of the whole task (the windows' costs summed)."""
         return sum(w.cost for w in self.windows)
+
+    @property
+    def needs_count(self) -> bool:
+        """True when the windows must be counted (:func:`vidsnap.core.engine.count_window`, then
+        :func:`settle`) before they run."""
+        return bool(self.counted)
+
+    def plain(self) -> dict[str, Any]:
+        """The plan as JSON types (its windows as :meth:`Window.plain`); :meth:`from_plain`
+        reverses it."""
+        return {
+            "Windows": [w.plain() for w in self.windows],
+            "Totals": list(self.totals),
+            "Counted": list(self.counted),
+        }
+
+    @classmethod
+    def from_plain(cls, data: Any) -> WindowPlan:
+        """The plan :meth:`plain` rendered; :class:`BadRequest` for anything else."""
+        try:
+            windows = tuple(Window.from_plain(w) for w in data["Windows"])
+            totals = tuple(_integer(n) for n in data["Totals"])
+            counted = tuple(_integer(n) for n in data.get("Counted", ()))
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise BadRequest(f"not a plan of windows: {exc}", param="window") from exc
+        if not windows or any(len(w.before) != len(totals) for w in windows):
+            raise BadRequest("not a plan of windows: no window, or windows of other jobs", param="window")
+        return cls(windows, totals, counted)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What the count pass found in one window for one dhash job: the planned times of the samples
+    it selects there, in order (at most ``MAX_FRAMES`` + 1: no task takes more); ``ended``: the
+    stream ended early in the window (its header claims more), which one pass warns about, so that
+    window's samples are scored again when it runs rather than decoded from ``times``."""
+
+    times: tuple[Fraction, ...]
+    ended: bool = False
+
+    def plain(self) -> dict[str, Any]:
+        """As JSON types (times as exact ``"num/den"`` text); :meth:`from_plain` reverses it."""
+        return {"Times": _times_plain(self.times), "Ended": self.ended}
+
+    @classmethod
+    def from_plain(cls, data: Any) -> Counted:
+        """The count :meth:`plain` rendered; :class:`BadRequest` for anything else."""
+        try:
+            times = _times_from_plain(data["Times"])
+            ended = data["Ended"]
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise BadRequest(f"not a count of a window: {exc}", param="window") from exc
+        if times is None or type(ended) is not bool:
+            raise BadRequest("not a count of a window: no times, or Ended not a boolean", param="window")
+        return cls(times, ended)
 
 
 @dataclass(frozen=True)
@@ -133,14 +220,30 @@ def _integer(value: Any) -> int:
     return value
 
 
+def _times_plain(times: Sequence[Fraction] | None) -> list[str] | None:
+    return None if times is None else [str(t) for t in times]
+
+
+def _times_from_plain(data: Any) -> tuple[Fraction, ...] | None:
+    if data is None:
+        return None
+    if not isinstance(data, list) or not all(isinstance(t, str) for t in data):
+        raise TypeError(f"expected a list of times, got {data!r}")
+    times = tuple(Fraction(t) for t in data)
+    if any(t < 0 for t in times) or any(a >= b for a, b in itertools.pairwise(times)):
+        raise ValueError("times must be ascending and not negative")
+    return times
+
+
 def _refuse(job: SnapshotJob, video: Video, number: int) -> None:
     sel = job.selection
     what = f"job {number + 1}"
-    if sel.mode in ("dhash", "scene"):
+    if sel.mode == "scene" or (sel.mode == "dhash" and sel.num > 0):
         raise NotSupportedYet(
-            f"{what}: m_{sel.mode} is not split into windows (a sample's score depends on the samples "
-            "before it)",
-            param="m",
+            f"{what}: m_{sel.mode}"
+            + (" with num" if sel.mode == "dhash" else "")
+            + " is not split into windows (its ranking needs every sample's score)",
+            param="num" if sel.mode == "dhash" else "m",
         )
     if job.sprite is not None or job.track is not None or job.animation is not None:
         raise NotSupportedYet(f"{what}: compositions are not split into windows", param="f")
@@ -179,6 +282,10 @@ def _planned(desc: StreamDescription, sel: Selection, max_frames: int) -> _JobPl
         n = sel.num or _DEFAULT_AVG_NUM
         span = max(Fraction(0), duration - sel.start_ms)
         times = (sel.start_ms + i * span / n for i in range(n))
+    elif sel.mode == "dhash":
+        # The samples scored: which of them are selected only decoding tells (see settle).
+        step = sel.interval_ms if sel.interval_ms > 0 else _DEFAULT_DHASH_INTERVAL_MS
+        times = _steps(sel.start_ms, step, duration)
     else:
         times = _steps(sel.start_ms, sel.interval_ms, duration)
     ticks = max(1, desc.interval_ticks)
@@ -193,7 +300,7 @@ def _planned(desc: StreamDescription, sel: Selection, max_frames: int) -> _JobPl
             if 0 < sel.num <= distinct:
                 break  # select caps the job at num: nothing after is decoded
             distinct += 1
-            if distinct > max_frames:
+            if distinct > max_frames and sel.mode != "dhash":
                 raise NotSupportedYet("a task that reaches MAX_FRAMES is not split into windows", param="num")
         planned.append(t)
         frames.append(frame)
@@ -262,7 +369,9 @@ def plan_windows(
         _refuse(job, video, number)
     desc = video.description
     jobs = [_planned(desc, job.selection, max_frames) for job in task.jobs]
-    totals = tuple(_distinct(j.frames, j.num) for j in jobs)
+    counted = tuple(n for n, job in enumerate(task.jobs) if job.selection.mode == "dhash")
+    # dhash jobs count 0 until settled.
+    totals = tuple(0 if n in counted else _distinct(j.frames, j.num) for n, j in enumerate(jobs))
     if sum(totals) > max_frames:
         raise NotSupportedYet("a task that reaches MAX_FRAMES is not split into windows", param="num")
     indexed = desc.key_ts and not desc.is_cover_art and not desc.numbered_in_order
@@ -279,9 +388,9 @@ def plan_windows(
         end = bounds[i + 1] if i + 1 < len(bounds) else len(costs)
         end_ms = starts[i + 1][1] if i + 1 < len(starts) else None
         previous = index[max(0, bisect.bisect_left(index, key) - 1)] if index else key
-        before = tuple(_before(j, start_ms, key, previous) for j in jobs)
+        before = tuple(0 if n in counted else _before(j, start_ms, key, previous) for n, j in enumerate(jobs))
         windows.append(Window(i, start_ms, end_ms, pts, before, sum(costs[g:end])))
-    return WindowPlan(tuple(windows), totals)
+    return WindowPlan(tuple(windows), totals, counted)
 
 
 def _before(job: _JobPlan, start_ms: Fraction, key: int, previous: int) -> int:
@@ -322,6 +431,92 @@ def _starts(video: Video, cuts: Sequence[int], keys: Sequence[int]) -> list[tupl
         last = picked.pts
         starts.append((picked.pts, picked.time_ms, min(keys, key=lambda k: abs(k - picked.pts))))
     return starts
+
+
+def settle(
+    plan: WindowPlan,
+    counts: Sequence[Sequence[Counted | None]],
+    task: Task,
+    *,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+) -> WindowPlan:
+    """The plan ready to run, from the count pass of each of its windows (in window order; per job,
+    :func:`vidsnap.core.engine.count_window`'s answer): each dhash job's ``before`` in every window
+    is the sum of what the windows before it select, its total the sum of all, and each window gets
+    the planned times of the frames it takes (``Window.chosen``).
+
+    ``MAX_FRAMES`` (``max_frames``, as given to :func:`plan_windows`) holds over the whole task, with
+    each job's share as one pass gives it (``num`` of later jobs set aside, earlier jobs' frames
+    spent). A dhash job selecting more than its share is cut short as one pass cuts it: the frame
+    past the cut is listed where it falls and in the last window too, so that the window writing
+    it, and the last window (whose warnings are the job's), stop there with one pass's warning. A
+    job after it that is left fewer frames than it plans but some is refused (:class:`NotSupportedYet`:
+    where it stops depends on the dhash counts, not planned); one left none is skipped, with one
+    pass's warning, by every window."""
+    if len(counts) != len(plan.windows) or any(len(c) != len(task.jobs) for c in counts):
+        raise BadRequest("the counts do not match the windows and jobs of the task", param="window")
+    for number, job in enumerate(task.jobs):
+        dhash = number in plan.counted
+        if any((c[number] is None) == dhash for c in counts):
+            raise BadRequest(
+                f"job {number + 1}: counts given for other jobs than the dhash ones", param="window"
+            )
+        if dhash != (job.selection.mode == "dhash") and plan.counted:
+            raise BadRequest("the plan is not one of this task", param="window")
+    if not plan.counted:
+        return plan
+    found = {n: [t for c in counts for t in _counted(c[n]).times] for n in plan.counted}
+    totals = _totals(plan, found, task, max_frames)
+    cut = {n for n, times in found.items() if len(times) > totals[n] > 0}
+    windows: list[Window] = []
+    offsets = dict.fromkeys(found, 0)  # frames the dhash jobs select before the window
+    last = len(plan.windows) - 1
+    for w, (window, count) in enumerate(zip(plan.windows, counts, strict=True)):
+        before = list(window.before)
+        chosen: list[tuple[Fraction, ...] | None] = [None] * len(task.jobs)
+        for number, times in found.items():
+            counted = _counted(count[number])
+            offset = offsets[number]
+            before[number] = min(offset, totals[number])
+            # The frames the window takes, and the one that tells a cut job it is cut.
+            mine = counted.times[: max(0, totals[number] + 1 - offset)]
+            if number in cut and w == last and offset > totals[number]:
+                mine = (times[totals[number]],)
+            if counted.ended and number not in cut:
+                chosen[number] = None  # scored again: the window warns where the stream ends
+            else:
+                chosen[number] = tuple(mine)
+            offsets[number] = offset + len(counted.times)
+        windows.append(dataclasses.replace(window, before=tuple(before), chosen=tuple(chosen)))
+    return WindowPlan(tuple(windows), tuple(totals))
+
+
+def _totals(plan: WindowPlan, found: dict[int, list[Fraction]], task: Task, max_frames: int) -> list[int]:
+    """The frames each job writes in all, as one pass shares ``max_frames`` (the engine's
+    FrameBudget): a job without num may use what neither earlier jobs wrote nor later jobs asked
+    for; ``found``: the dhash jobs' selected times."""
+    totals = list(plan.totals)
+    for number, job in enumerate(task.jobs):
+        later = sum(max(0, j.selection.num) for j in task.jobs[number + 1 :])
+        allowed = max_frames - sum(totals[:number]) - later
+        if job.selection.num > 0:
+            allowed = min(job.selection.num, allowed)
+        if number in found:
+            totals[number] = max(0, min(len(found[number]), allowed))
+        elif allowed <= 0:
+            totals[number] = 0  # skipped in every window, as one pass skips it
+        elif totals[number] > allowed:
+            raise NotSupportedYet(
+                f"job {number + 1}: a task whose dhash jobs leave a later job fewer frames than it plans "
+                "(MAX_FRAMES) is not split into windows",
+                param="num",
+            )
+    return totals
+
+
+def _counted(count: Counted | None) -> Counted:
+    assert count is not None  # checked by settle
+    return count
 
 
 def merge_windows(outcomes: Sequence[Sequence[Outcome]]) -> Outcome:
