@@ -995,7 +995,23 @@ def test_the_fanout_state_machine_is_a_distributed_map_with_retries_and_one_catc
     assert windows["MaxConcurrencyPath"] == "$.MaxConcurrency"
     assert windows["ToleratedFailureCount"] == 0
     assert windows["ResultPath"] is None  # outcomes go to the task table, not the 256 KB state
-    steps = [windows["ItemProcessor"]["States"]["Window"], states["Merge"], states["Fail"]]
+    # Unranked dhash: counted by a first map, settled, then run by the second.
+    (choice,) = states["Plan"]["Choices"]
+    assert choice == {"Variable": "$.Count", "BooleanEquals": True, "Next": "Count"}
+    assert states["Plan"]["Default"] == "Windows"
+    assert machine["Definition"]["StartAt"] == "Plan"
+    count = states["Count"]
+    for key in ("ItemsPath", "MaxConcurrencyPath", "ToleratedFailureCount", "ResultPath"):
+        assert count[key] == windows[key]
+    assert count["ItemProcessor"]["ProcessorConfig"] == windows["ItemProcessor"]["ProcessorConfig"]
+    assert (count["Next"], states["Settle"]["Next"]) == ("Settle", "Windows")
+    steps = [
+        windows["ItemProcessor"]["States"]["Window"],
+        count["ItemProcessor"]["States"]["CountWindow"],
+        states["Settle"],
+        states["Merge"],
+        states["Fail"],
+    ]
     for step in steps:
         assert step["Resource"] == "arn:aws:states:::lambda:invoke"
         assert step["Parameters"]["FunctionName"] == "${FanoutFunctionArn}"
@@ -1007,7 +1023,7 @@ def test_the_fanout_state_machine_is_a_distributed_map_with_retries_and_one_catc
             assert "Lambda.TooManyRequestsException" in retry["ErrorEquals"]
             assert "RetryWindow" in retry["ErrorEquals"]
             assert "States.ALL" not in retry["ErrorEquals"]  # a permanent failure is not retried
-    for state in (windows, states["Merge"]):
+    for state in (windows, count, states["Settle"], states["Merge"]):
         (catch,) = state["Catch"]
         assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.Error", "Next": "Fail"}
     assert states["Fail"]["Next"] == "Failed"

@@ -26,6 +26,7 @@ the same objects again and stores the same outcome.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -235,6 +236,9 @@ class Fanout:
             "Run": run.plain(),
             "MaxConcurrency": self.settings.max_concurrency,
             "Windows": [w.plain() for w in plan.windows],
+            # Unranked dhash jobs: the windows are counted, then settled, before they run.
+            "Count": plan.needs_count,
+            "Counted": list(plan.counted),
         }
         arn = machine.replace(":stateMachine:", ":execution:") + ":" + run.execution
         try:
@@ -268,6 +272,16 @@ class Fanout:
             except BadRequest as exc:
                 raise WindowFailed(exc.message) from exc
             return self.window(run, window)
+        if action == "count":
+            from vidsnap.core.windows import Window
+
+            try:
+                window = Window.from_plain(event.get("Window"))
+            except BadRequest as exc:
+                raise WindowFailed(exc.message) from exc
+            return self.count(run, window)
+        if action == "settle":
+            return self.settle(run, event)
         if action == "merge":
             return self.merge(run)
         if action == "fail":
@@ -318,6 +332,70 @@ class Fanout:
         frames = sum(len(o.outputs) for o in outcomes)
         emit({"WindowsRun": (MetricUnit.Count, 1), "FramesWritten": (MetricUnit.Count, frames)})
         return {"Window": window.index, "Outputs": frames}
+
+    def count(self, run: Run, window: Window) -> dict[str, Any]:
+        """The count pass of one window (unranked dhash: which samples it selects), stored for
+        :meth:`settle`. Raises :class:`RetryWindow` or :class:`WindowFailed` as :meth:`window`."""
+        from vidsnap.core import engine
+
+        tasks = self.worker.tasks
+        assert tasks is not None
+        if not self._current(run):
+            return {"Window": window.index, "Skipped": True}
+        try:
+            reader = self._open(run)
+            with contextlib.closing(reader):
+                counts = engine.count_window(run.task, reader, window, limits=self.worker.settings.limits)
+        except Exception as exc:
+            error = map_client_error(exc)
+            if not isinstance(exc, VidsnapError):
+                logger.exception("count of a window failed unexpectedly")
+            if error.transient:
+                raise RetryWindow(f"{error.code}: {error.message}") from exc
+            tasks.window_failed(run.execution, window.index, error.code, error.message)
+            raise WindowFailed(
+                f"{error.code}: window {window.index + 1} of {run.windows}: {error.message}"
+            ) from exc
+        tasks.window_counted(run.execution, window.index, [c.plain() if c else None for c in counts])
+        return {"Window": window.index, "Counted": sum(len(c.times) for c in counts if c)}
+
+    def settle(self, run: Run, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The execution's state with its windows settled from their counts
+        (:func:`vidsnap.core.windows.settle`): the frames each job writes before every window,
+        the totals, and each window's chosen frames. Raises :class:`WindowFailed` when a window's
+        count is missing or the counts cannot be settled exactly."""
+        from vidsnap.core.windows import Counted, WindowPlan, settle
+
+        tasks = self.worker.tasks
+        assert tasks is not None
+        state = {k: v for k, v in state.items() if k != "Action"}
+        if not self._current(run):
+            return {**state, "Windows": [], "Count": False}
+        stored = tasks.window_results(run.execution, run.windows, "count")
+        try:
+            plan = WindowPlan.from_plain(
+                {
+                    "Windows": state.get("Windows"),
+                    "Totals": list(run.totals),
+                    "Counted": state.get("Counted", []),
+                }
+            )
+            counts = []
+            for index, item in enumerate(stored):
+                if item is None or not isinstance(item.get("Counts"), list):
+                    raise WindowFailed(f"window {index + 1} of {run.windows} was not counted")
+                counts.append([None if c is None else Counted.from_plain(c) for c in item["Counts"]])
+            settled = settle(plan, counts, run.task, max_frames=self.worker.settings.max_frames)
+        except VidsnapError as exc:
+            raise WindowFailed(f"{exc.code}: {exc.message}") from exc
+        settled_run = dataclasses.replace(run, totals=settled.totals)
+        return {
+            **state,
+            "Run": settled_run.plain(),
+            "Windows": [w.plain() for w in settled.windows],
+            "Count": False,
+            "Counted": [],
+        }
 
     def _open(self, run: Run) -> BinaryIO:
         reader = self.worker.open_source(run.source)
@@ -375,6 +453,10 @@ class Fanout:
         left = RecordingSink(self.worker.sink, earlier=written).undo()
         note = self.worker.fail(run.attempt(), _error_of(run, results, error), left=left)
         return {"Status": note.status, "Code": note.code}
+
+
+def _window_error(run: Run, window: Window, error: VidsnapError) -> str:
+    return f"{error.code}: window {window.index + 1} of {run.windows}: {error.message}"
 
 
 def _count_check(run: Run, windows: Sequence[Sequence[Outcome]]) -> list[str]:

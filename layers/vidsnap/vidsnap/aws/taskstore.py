@@ -430,9 +430,24 @@ class TaskStore:
         )
 
     @staticmethod
-    def window_key(execution: str, index: int) -> str:
-        """The id of the item that holds a window's outcome (beside the task records; never a task id)."""
-        return f"{execution}#window-{index:05d}"
+    def window_key(execution: str, index: int, kind: str = "window") -> str:
+        """The id of the item that holds a window's outcome (``kind`` ``window``) or its count
+        (``count``), beside the task records (never a task id)."""
+        return f"{execution}#{kind}-{index:05d}"
+
+    def window_counted(self, execution: str, index: int, counts: Sequence[Mapping[str, Any] | None]) -> None:
+        """Store what the count pass found in window ``index`` (per job; None for jobs not counted)."""
+        now = self.clock()
+        self._call(
+            "put",
+            self.table.put_item,
+            Item={
+                "TaskId": self.window_key(execution, index, "count"),
+                "Counts": to_dynamo(list(counts)),
+                "UpdatedAt": int(now),
+                "ExpiresAt": int(now + self.ttl_seconds),
+            },
+        )
 
     def window_done(
         self, task_id: str, execution: str, index: int, outcomes: Sequence[Mapping[str, Any]], windows: int
@@ -483,10 +498,12 @@ class TaskStore:
             },
         )
 
-    def window_results(self, execution: str, windows: int) -> list[dict[str, Any] | None]:
-        """What each of the ``windows`` windows stored (``Outcomes`` or ``Error``), in window order;
-        None for a window that stored nothing."""
-        keys = [self.window_key(execution, i) for i in range(windows)]
+    def window_results(
+        self, execution: str, windows: int, kind: str = "window"
+    ) -> list[dict[str, Any] | None]:
+        """What each of the ``windows`` windows stored (``kind`` ``window``: ``Outcomes`` or
+        ``Error``; ``count``: ``Counts``), in window order; None for a window that stored nothing."""
+        keys = [self.window_key(execution, i, kind) for i in range(windows)]
         found: dict[str, dict[str, Any]] = {}
         resource = self.clients.dynamodb
         for start in range(0, len(keys), 100):  # BatchGetItem reads at most 100 items a call
