@@ -499,7 +499,8 @@ def run_window(
     :func:`vidsnap.core.windows.merge_windows`; a job that goes on after the window has ``stopped``
     set (only the last window's warnings are the job's: merging takes those). Each job resumes at
     the window's start as an attempt resumes after a stop (:func:`run_task`, ``resume``) and stops
-    at its end; running a window again writes the same keys.
+    at its end; running a window again writes the same keys. Thumbnail tracks are left to
+    :func:`vidsnap.core.windows.finish`.
     """
     limits = limits or Limits()
     budget = FrameBudget.for_task(task, limits)
@@ -510,7 +511,9 @@ def run_window(
             outcome = Outcome()
             ran = _run_job(
                 video,
-                job,
+                # A track lists every frame of the job: written once the windows are merged
+                # (vidsnap.core.windows.finish), not by the window that ends the job.
+                job if job.track is None else dataclasses.replace(job, track=None),
                 ref,
                 sink,
                 limits=limits,

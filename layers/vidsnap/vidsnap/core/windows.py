@@ -27,10 +27,11 @@ from typing import Any, Literal
 from vidsnap.core.decode import Video
 from vidsnap.core.decode.stream import StreamDescription
 from vidsnap.core.errors import BadRequest, NotSupportedYet
-from vidsnap.core.plan import DEFAULT_MAX_FRAMES, Selection, SnapshotJob, Task
-from vidsnap.core.writer import Outcome, Position
+from vidsnap.core.naming import output_key
+from vidsnap.core.plan import DEFAULT_MAX_FRAMES, Selection, SnapshotJob, SourceRef, Task
+from vidsnap.core.writer import Composition, Outcome, Output, Position, Sink, write_track
 
-__all__ = ["Window", "WindowPlan", "merge_windows", "plan_windows"]
+__all__ = ["Window", "WindowPlan", "finish", "merge_windows", "plan_windows"]
 
 #: ``avg`` without ``num`` (as :data:`vidsnap.core.select.DEFAULT_AVG_NUM`; not imported: select
 #: pulls the decoders' thread pool in).
@@ -106,6 +107,8 @@ class WindowPlan:
 
     windows: tuple[Window, ...]
     totals: tuple[int, ...]
+    #: The video's duration: where a thumbnail track's last cue ends (:func:`finish`).
+    duration_ms: Fraction = Fraction(0)
 
     @property
     def cost(self) -> int:
@@ -142,8 +145,6 @@ def _refuse(job: SnapshotJob, video: Video, number: int) -> None:
             "before it)",
             param="m",
         )
-    if job.sprite is not None or job.track is not None or job.animation is not None:
-        raise NotSupportedYet(f"{what}: compositions are not split into windows", param="f")
     if sel.first is not None:
         raise NotSupportedYet(f"{what}: a searched first frame is not split into windows", param="ss")
     interval = video.frame_interval_ms
@@ -270,6 +271,9 @@ def plan_windows(
     keys = [desc.start_pts, *keys]
     costs = _gop_costs(video, keys, jobs)
     cuts = _cuts(costs, count, max_cost)
+    if any(_composes(job) for job in task.jobs):
+        composed = _composed_windows(video, task, jobs, keys=keys, cuts=cuts, costs=costs)
+        return WindowPlan(tuple(composed), totals, desc.duration_ms)
     found = _starts(video, [keys[g] for g in cuts[1:]], keys)
     index = _key_pts(desc)  # the places intra frames are known by
     bounds = [cuts[0], *(g for g, start in zip(cuts[1:], found, strict=True) if start is not None)]
@@ -281,7 +285,7 @@ def plan_windows(
         previous = index[max(0, bisect.bisect_left(index, key) - 1)] if index else key
         before = tuple(_before(j, start_ms, key, previous) for j in jobs)
         windows.append(Window(i, start_ms, end_ms, pts, before, sum(costs[g:end])))
-    return WindowPlan(tuple(windows), totals)
+    return WindowPlan(tuple(windows), totals, desc.duration_ms)
 
 
 def _before(job: _JobPlan, start_ms: Fraction, key: int, previous: int) -> int:
@@ -339,3 +343,236 @@ def merge_windows(outcomes: Sequence[Sequence[Outcome]]) -> Outcome:
             merged.compositions += window[number].compositions
         merged.warnings += outcomes[-1][number].warnings
     return merged
+
+
+# -- compositions ------------------------------------------------------------------------------------
+#
+# A sprite sheet is composed in memory and written whole, an animation needs all its frames at once:
+# so windows of a task with compositions are cut only where each sheet and animation lies wholly on
+# one side. A cut planned at a keyframe moves on to the first place at or after it that is allowed:
+# a keyframe, or the frame of the first tile of a sheet (then the window starts inside a GOP: it
+# decodes from the keyframe before that frame, and the window before stops just before the frame).
+# Thumbnail tracks list every frame of their job: :func:`finish` writes them from the merged outcome.
+
+
+def _composes(job: SnapshotJob) -> bool:
+    return job.sprite is not None or job.track is not None or job.animation is not None
+
+
+def _per_sheet(job: SnapshotJob) -> int:
+    return job.sprite.columns * job.sprite.rows if job.sprite is not None else 0
+
+
+def _whole(job: SnapshotJob, total: int, before: int) -> bool:
+    """A window starting after ``before`` of the job's ``total`` frames splits none of its sheets
+    and not its animation."""
+    if before in (0, total):
+        return True
+    if job.animation is not None:
+        return False
+    per = _per_sheet(job)
+    return per == 0 or before % per == 0
+
+
+def _nominal_before(job: _JobPlan, start_ms: Fraction) -> int:
+    """The frames of ``job`` planned before ``start_ms`` (as planned: a cheap first test of a place)."""
+    return _distinct([f for t, f in zip(job.times, job.frames, strict=True) if t < start_ms], job.num)
+
+
+def _before_inside(job: _JobPlan, start_ms: Fraction, key: int) -> int:
+    """The frames ``job`` writes before a window that starts at the frame shown at ``start_ms``,
+    inside the GOP of the keyframe the index places at ``key``: exact frames by their planned times
+    (a time at or after a frame's own shows it or a later one), keyframes (``key`` mode, intra) up
+    to that GOP's (the one shown at the window's first times is before the window)."""
+    if job.kind == "exact":
+        return _nominal_before(job, start_ms)
+    return _distinct([f for f in job.frames if f <= key], job.num)
+
+
+def _candidates(
+    desc: StreamDescription, task: Task, jobs: Sequence[_JobPlan], keys: Sequence[int]
+) -> list[tuple[Fraction, bool | None]]:
+    """Where a window may start, in time order: the keyframes (None) and the planned time of each
+    sheet's first tile (with the exactness of its job's frames)."""
+    places: set[tuple[Fraction, bool | None]] = {(desc.time_ms(k), None) for k in keys[1:]}
+    for job, plan in zip(task.jobs, jobs, strict=True):
+        per = _per_sheet(job)
+        if per == 0:
+            continue
+        firsts = [t for i, (t, _) in enumerate(_firsts(plan)) if i and i % per == 0]
+        places.update((t, plan.kind == "exact") for t in firsts)
+    return sorted(places, key=lambda place: (place[0], place[1] is not None))
+
+
+def _firsts(plan: _JobPlan) -> list[tuple[Fraction, int]]:
+    """(first planned time, frame) of each distinct frame of a job, in order."""
+    out: list[tuple[Fraction, int]] = []
+    for t, f in zip(plan.times, plan.frames, strict=True):
+        if not out or out[-1][1] != f:
+            if 0 < plan.num <= len(out):
+                break
+            out.append((t, f))
+    return out
+
+
+def _nearest(index: Sequence[int], pts: int) -> int:
+    return min(index, key=lambda k: abs(k - pts)) if index else pts
+
+
+def _resolve(
+    video: Video, place: tuple[Fraction, bool | None], jobs: Sequence[_JobPlan], index: Sequence[int]
+) -> tuple[int, Fraction, tuple[int, ...]] | None:
+    """(pts, time, frames before per job) of a window starting at ``place``: the keyframe at or
+    after it (None: no keyframe), or the frame shown at a tile's planned time (decoded, with the
+    keyframe before it, for their real pts)."""
+    t, exact = place
+    if exact is None:
+        frames = video.keyframes(t)
+        try:
+            picked = next(frames, None)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+        if picked is None:
+            return None
+        key = picked
+    else:
+        picked = video.frame_at(t, exact=exact)
+        key = video.frame_at(picked.time_ms, exact=False) if exact else picked
+    at = _nearest(index, key.pts)
+    if key.pts == picked.pts:
+        previous = index[max(0, bisect.bisect_left(index, at) - 1)] if index else at
+        return picked.pts, picked.time_ms, tuple(_before(j, picked.time_ms, at, previous) for j in jobs)
+    return picked.pts, picked.time_ms, tuple(_before_inside(j, picked.time_ms, at) for j in jobs)
+
+
+def _composed_windows(  # noqa: PLR0913
+    video: Video,
+    task: Task,
+    jobs: Sequence[_JobPlan],
+    *,
+    keys: Sequence[int],
+    cuts: Sequence[int],
+    costs: Sequence[int],
+) -> list[Window]:
+    """The windows of a task with compositions: each cut at a keyframe moved on to the first place
+    from there (and before the next cut) where no sheet or animation is split (see above)."""
+    desc = video.description
+    index = _key_pts(desc)
+    totals = [_distinct(j.frames, j.num) for j in jobs]
+
+    def allowed(before: Sequence[int]) -> bool:
+        return all(_whole(job, total, n) for job, total, n in zip(task.jobs, totals, before, strict=True))
+
+    places = _candidates(desc, task, jobs, keys)
+    starts: list[tuple[int, Fraction, tuple[int, ...]]] = [
+        (desc.start_pts, Fraction(0), tuple(0 for _ in jobs))
+    ]
+    limits = [desc.time_ms(keys[g]) for g in cuts[1:]]
+    for i, cut_ms in enumerate(limits):
+        until = limits[i + 1] if i + 1 < len(limits) else None
+        for place in places[bisect.bisect_left(places, cut_ms, key=lambda p: p[0]) :]:
+            if until is not None and place[0] >= until:
+                break
+            if place[0] <= starts[-1][1] or not allowed([_nominal_before(j, place[0]) for j in jobs]):
+                continue
+            start = _resolve(video, place, jobs, index)
+            if start is not None and start[1] > starts[-1][1] and allowed(start[2]):
+                starts.append(start)
+                break
+    gops = [max(0, bisect.bisect_right(keys, desc.target(ms)) - 1) for _, ms, _ in starts]
+    windows: list[Window] = []
+    for i, (pts, start_ms, before) in enumerate(starts):
+        last = i + 1 == len(starts)
+        end_ms = None if last else starts[i + 1][1]
+        cost = sum(costs[gops[i] : len(costs) if last else gops[i + 1]])
+        windows.append(Window(i, start_ms, end_ms, pts, before, cost))
+    return windows
+
+
+def finish(task: Task, plan: WindowPlan, merged: Outcome, sink: Sink, *, source_ref: SourceRef) -> Outcome:
+    """The single-pass outcome of ``task`` from ``merged`` (:func:`merge_windows` of its windows'
+    outcomes): writes what no window can, and returns the outcome with it in its place.
+
+    What it writes: the WebVTT thumbnail track of each job that has one (MPS ``Format: vtt``, with
+    or without ``IsSptFrag``), under the key one pass writes it to, with the same bytes: its cues
+    are the job's frames at the times the windows wrote them, the last one ending at the video's end
+    (``plan.duration_ms``), pointing at the job's images or at its tiles on its sheets (keys from
+    the key templates and ``source_ref``, as the windows named them). Nothing else: sheets, images
+    and animations are written by the windows. A task without a track is returned as it is.
+    """
+    if not any(job.track is not None for job in task.jobs):
+        return merged
+    done = Outcome(warnings=list(merged.warnings), stopped=merged.stopped)
+    outputs, compositions = iter(merged.outputs), iter(merged.compositions)
+    for job, total in zip(task.jobs, plan.totals, strict=True):
+        images = list(itertools.islice(outputs, total if job.save_frames else 0))
+        per = _per_sheet(job)
+        sheets = list(itertools.islice(compositions, -(-total // per) if per else 0))
+        animation = list(itertools.islice(compositions, 1 if job.animation is not None and total else 0))
+        done.outputs += images
+        done.compositions += sheets
+        if job.track is not None and total:
+            done.compositions.append(
+                _track(
+                    job,
+                    total,
+                    images=images,
+                    sheets=sheets,
+                    animation=animation,
+                    plan=plan,
+                    sink=sink,
+                    ref=source_ref,
+                )
+            )
+        done.compositions += animation
+    if next(outputs, None) is not None or next(compositions, None) is not None:
+        raise ValueError("the merged outcome is not the windows' outcome of this task")
+    return done
+
+
+def _track(  # noqa: PLR0913
+    job: SnapshotJob,
+    total: int,
+    *,
+    images: Sequence[Output],
+    sheets: Sequence[Composition],
+    animation: Sequence[Composition],
+    plan: WindowPlan,
+    sink: Sink,
+    ref: SourceRef,
+) -> Composition:
+    """The track of ``job`` (``total`` frames), written from what its windows wrote."""
+    times: Sequence[Fraction]
+    if images:
+        times = [o.time_ms for o in images]
+    elif sheets:
+        times = [t for s in sheets for t in s.times_ms]
+    else:
+        times = [t for a in animation for t in a.times_ms]
+    image_keys = [
+        output_key(job.output.key_template, index=i, ext=job.image.format, source=ref)
+        for i in range(1, total + 1)
+        if job.save_frames
+    ]
+    sprite = job.sprite
+    sheet_keys = (
+        [
+            output_key(sprite.output.key_template, index=n, ext=sprite.format, source=ref)
+            for n in range(1, len(sheets) + 1)
+        ]
+        if sprite is not None
+        else []
+    )
+    tiles = [t for s in sheets for t in s.tiles]
+    return write_track(
+        job,
+        ref,
+        sink,
+        times=times,
+        end_ms=plan.duration_ms,
+        image_keys=image_keys,
+        sheet_keys=sheet_keys,
+        tiles=tiles,
+    )
