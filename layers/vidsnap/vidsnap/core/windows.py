@@ -9,10 +9,18 @@ each job writes before it from the planned times alone (no decoding), which is w
 or intra), ``avg`` and ``key``. The cost of a window is the one that decides seeks
 (:meth:`Video.runs`, :meth:`Video.run_cost`) over the planned times inside it.
 
+Compositions are windowed too. No window splits a sprite sheet or an animation: a cut moves on
+from its keyframe to the first place where every job's frames before it fill whole sheets and
+none or all of an animation's; that is a keyframe, or the frame of the first tile of a sheet,
+where the window starts inside a GOP (it decodes from the keyframe before). A window then writes
+whole sheets numbered as one pass numbers them, and an animation whose frames are all in it.
+Thumbnail tracks list all the frames of their job: :func:`finish` writes them once the windows'
+outcomes are merged.
+
 Not windowed (refused with :class:`NotSupportedYet`): ``dhash`` and ``scene`` (a sample's score
 needs the sample before it, and ranking needs all of them), every frame (``inter`` below one frame
-interval), a first frame chosen by ``BlackLevel`` / ``t_auto``, compositions (sheets, tracks and
-animations gather frames from the whole video), and tasks that reach ``MAX_FRAMES``.
+interval), a first frame chosen by ``BlackLevel`` / ``t_auto``, and tasks that reach
+``MAX_FRAMES``.
 """
 
 from __future__ import annotations
@@ -42,7 +50,9 @@ _DEFAULT_AVG_NUM = 10
 class Window:
     """One window of a task: ``[start_ms, end_ms)`` (``end_ms`` None: to the end of the video).
 
-    It starts at the keyframe of pts ``start_pts`` (the first window: at 0); ``before`` says, per
+    It starts at the keyframe of pts ``start_pts`` (the first window: at 0), or, for a task with
+    sprite sheets, possibly at the frame of pts ``start_pts`` that is a sheet's first tile (decoding
+    from the keyframe before it); ``before`` says, per
     job, how many frames one pass writes before it (its first frame is ``{index}`` before + 1).
     ``cost``: decoding work inside it, in ticks of presentation time (:meth:`Video.run_cost`).
     """
@@ -89,8 +99,8 @@ class Window:
         """Where each job of ``task`` resumes to run this window (None: from its beginning).
 
         A resumed job goes on after a frame that one pass wrote before the window (``count`` of
-        them); the pts just before the window's keyframe stands for it, so the first frame taken
-        is the first of the window."""
+        them); the pts just before the window's first frame stands for it, so the first frame
+        taken is the first of the window."""
         if self.index == 0:
             return tuple(None for _ in task.jobs)
         return tuple(
@@ -374,18 +384,13 @@ def _whole(job: SnapshotJob, total: int, before: int) -> bool:
     return per == 0 or before % per == 0
 
 
-def _nominal_before(job: _JobPlan, start_ms: Fraction) -> int:
-    """The frames of ``job`` planned before ``start_ms`` (as planned: a cheap first test of a place)."""
-    return _distinct([f for t, f in zip(job.times, job.frames, strict=True) if t < start_ms], job.num)
-
-
 def _before_inside(job: _JobPlan, start_ms: Fraction, key: int) -> int:
     """The frames ``job`` writes before a window that starts at the frame shown at ``start_ms``,
     inside the GOP of the keyframe the index places at ``key``: exact frames by their planned times
     (a time at or after a frame's own shows it or a later one), keyframes (``key`` mode, intra) up
     to that GOP's (the one shown at the window's first times is before the window)."""
     if job.kind == "exact":
-        return _nominal_before(job, start_ms)
+        return _distinct([f for t, f in zip(job.times, job.frames, strict=True) if t < start_ms], job.num)
     return _distinct([f for f in job.frames if f <= key], job.num)
 
 
@@ -466,6 +471,13 @@ def _composed_windows(  # noqa: PLR0913
         return all(_whole(job, total, n) for job, total, n in zip(task.jobs, totals, before, strict=True))
 
     places = _candidates(desc, task, jobs, keys)
+    # The first planned time of each distinct frame: the frames planned before a time, by bisection
+    # (tried at every place between two cuts).
+    firsts = [[t for t, _ in _firsts(j)] for j in jobs]
+
+    def nominal(start_ms: Fraction) -> list[int]:
+        return [bisect.bisect_left(times, start_ms) for times in firsts]
+
     starts: list[tuple[int, Fraction, tuple[int, ...]]] = [
         (desc.start_pts, Fraction(0), tuple(0 for _ in jobs))
     ]
@@ -475,7 +487,7 @@ def _composed_windows(  # noqa: PLR0913
         for place in places[bisect.bisect_left(places, cut_ms, key=lambda p: p[0]) :]:
             if until is not None and place[0] >= until:
                 break
-            if place[0] <= starts[-1][1] or not allowed([_nominal_before(j, place[0]) for j in jobs]):
+            if place[0] <= starts[-1][1] or not allowed(nominal(place[0])):
                 continue
             start = _resolve(video, place, jobs, index)
             if start is not None and start[1] > starts[-1][1] and allowed(start[2]):
