@@ -17,6 +17,7 @@ import pytest
 from conftest import CountingSink
 
 from vidsnap.core.engine import Outcome, open_video, run_task, run_window
+from vidsnap.core.errors import BadRequest
 from vidsnap.core.lang import parse_process, parse_task
 from vidsnap.core.plan import SourceRef, Task
 from vidsnap.core.windows import Window, WindowPlan, finish, merge_windows, plan_windows
@@ -130,7 +131,9 @@ def run_windows(task: Task, source: Path, plan: WindowPlan, sink: CountingSink) 
     windows = [Window.from_plain(json.loads(json.dumps(w.plain()))) for w in plan.windows]
     assert windows == list(plan.windows)
     outcomes = [run_window(task, source, sink, w, totals=plan.totals, source_ref=REF) for w in windows]
-    return finish(task, plan, merge_windows(outcomes), sink, source_ref=REF)
+    handed = WindowPlan.from_plain(json.loads(json.dumps(plan.plain())))  # to the merge step
+    assert handed == plan
+    return finish(task, handed, merge_windows(outcomes), sink, source_ref=REF)
 
 
 def summary(outcome: Outcome) -> tuple[Any, ...]:
@@ -205,3 +208,31 @@ def test_finish_leaves_a_task_without_tracks_as_it_is(gops: Path) -> None:
     puts = list(sink.puts)
     assert finish(task, plan, merged, sink, source_ref=REF) is merged
     assert sink.puts == puts
+
+
+def test_finish_refuses_an_outcome_of_another_task(gops: Path) -> None:
+    task = CASES["mps_vtt"]()
+    plan = plan_of(task, gops, count=2)
+    merged = merge_windows(
+        [run_window(task, gops, CountingSink(), w, totals=plan.totals) for w in plan.windows]
+    )
+    merged.outputs.append(merged.outputs[0])
+    with pytest.raises(ValueError, match="not the windows' outcome"):
+        finish(task, plan, merged, CountingSink(), source_ref=REF)
+
+
+@pytest.mark.parametrize(
+    "plain",
+    [
+        None,
+        {"Windows": [], "Totals": [1]},
+        {"Windows": [{"Index": 0}], "Totals": [1], "DurationMs": "10"},
+        {"Windows": [], "Totals": ["1"], "DurationMs": "10"},
+        {"Windows": [], "Totals": [-1], "DurationMs": "10"},
+        {"Windows": [], "Totals": [1], "DurationMs": "x"},
+    ],
+)
+def test_a_plan_that_is_not_one_is_a_bad_request(plain: Any) -> None:
+    with pytest.raises(BadRequest) as err:
+        WindowPlan.from_plain(plain)
+    assert err.value.param == "window"

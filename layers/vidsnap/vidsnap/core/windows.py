@@ -125,6 +125,27 @@ class WindowPlan:
         """The decoding work of the whole task (the windows' costs summed)."""
         return sum(w.cost for w in self.windows)
 
+    def plain(self) -> dict[str, Any]:
+        """The plan as JSON types (the windows as :meth:`Window.plain`), to hand it to the step that
+        merges and finishes the windows; :meth:`from_plain` reverses it."""
+        return {
+            "Windows": [w.plain() for w in self.windows],
+            "Totals": list(self.totals),
+            "DurationMs": str(self.duration_ms),
+        }
+
+    @classmethod
+    def from_plain(cls, data: Any) -> WindowPlan:
+        """The plan :meth:`plain` rendered; :class:`BadRequest` for anything else."""
+        try:
+            windows = tuple(Window.from_plain(w) for w in data["Windows"])
+            plan = cls(windows, tuple(_integer(n) for n in data["Totals"]), Fraction(str(data["DurationMs"])))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise BadRequest(f"not a window plan of a task: {exc}", param="window") from exc
+        if any(n < 0 for n in plan.totals) or plan.duration_ms < 0:
+            raise BadRequest("not a window plan of a task: a negative count or duration", param="window")
+        return plan
+
 
 @dataclass(frozen=True)
 class _JobPlan:
