@@ -14,8 +14,8 @@ from its keyframe to the first place where every job's frames before it fill who
 none or all of an animation's; that is a keyframe, or the frame of the first tile of a sheet,
 where the window starts inside a GOP (it decodes from the keyframe before). A window then writes
 whole sheets numbered as one pass numbers them, and an animation whose frames are all in it.
-Thumbnail tracks list all the frames of their job: :func:`finish` writes them once the windows'
-outcomes are merged.
+Thumbnail tracks list all the frames of their job: :func:`finish` writes them from the windows'
+outcomes as it merges them.
 
 Not windowed (refused with :class:`NotSupportedYet`): ``dhash`` and ``scene`` (a sample's score
 needs the sample before it, and ranking needs all of them), every frame (``inter`` below one frame
@@ -383,7 +383,7 @@ def merge_windows(outcomes: Sequence[Sequence[Outcome]]) -> Outcome:
 # one side. A cut planned at a keyframe moves on to the first place at or after it that is allowed:
 # a keyframe, or the frame of the first tile of a sheet (then the window starts inside a GOP: it
 # decodes from the keyframe before that frame, and the window before stops just before the frame).
-# Thumbnail tracks list every frame of their job: :func:`finish` writes them from the merged outcome.
+# Thumbnail tracks list every frame of their job: :func:`finish` writes them from the windows' outcomes.
 
 
 def _composes(job: SnapshotJob) -> bool:
@@ -524,33 +524,35 @@ def _composed_windows(  # noqa: PLR0913
     return windows
 
 
-def finish(task: Task, plan: WindowPlan, merged: Outcome, sink: Sink, *, source_ref: SourceRef) -> Outcome:
-    """The single-pass outcome of ``task`` from ``merged`` (:func:`merge_windows` of its windows'
-    outcomes): writes what no window can, and returns the outcome with it in its place.
+def finish(
+    task: Task, plan: WindowPlan, outcomes: Sequence[Sequence[Outcome]], sink: Sink, *, source_ref: SourceRef
+) -> Outcome:
+    """The single-pass outcome of ``task`` from its windows' ``outcomes`` (as :func:`merge_windows`
+    takes them, which it calls): also writes what no window can, and puts it in its place.
 
     What it writes: the WebVTT thumbnail track of each job that has one (MPS ``Format: vtt``, with
     or without ``IsSptFrag``), under the key one pass writes it to, with the same bytes: its cues
     are the job's frames at the times the windows wrote them, the last one ending at the video's end
     (``plan.duration_ms``), pointing at the job's images or at its tiles on its sheets (keys from
-    the key templates and ``source_ref``, as the windows named them). Nothing else: sheets, images
-    and animations are written by the windows. A task without a track is returned as it is.
+    the key templates and ``source_ref``, as the windows named them); in the outcome, after the
+    job's sheets and before its animation. Nothing else: sheets, images and animations are written
+    by the windows. For a task without a track this is :func:`merge_windows`.
     """
+    merged = merge_windows(outcomes)
     if not any(job.track is not None for job in task.jobs):
         return merged
-    done = Outcome(warnings=list(merged.warnings), stopped=merged.stopped)
-    outputs, compositions = iter(merged.outputs), iter(merged.compositions)
-    for job, total in zip(task.jobs, plan.totals, strict=True):
-        images = list(itertools.islice(outputs, total if job.save_frames else 0))
-        per = _per_sheet(job)
-        sheets = list(itertools.islice(compositions, -(-total // per) if per else 0))
-        animation = list(itertools.islice(compositions, 1 if job.animation is not None and total else 0))
+    done = Outcome(warnings=merged.warnings, stopped=merged.stopped)
+    for number, job in enumerate(task.jobs):
+        images = [o for window in outcomes for o in window[number].outputs]
+        made = [c for window in outcomes for c in window[number].compositions]
+        sheets = [c for c in made if c.kind == "sprite"]
+        animation = [c for c in made if c.kind == "animation"]
         done.outputs += images
         done.compositions += sheets
-        if job.track is not None and total:
+        if job.track is not None and (images or sheets or animation):
             done.compositions.append(
                 _track(
                     job,
-                    total,
                     images=images,
                     sheets=sheets,
                     animation=animation,
@@ -560,14 +562,11 @@ def finish(task: Task, plan: WindowPlan, merged: Outcome, sink: Sink, *, source_
                 )
             )
         done.compositions += animation
-    if next(outputs, None) is not None or next(compositions, None) is not None:
-        raise ValueError("the merged outcome is not the windows' outcome of this task")
     return done
 
 
 def _track(  # noqa: PLR0913
     job: SnapshotJob,
-    total: int,
     *,
     images: Sequence[Output],
     sheets: Sequence[Composition],
@@ -576,7 +575,7 @@ def _track(  # noqa: PLR0913
     sink: Sink,
     ref: SourceRef,
 ) -> Composition:
-    """The track of ``job`` (``total`` frames), written from what its windows wrote."""
+    """The track of ``job``, written from what its windows wrote."""
     times: Sequence[Fraction]
     if images:
         times = [o.time_ms for o in images]
@@ -586,8 +585,7 @@ def _track(  # noqa: PLR0913
         times = [t for a in animation for t in a.times_ms]
     image_keys = [
         output_key(job.output.key_template, index=i, ext=job.image.format, source=ref)
-        for i in range(1, total + 1)
-        if job.save_frames
+        for i in range(1, len(images) + 1)
     ]
     sprite = job.sprite
     sheet_keys = (
