@@ -208,9 +208,55 @@ IMM_TASK = {
 }
 
 
-@pytest.mark.parametrize("name", [*TASKS, "imm"])
+NOTIFY = {"SQS": {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/results"}}
+#: Tasks of compositions: sheets, a thumbnail track pointing into them (written by the merge), and
+#: images, as MPS asks for them; sprite sheets and an animation, as IMM asks for them.
+BODIES = {
+    "imm": IMM_TASK,
+    "mps_vtt_sheets": {
+        "Input": {"Bucket": "src", "Object": KEY},
+        "SnapshotConfig": {
+            "OutputFile": {"Bucket": "out", "Object": "mps/{Count}.jpg"},
+            "TileOutputFile": {"Bucket": "out", "Object": "mps/tiles/{TileCount}.jpg"},
+            "FrameType": "normal",
+            "Interval": 0.25,
+            "Width": 64,
+            "Height": 36,
+            "Format": "vtt",
+            "SubOut": {"IsSptFrag": True},
+            "TileOut": {"Lines": 2, "Columns": 3},
+        },
+        "Notification": NOTIFY,
+    },
+    "imm_sprites": {
+        "Sources": [{"URI": f"s3://src/{KEY}"}],
+        "Targets": [
+            {
+                "Image": {
+                    "Snapshots": [
+                        {"Format": "jpg", "Interval": 0.3, "Width": 80, "URI": "s3://out/imm/s-{index}.jpg"}
+                    ],
+                    "Sprites": [
+                        {
+                            "Interval": 0.2,
+                            "TileWidth": 3,
+                            "TileHeight": 2,
+                            "ScaleWidth": 0.25,
+                            "ScaleHeight": 0.25,
+                        }
+                    ],
+                    "Animations": [{"Interval": 0.5, "Number": 4, "Width": 0.25, "Height": 0.25}],
+                }
+            }
+        ],
+        "Notification": NOTIFY,
+    },
+}
+
+
+@pytest.mark.parametrize("name", [*TASKS, *BODIES])
 def test_a_long_task_runs_in_windows_on_the_state_machine_as_one_pass(stack: Stack, name: str) -> None:
-    body = IMM_TASK if name == "imm" else task_body(TASKS[name])
+    body = BODIES[name] if name in BODIES else task_body(TASKS[name])
     one, one_objects = stack.single_pass(body)
     assert one["Status"] == "Succeeded"
 

@@ -180,7 +180,6 @@ def test_windows_by_cost_stay_under_the_cost_given(gops: Path) -> None:
         ("video/snapshots,f_jpg,m_dhash,inter_100,thr_5,num_3", "num"),
         ("video/snapshots,f_jpg,m_scene", "m"),
         ("video/snapshots,f_jpg,inter_0", "inter"),
-        ("video/sprite,inter_500,w_64,h_36,tw_3,th_2,f_jpg", "f"),
     ],
 )
 def test_what_is_not_windowed_is_refused_with_a_reason(gops: Path, process: str, param: str) -> None:

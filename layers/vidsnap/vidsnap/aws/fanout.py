@@ -239,6 +239,8 @@ class Fanout:
             # Unranked dhash jobs: the windows are counted, then settled, before they run.
             "Count": plan.needs_count,
             "Counted": list(plan.counted),
+            # Where a thumbnail track's last cue ends (the merge writes the tracks).
+            "DurationMs": str(plan.duration_ms),
         }
         arn = machine.replace(":stateMachine:", ":execution:") + ":" + run.execution
         try:
@@ -283,7 +285,7 @@ class Fanout:
         if action == "settle":
             return self.settle(run, event)
         if action == "merge":
-            return self.merge(run)
+            return self.merge(run, event)
         if action == "fail":
             return self.fail(run, event.get("Error"))
         raise WindowFailed(f"unknown action {action!r}")
@@ -364,7 +366,7 @@ class Fanout:
         (:func:`vidsnap.core.windows.settle`): the frames each job writes before every window,
         the totals, and each window's chosen frames. Raises :class:`WindowFailed` when a window's
         count is missing or the counts cannot be settled exactly."""
-        from vidsnap.core.windows import Counted, WindowPlan, settle
+        from vidsnap.core.windows import Counted, settle
 
         tasks = self.worker.tasks
         assert tasks is not None
@@ -373,13 +375,7 @@ class Fanout:
             return {**state, "Windows": [], "Count": False}
         stored = tasks.window_results(run.execution, run.windows, "count")
         try:
-            plan = WindowPlan.from_plain(
-                {
-                    "Windows": state.get("Windows"),
-                    "Totals": list(run.totals),
-                    "Counted": state.get("Counted", []),
-                }
-            )
+            plan = _plan_of(run, state)
             counts = []
             for index, item in enumerate(stored):
                 if item is None or not isinstance(item.get("Counts"), list):
@@ -405,9 +401,10 @@ class Fanout:
             raise SourceChanged(f"{run.source.uri} was replaced while its windows ran (ETag changed)")
         return reader
 
-    def merge(self, run: Run) -> dict[str, Any]:
-        """Merge the windows' outcomes, send the one notification and finish the record."""
-        from vidsnap.core.windows import merge_windows
+    def merge(self, run: Run, state: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge the windows' outcomes and write what no window can (thumbnail tracks,
+        :func:`vidsnap.core.windows.finish`), send the one notification and finish the record."""
+        from vidsnap.core.windows import finish
 
         tasks = self.worker.tasks
         assert tasks is not None
@@ -418,7 +415,14 @@ class Fanout:
         if missing:
             return self.fail(run, None)
         windows = [_outcomes(r["Outcomes"]) for r in results if r is not None]
-        outcome = merge_windows(windows)
+        try:
+            plan = _plan_of(run, state)
+            outcome = finish(run.task, plan, windows, self.worker.sink, source_ref=run.source)
+        except Exception as exc:
+            error = map_client_error(exc)
+            if error.transient:
+                raise RetryWindow(f"{error.code}: {error.message}") from exc
+            raise WindowFailed(f"{error.code}: merging the windows: {error.message}") from exc
         outcome.warnings += _count_check(run, windows)
         done = Checkpoint().then(outcome)
         attempt = run.attempt()
@@ -453,6 +457,20 @@ class Fanout:
         left = RecordingSink(self.worker.sink, earlier=written).undo()
         note = self.worker.fail(run.attempt(), _error_of(run, results, error), left=left)
         return {"Status": note.status, "Code": note.code}
+
+
+def _plan_of(run: Run, state: Mapping[str, Any]) -> WindowPlan:
+    """The plan of windows the execution's state holds (:class:`BadRequest` when it holds none)."""
+    from vidsnap.core.windows import WindowPlan
+
+    return WindowPlan.from_plain(
+        {
+            "Windows": state.get("Windows"),
+            "Totals": list(run.totals),
+            "Counted": state.get("Counted", []),
+            "DurationMs": state.get("DurationMs"),
+        }
+    )
 
 
 def _window_error(run: Run, window: Window, error: VidsnapError) -> str:

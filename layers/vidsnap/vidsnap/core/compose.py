@@ -157,14 +157,18 @@ class SheetComposer:
 
     A tile smaller than its cell (a picture of another aspect ratio) is centred in it. ``add``
     returns the tile's place, so a thumbnail track can point into the sheet before it is written.
+    ``first``: the tiles placed before, elsewhere (a window of a long task starts at a sheet's first
+    tile, so a multiple of the tiles a sheet holds): numbering goes on after them.
     """
 
-    def __init__(self, layout: SheetLayout, background: RGB, on_sheet: SheetDone) -> None:
+    def __init__(self, layout: SheetLayout, background: RGB, on_sheet: SheetDone, *, first: int = 0) -> None:
+        if first % layout.per_sheet:
+            raise ValueError("tiles placed before must fill whole sheets")
         self.layout = layout
         self.background = background
         self.on_sheet = on_sheet
-        self.count = 0
-        self.sheets = 0
+        self.count = first
+        self.sheets = first // layout.per_sheet
         self._canvas: Image.Image | None = None
         self._tiles: list[Tile] = []
 

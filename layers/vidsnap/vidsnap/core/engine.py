@@ -501,7 +501,8 @@ def run_window(
     the window's start as an attempt resumes after a stop (:func:`run_task`, ``resume``) and stops
     at its end; running a window again writes the same keys. A task with dhash jobs runs the
     windows of its settled plan (:func:`count_window`, :func:`vidsnap.core.windows.settle`);
-    their dhash jobs decode the window's chosen frames (``stopped`` is then not set).
+    their dhash jobs decode the window's chosen frames (``stopped`` is then not set). Thumbnail
+    tracks are left to :func:`vidsnap.core.windows.finish`.
     """
     limits = limits or Limits()
     _check_settled(task, window)
@@ -513,7 +514,9 @@ def run_window(
             outcome = Outcome()
             ran = _run_job(
                 video,
-                job,
+                # A track lists every frame of the job: written once the windows are merged
+                # (vidsnap.core.windows.finish), not by the window that ends the job.
+                job if job.track is None else dataclasses.replace(job, track=None),
                 ref,
                 sink,
                 limits=limits,

@@ -20,10 +20,19 @@ the totals, and hands each window its chosen times, so that running it
 again. ``MAX_FRAMES`` holds over the whole task: a dhash job selecting more is cut short as one pass
 cuts it, with the same warning (see :func:`settle`).
 
+Compositions are windowed too. No window splits a sprite sheet or an animation: a cut moves on
+from its keyframe to the first place where every job's frames before it fill whole sheets and
+none or all of an animation's; that is a keyframe, or the frame of the first tile of a sheet,
+where the window starts inside a GOP (it decodes from the keyframe before). A window then writes
+whole sheets numbered as one pass numbers them, and an animation whose frames are all in it.
+Thumbnail tracks list all the frames of their job: :func:`finish` writes them from the windows'
+outcomes as it merges them.
+
 Not windowed (refused with :class:`NotSupportedYet`): ranked ``dhash`` (``num`` > 0) and ``scene``
-(ranking and shots need every sample), every frame (``inter`` below one frame interval), a first
-frame chosen by ``BlackLevel`` / ``t_auto``, compositions (sheets, tracks and animations gather
-frames from the whole video), and tasks that reach ``MAX_FRAMES`` through other jobs than dhash.
+(ranking and shots need every sample), ``dhash`` jobs that compose (their sheets would need the
+counts before the cut is placed), every frame (``inter`` below one frame interval), a first frame
+chosen by ``BlackLevel`` / ``t_auto``, and tasks that reach ``MAX_FRAMES`` through other jobs than
+dhash.
 """
 
 from __future__ import annotations
@@ -39,10 +48,11 @@ from typing import Any, Literal
 from vidsnap.core.decode import Video
 from vidsnap.core.decode.stream import StreamDescription
 from vidsnap.core.errors import BadRequest, NotSupportedYet
-from vidsnap.core.plan import DEFAULT_MAX_FRAMES, Selection, SnapshotJob, Task
-from vidsnap.core.writer import Outcome, Position
+from vidsnap.core.naming import output_key
+from vidsnap.core.plan import DEFAULT_MAX_FRAMES, Selection, SnapshotJob, SourceRef, Task
+from vidsnap.core.writer import Composition, Outcome, Output, Position, Sink, write_track
 
-__all__ = ["Counted", "Window", "WindowPlan", "merge_windows", "plan_windows", "settle"]
+__all__ = ["Counted", "Window", "WindowPlan", "finish", "merge_windows", "plan_windows", "settle"]
 
 #: ``avg`` without ``num`` (as :data:`vidsnap.core.select.DEFAULT_AVG_NUM`; not imported: select
 #: pulls the decoders' thread pool in).
@@ -55,7 +65,9 @@ _DEFAULT_DHASH_INTERVAL_MS = Fraction(1000)
 class Window:
     """One window of a task: ``[start_ms, end_ms)`` (``end_ms`` None: to the end of the video).
 
-    It starts at the keyframe of pts ``start_pts`` (the first window: at 0); ``before`` says, per
+    It starts at the keyframe of pts ``start_pts`` (the first window: at 0), or, for a task with
+    sprite sheets, possibly at the frame of pts ``start_pts`` that is a sheet's first tile (decoding
+    from the keyframe before it); ``before`` says, per
     job, how many frames one pass writes before it (its first frame is ``{index}`` before + 1).
     ``cost``: decoding work inside it, in ticks of presentation time (:meth:`Video.run_cost`).
 
@@ -115,8 +127,8 @@ class Window:
         """Where each job of ``task`` resumes to run this window (None: from its beginning).
 
         A resumed job goes on after a frame that one pass wrote before the window (``count`` of
-        them); the pts just before the window's keyframe stands for it, so the first frame taken
-        is the first of the window."""
+        them); the pts just before the window's first frame stands for it, so the first frame
+        taken is the first of the window."""
         if self.index == 0:
             return tuple(None for _ in task.jobs)
         return tuple(
@@ -138,6 +150,8 @@ class WindowPlan:
     windows: tuple[Window, ...]
     totals: tuple[int, ...]
     counted: tuple[int, ...] = ()
+    #: The video's duration: where a thumbnail track's last cue ends (:func:`finish`).
+    duration_ms: Fraction = Fraction(0)
 
     @property
     def cost(self) -> int:
@@ -151,12 +165,13 @@ class WindowPlan:
         return bool(self.counted)
 
     def plain(self) -> dict[str, Any]:
-        """The plan as JSON types (its windows as :meth:`Window.plain`); :meth:`from_plain`
-        reverses it."""
+        """The plan as JSON types (its windows as :meth:`Window.plain`), to hand it to the steps that
+        settle, merge and finish the windows; :meth:`from_plain` reverses it."""
         return {
             "Windows": [w.plain() for w in self.windows],
             "Totals": list(self.totals),
             "Counted": list(self.counted),
+            "DurationMs": str(self.duration_ms),
         }
 
     @classmethod
@@ -166,11 +181,14 @@ class WindowPlan:
             windows = tuple(Window.from_plain(w) for w in data["Windows"])
             totals = tuple(_integer(n) for n in data["Totals"])
             counted = tuple(_integer(n) for n in data.get("Counted", ()))
-        except (AttributeError, KeyError, TypeError) as exc:
+            duration = Fraction(str(data["DurationMs"]))
+        except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             raise BadRequest(f"not a plan of windows: {exc}", param="window") from exc
         if not windows or any(len(w.before) != len(totals) for w in windows):
             raise BadRequest("not a plan of windows: no window, or windows of other jobs", param="window")
-        return cls(windows, totals, counted)
+        if any(n < 0 for n in totals) or duration < 0:
+            raise BadRequest("not a plan of windows: a negative count or duration", param="window")
+        return cls(windows, totals, counted, duration)
 
 
 @dataclass(frozen=True)
@@ -245,8 +263,12 @@ def _refuse(job: SnapshotJob, video: Video, number: int) -> None:
             + " is not split into windows (its ranking needs every sample's score)",
             param="num" if sel.mode == "dhash" else "m",
         )
-    if job.sprite is not None or job.track is not None or job.animation is not None:
-        raise NotSupportedYet(f"{what}: compositions are not split into windows", param="f")
+    if sel.mode == "dhash" and job.composes:
+        raise NotSupportedYet(
+            f"{what}: m_dhash with compositions is not split into windows (where its sheets start is "
+            "known only once the windows are counted)",
+            param="m",
+        )
     if sel.first is not None:
         raise NotSupportedYet(f"{what}: a searched first frame is not split into windows", param="ss")
     interval = video.frame_interval_ms
@@ -379,6 +401,9 @@ def plan_windows(
     keys = [desc.start_pts, *keys]
     costs = _gop_costs(video, keys, jobs)
     cuts = _cuts(costs, count, max_cost)
+    if any(_composes(job) for job in task.jobs):
+        composed = _composed_windows(video, task, jobs, keys=keys, cuts=cuts, costs=costs)
+        return WindowPlan(tuple(composed), totals, counted, desc.duration_ms)
     found = _starts(video, [keys[g] for g in cuts[1:]], keys)
     index = _key_pts(desc)  # the places intra frames are known by
     bounds = [cuts[0], *(g for g, start in zip(cuts[1:], found, strict=True) if start is not None)]
@@ -390,7 +415,7 @@ def plan_windows(
         previous = index[max(0, bisect.bisect_left(index, key) - 1)] if index else key
         before = tuple(0 if n in counted else _before(j, start_ms, key, previous) for n, j in enumerate(jobs))
         windows.append(Window(i, start_ms, end_ms, pts, before, sum(costs[g:end])))
-    return WindowPlan(tuple(windows), totals, counted)
+    return WindowPlan(tuple(windows), totals, counted, desc.duration_ms)
 
 
 def _before(job: _JobPlan, start_ms: Fraction, key: int, previous: int) -> int:
@@ -488,7 +513,7 @@ def settle(
                 chosen[number] = tuple(mine)
             offsets[number] = offset + len(counted.times)
         windows.append(dataclasses.replace(window, before=tuple(before), chosen=tuple(chosen)))
-    return WindowPlan(tuple(windows), tuple(totals))
+    return WindowPlan(tuple(windows), tuple(totals), (), plan.duration_ms)
 
 
 def _totals(plan: WindowPlan, found: dict[int, list[Fraction]], task: Task, max_frames: int) -> list[int]:
@@ -534,3 +559,236 @@ def merge_windows(outcomes: Sequence[Sequence[Outcome]]) -> Outcome:
             merged.compositions += window[number].compositions
         merged.warnings += outcomes[-1][number].warnings
     return merged
+
+
+# -- compositions ------------------------------------------------------------------------------------
+#
+# A sprite sheet is composed in memory and written whole, an animation needs all its frames at once:
+# so windows of a task with compositions are cut only where each sheet and animation lies wholly on
+# one side. A cut planned at a keyframe moves on to the first place at or after it that is allowed:
+# a keyframe, or the frame of the first tile of a sheet (then the window starts inside a GOP: it
+# decodes from the keyframe before that frame, and the window before stops just before the frame).
+# Thumbnail tracks list every frame of their job: :func:`finish` writes them from the windows' outcomes.
+
+
+def _composes(job: SnapshotJob) -> bool:
+    return job.sprite is not None or job.track is not None or job.animation is not None
+
+
+def _per_sheet(job: SnapshotJob) -> int:
+    return job.sprite.columns * job.sprite.rows if job.sprite is not None else 0
+
+
+def _whole(job: SnapshotJob, total: int, before: int) -> bool:
+    """A window starting after ``before`` of the job's ``total`` frames splits none of its sheets
+    and not its animation."""
+    if before in (0, total):
+        return True
+    if job.animation is not None:
+        return False
+    per = _per_sheet(job)
+    return per == 0 or before % per == 0
+
+
+def _before_inside(job: _JobPlan, start_ms: Fraction, key: int) -> int:
+    """The frames ``job`` writes before a window that starts at the frame shown at ``start_ms``,
+    inside the GOP of the keyframe the index places at ``key``: exact frames by their planned times
+    (a time at or after a frame's own shows it or a later one), keyframes (``key`` mode, intra) up
+    to that GOP's (the one shown at the window's first times is before the window)."""
+    if job.kind == "exact":
+        return _distinct([f for t, f in zip(job.times, job.frames, strict=True) if t < start_ms], job.num)
+    return _distinct([f for f in job.frames if f <= key], job.num)
+
+
+def _candidates(
+    desc: StreamDescription, task: Task, jobs: Sequence[_JobPlan], keys: Sequence[int]
+) -> list[tuple[Fraction, bool | None]]:
+    """Where a window may start, in time order: the keyframes (None) and the planned time of each
+    sheet's first tile (with the exactness of its job's frames)."""
+    places: set[tuple[Fraction, bool | None]] = {(desc.time_ms(k), None) for k in keys[1:]}
+    for job, plan in zip(task.jobs, jobs, strict=True):
+        per = _per_sheet(job)
+        if per == 0:
+            continue
+        firsts = [t for i, (t, _) in enumerate(_firsts(plan)) if i and i % per == 0]
+        places.update((t, plan.kind == "exact") for t in firsts)
+    return sorted(places, key=lambda place: (place[0], place[1] is not None))
+
+
+def _firsts(plan: _JobPlan) -> list[tuple[Fraction, int]]:
+    """(first planned time, frame) of each distinct frame of a job, in order."""
+    out: list[tuple[Fraction, int]] = []
+    for t, f in zip(plan.times, plan.frames, strict=True):
+        if not out or out[-1][1] != f:
+            if 0 < plan.num <= len(out):
+                break
+            out.append((t, f))
+    return out
+
+
+def _nearest(index: Sequence[int], pts: int) -> int:
+    return min(index, key=lambda k: abs(k - pts)) if index else pts
+
+
+def _resolve(
+    video: Video, place: tuple[Fraction, bool | None], jobs: Sequence[_JobPlan], index: Sequence[int]
+) -> tuple[int, Fraction, tuple[int, ...]] | None:
+    """(pts, time, frames before per job) of a window starting at ``place``: the keyframe at or
+    after it (None: no keyframe), or the frame shown at a tile's planned time (decoded, with the
+    keyframe before it, for their real pts)."""
+    t, exact = place
+    if exact is None:
+        frames = video.keyframes(t)
+        try:
+            picked = next(frames, None)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+        if picked is None:
+            return None
+        key = picked
+    else:
+        picked = video.frame_at(t, exact=exact)
+        key = video.frame_at(picked.time_ms, exact=False) if exact else picked
+    at = _nearest(index, key.pts)
+    if key.pts == picked.pts:
+        previous = index[max(0, bisect.bisect_left(index, at) - 1)] if index else at
+        return picked.pts, picked.time_ms, tuple(_before(j, picked.time_ms, at, previous) for j in jobs)
+    return picked.pts, picked.time_ms, tuple(_before_inside(j, picked.time_ms, at) for j in jobs)
+
+
+def _composed_windows(  # noqa: PLR0913
+    video: Video,
+    task: Task,
+    jobs: Sequence[_JobPlan],
+    *,
+    keys: Sequence[int],
+    cuts: Sequence[int],
+    costs: Sequence[int],
+) -> list[Window]:
+    """The windows of a task with compositions: each cut at a keyframe moved on to the first place
+    from there (and before the next cut) where no sheet or animation is split (see above)."""
+    desc = video.description
+    index = _key_pts(desc)
+    totals = [_distinct(j.frames, j.num) for j in jobs]
+
+    def allowed(before: Sequence[int]) -> bool:
+        return all(_whole(job, total, n) for job, total, n in zip(task.jobs, totals, before, strict=True))
+
+    places = _candidates(desc, task, jobs, keys)
+    # The first planned time of each distinct frame: the frames planned before a time, by bisection
+    # (tried at every place between two cuts).
+    firsts = [[t for t, _ in _firsts(j)] for j in jobs]
+
+    def nominal(start_ms: Fraction) -> list[int]:
+        return [bisect.bisect_left(times, start_ms) for times in firsts]
+
+    starts: list[tuple[int, Fraction, tuple[int, ...]]] = [
+        (desc.start_pts, Fraction(0), tuple(0 for _ in jobs))
+    ]
+    limits = [desc.time_ms(keys[g]) for g in cuts[1:]]
+    for i, cut_ms in enumerate(limits):
+        until = limits[i + 1] if i + 1 < len(limits) else None
+        for place in places[bisect.bisect_left(places, cut_ms, key=lambda p: p[0]) :]:
+            if until is not None and place[0] >= until:
+                break
+            if place[0] <= starts[-1][1] or not allowed(nominal(place[0])):
+                continue
+            start = _resolve(video, place, jobs, index)
+            if start is not None and start[1] > starts[-1][1] and allowed(start[2]):
+                starts.append(start)
+                break
+    gops = [max(0, bisect.bisect_right(keys, desc.target(ms)) - 1) for _, ms, _ in starts]
+    windows: list[Window] = []
+    for i, (pts, start_ms, before) in enumerate(starts):
+        last = i + 1 == len(starts)
+        end_ms = None if last else starts[i + 1][1]
+        cost = sum(costs[gops[i] : len(costs) if last else gops[i + 1]])
+        windows.append(Window(i, start_ms, end_ms, pts, before, cost))
+    return windows
+
+
+def finish(
+    task: Task, plan: WindowPlan, outcomes: Sequence[Sequence[Outcome]], sink: Sink, *, source_ref: SourceRef
+) -> Outcome:
+    """The single-pass outcome of ``task`` from its windows' ``outcomes`` (as :func:`merge_windows`
+    takes them, which it calls): also writes what no window can, and puts it in its place.
+
+    What it writes: the WebVTT thumbnail track of each job that has one (MPS ``Format: vtt``, with
+    or without ``IsSptFrag``), under the key one pass writes it to, with the same bytes: its cues
+    are the job's frames at the times the windows wrote them, the last one ending at the video's end
+    (``plan.duration_ms``), pointing at the job's images or at its tiles on its sheets (keys from
+    the key templates and ``source_ref``, as the windows named them); in the outcome, after the
+    job's sheets and before its animation. Nothing else: sheets, images and animations are written
+    by the windows. For a task without a track this is :func:`merge_windows`.
+    """
+    merged = merge_windows(outcomes)
+    if not any(job.track is not None for job in task.jobs):
+        return merged
+    done = Outcome(warnings=merged.warnings, stopped=merged.stopped)
+    for number, job in enumerate(task.jobs):
+        images = [o for window in outcomes for o in window[number].outputs]
+        made = [c for window in outcomes for c in window[number].compositions]
+        sheets = [c for c in made if c.kind == "sprite"]
+        animation = [c for c in made if c.kind == "animation"]
+        done.outputs += images
+        done.compositions += sheets
+        if job.track is not None and (images or sheets or animation):
+            done.compositions.append(
+                _track(
+                    job,
+                    images=images,
+                    sheets=sheets,
+                    animation=animation,
+                    plan=plan,
+                    sink=sink,
+                    ref=source_ref,
+                )
+            )
+        done.compositions += animation
+    return done
+
+
+def _track(  # noqa: PLR0913
+    job: SnapshotJob,
+    *,
+    images: Sequence[Output],
+    sheets: Sequence[Composition],
+    animation: Sequence[Composition],
+    plan: WindowPlan,
+    sink: Sink,
+    ref: SourceRef,
+) -> Composition:
+    """The track of ``job``, written from what its windows wrote."""
+    times: Sequence[Fraction]
+    if images:
+        times = [o.time_ms for o in images]
+    elif sheets:
+        times = [t for s in sheets for t in s.times_ms]
+    else:
+        times = [t for a in animation for t in a.times_ms]
+    image_keys = [
+        output_key(job.output.key_template, index=i, ext=job.image.format, source=ref)
+        for i in range(1, len(images) + 1)
+    ]
+    sprite = job.sprite
+    sheet_keys = (
+        [
+            output_key(sprite.output.key_template, index=n, ext=sprite.format, source=ref)
+            for n in range(1, len(sheets) + 1)
+        ]
+        if sprite is not None
+        else []
+    )
+    tiles = [t for s in sheets for t in s.tiles]
+    return write_track(
+        job,
+        ref,
+        sink,
+        times=times,
+        end_ms=plan.duration_ms,
+        image_keys=image_keys,
+        sheet_keys=sheet_keys,
+        tiles=tiles,
+    )

@@ -10,6 +10,7 @@ single snapshot was encoded from (README: Compositions).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -44,6 +45,7 @@ __all__ = [
     "RenderedFrame",
     "Sink",
     "render_frame",
+    "write_track",
 ]
 
 #: Pixels of all the frames of one animation together: they are held until the file is encoded
@@ -159,8 +161,10 @@ class JobWriter:
     def __init__(
         self, job: SnapshotJob, ref: SourceRef, sink: Sink, outcome: Outcome, *, done: int = 0
     ) -> None:
-        # done: frames an earlier attempt wrote (only for jobs without compositions, which are
-        # never resumed half-way): the next frame is {index} done + 1.
+        # done: frames an earlier attempt (or the windows before this one) wrote: the next frame is
+        # {index} done + 1. Compositions are resumed only where a sprite sheet starts (its tiles
+        # then go on numbering sheets) and before an animation's first frame.
+        self.done = done
         self.job = job
         self.ref = ref
         self.sink = sink
@@ -207,7 +211,7 @@ class JobWriter:
             layout.check(spec.format, param="sprite")
             first_key = self._sheet_key(1)
             color = random_color(first_key) if spec.color == "random" else spec.color
-            self._composer = SheetComposer(layout, color, self._write_sheet)
+            self._composer = SheetComposer(layout, color, self._write_sheet, first=self.done)
         return self._composer
 
     def _sheet_key(self, number: int) -> str:
@@ -246,19 +250,18 @@ class JobWriter:
             self._write_animation()
 
     def _write_track(self, end_ms: Fraction) -> None:
-        job, track = self.job, self.job.track
-        assert track is not None
-        if track.output is not None:
-            bucket, key = track.output.bucket, track_key(track.output.key_template, source=self.ref)
-        else:
-            bucket, key = job.output.bucket, track_key(job.output.key_template, source=self.ref)
-        if track.fragments:
-            targets = [fragment(relative_url(key, self.sheet_keys[t.sheet]), t) for t in self.tiles]
-        else:
-            targets = [relative_url(key, k) for k in self.image_keys]
-        data = webvtt(track_cues(self.times, end_ms, targets)).encode("utf-8")
-        uri = self.sink.put(bucket, key, data, CONTENT_TYPES["vtt"])
-        self.outcome.compositions.append(Composition("track", uri, len(data), 0, 0, tuple(self.times)))
+        self.outcome.compositions.append(
+            write_track(
+                self.job,
+                self.ref,
+                self.sink,
+                times=self.times,
+                end_ms=end_ms,
+                image_keys=self.image_keys,
+                sheet_keys=self.sheet_keys,
+                tiles=self.tiles,
+            )
+        )
 
     def _write_animation(self) -> None:
         spec = self.job.animation
@@ -274,3 +277,33 @@ class JobWriter:
                 "animation", uri, len(data), first.width, first.height, tuple(self.times), frame_ms=frame_ms
             )
         )
+
+
+def write_track(  # noqa: PLR0913
+    job: SnapshotJob,
+    ref: SourceRef,
+    sink: Sink,
+    *,
+    times: Sequence[Fraction],
+    end_ms: Fraction,
+    image_keys: Sequence[str],
+    sheet_keys: Sequence[str],
+    tiles: Sequence[Tile],
+) -> Composition:
+    """Write the thumbnail track of ``job``'s frames (shown at ``times``; the last cue ends at
+    ``end_ms``): cues point at the images (``image_keys``, one per frame) or, with fragments, at the
+    tiles on their sheets (``sheet_keys`` by sheet number). Also called once all the windows of a
+    long task are done (:func:`vidsnap.core.windows.finish`), from what they wrote."""
+    track = job.track
+    assert track is not None
+    if track.output is not None:
+        bucket, key = track.output.bucket, track_key(track.output.key_template, source=ref)
+    else:
+        bucket, key = job.output.bucket, track_key(job.output.key_template, source=ref)
+    if track.fragments:
+        targets = [fragment(relative_url(key, sheet_keys[t.sheet]), t) for t in tiles]
+    else:
+        targets = [relative_url(key, k) for k in image_keys]
+    data = webvtt(track_cues(times, end_ms, targets)).encode("utf-8")
+    uri = sink.put(bucket, key, data, CONTENT_TYPES["vtt"])
+    return Composition("track", uri, len(data), 0, 0, tuple(times))
