@@ -330,12 +330,19 @@ def test_a_redelivered_task_message_does_not_start_a_second_execution(stack: Sta
     assert stack.received() == []
 
 
-def test_windows_run_twice_write_the_same_keys_once(stack: Stack) -> None:
+def test_windows_run_twice_write_the_same_keys_once(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vidsnap.aws.storage import S3Sink
+
     body = task_body(TASKS["exact"])
     one, one_objects = stack.single_pass(body)
     puts: list[str] = []
-    s3 = stack.clients.s3
-    s3.meta.events.register("before-call.s3.PutObject", lambda params, **_: puts.append(params["url_path"]))
+    real_put = S3Sink.put
+
+    def counted_put(self: S3Sink, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
+        puts.append(key)
+        return real_put(self, bucket, key, data, content_type)
+
+    monkeypatch.setattr(S3Sink, "put", counted_put)
     fanout_handler = stack.routes.handlers[sfnlocal.function_arn(FANOUT)]
 
     def twice(function: str, event: dict[str, Any]) -> None:
@@ -352,6 +359,10 @@ def test_windows_run_twice_write_the_same_keys_once(stack: Stack) -> None:
     assert stack.objects() == one_objects
     record = stack.record(one["TaskId"])
     assert record["WindowsDone"] == list(range(record["Windows"]))
+    # The second delivery of each window found it done: every key was written once.
+    assert len(puts) == len(set(puts)) == len(one_objects)
+    again = [e for e in stack.routes.named(FANOUT) if e["Action"] == "window"]
+    assert len(again) == record["Windows"]
 
     # A window delivered once more after the merge: nothing changes, nothing is notified.
     window = next(e for e in stack.routes.named(FANOUT) if e["Action"] == "window")

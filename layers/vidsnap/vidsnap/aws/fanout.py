@@ -312,6 +312,12 @@ class Fanout:
         assert tasks is not None
         if not self._current(run):
             return {"Window": window.index, "Skipped": True}
+        stored = tasks.window_result(run.execution, window.index)
+        if stored is not None and "Outcomes" in stored:
+            # Delivered again (a retry after a lost answer): done already, nothing is written again.
+            tasks.count_window(run.task_id, run.execution, window.index, run.windows)
+            frames = sum(len(job.outputs) for job in _outcomes(stored["Outcomes"]))
+            return {"Window": window.index, "Outputs": frames, "Again": True}
         sink = RecordingSink(self.worker.sink)
         try:
             reader = self._open(run)
@@ -344,6 +350,8 @@ class Fanout:
         assert tasks is not None
         if not self._current(run):
             return {"Window": window.index, "Skipped": True}
+        if tasks.window_result(run.execution, window.index, "count") is not None:
+            return {"Window": window.index, "Again": True}  # counted already (delivered again)
         try:
             reader = self._open(run)
             with contextlib.closing(reader):

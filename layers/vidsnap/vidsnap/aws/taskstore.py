@@ -465,6 +465,11 @@ class TaskStore:
                 "ExpiresAt": int(now + self.ttl_seconds),
             },
         )
+        self.count_window(task_id, execution, index, windows)
+
+    def count_window(self, task_id: str, execution: str, index: int, windows: int) -> None:
+        """Count window ``index`` done in the task record (idempotent), and the progress with it."""
+        now = self.clock()
         try:
             done = self.table.update_item(
                 Key={"TaskId": task_id},
@@ -497,6 +502,10 @@ class TaskStore:
                 "ExpiresAt": int(now + self.ttl_seconds),
             },
         )
+
+    def window_result(self, execution: str, index: int, kind: str = "window") -> dict[str, Any] | None:
+        """What window ``index`` stored (as :meth:`window_results`), or None."""
+        return self._get_raw(self.window_key(execution, index, kind))
 
     def window_results(
         self, execution: str, windows: int, kind: str = "window"
