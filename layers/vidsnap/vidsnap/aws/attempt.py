@@ -104,6 +104,17 @@ class Attempt:
             user_data=self.task.user_data,
         )
 
+    def succeeded(self, done: Checkpoint) -> Notification:
+        """The Succeeded notification of the task once ``done`` holds all its outputs."""
+        return self.notification(
+            "Succeeded",
+            code="Success",
+            message=summary(len(done.outputs), done.kinds()),
+            outputs=done.outputs,
+            warnings=done.warnings,
+            compositions=done.compositions,
+        )
+
 
 @dataclass
 class RecordingSink:

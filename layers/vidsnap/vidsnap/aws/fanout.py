@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from vidsnap.aws.attempt import Attempt, Checkpoint, RecordingSink, TaskRunning, summary
+from vidsnap.aws.attempt import Attempt, Checkpoint, RecordingSink, TaskRunning
 from vidsnap.aws.errors import map_client_error
 from vidsnap.aws.notify import Notification, rfc3339
 from vidsnap.aws.observe import MetricUnit, emit, logger
@@ -266,22 +266,14 @@ class Fanout:
         except BadRequest as exc:
             raise WindowFailed(exc.message) from exc
         logger.append_keys(task_id=run.task_id, execution=run.execution)
-        if action == "window":
+        if action in ("window", "count"):
             from vidsnap.core.windows import Window
 
             try:
                 window = Window.from_plain(event.get("Window"))
             except BadRequest as exc:
                 raise WindowFailed(exc.message) from exc
-            return self.window(run, window)
-        if action == "count":
-            from vidsnap.core.windows import Window
-
-            try:
-                window = Window.from_plain(event.get("Window"))
-            except BadRequest as exc:
-                raise WindowFailed(exc.message) from exc
-            return self.count(run, window)
+            return self.window(run, window) if action == "window" else self.count(run, window)
         if action == "settle":
             return self.settle(run, event)
         if action == "merge":
@@ -434,15 +426,7 @@ class Fanout:
         outcome.warnings += _count_check(run, windows)
         done = Checkpoint().then(outcome)
         attempt = run.attempt()
-        note = attempt.notification(
-            "Succeeded",
-            code="Success",
-            message=summary(len(done.outputs), done.kinds()),
-            outputs=done.outputs,
-            warnings=done.warnings,
-            compositions=done.compositions,
-        )
-        note = self.worker.conclude(attempt, note)
+        note = self.worker.conclude(attempt, attempt.succeeded(done))
         logger.info("windows merged", extra={"windows": run.windows, "frames": len(done.outputs)})
         return {"Status": note.status, "Outputs": len(note.outputs)}
 

@@ -256,13 +256,8 @@ class TaskStore:
             ":now": int(self.clock()),
             ":code": code,
             ":m": message,
-            ":running": "Running",
         }
-        condition = "#s = :running"
-        lease = self._leases.get(task_id)
-        if lease is not None:
-            condition += " AND LeaseExpiresAt = :mine"
-            values[":mine"] = lease
+        condition = self._held(task_id, values)
         try:
             saved = self._conditional(
                 "update",
@@ -283,6 +278,16 @@ class TaskStore:
             return False
         self._last_progress.pop(task_id, None)
         return saved
+
+    def _held(self, task_id: str, values: dict[str, Any]) -> str:
+        """The condition that the task is Running under this store's lease (when it granted one),
+        its values added to ``values``."""
+        values[":running"] = "Running"
+        lease = self._leases.get(task_id)
+        if lease is None:
+            return "#s = :running"
+        values[":mine"] = lease
+        return "#s = :running AND LeaseExpiresAt = :mine"
 
     def progress(self, task_id: str, pct: float, *, force: bool = False) -> bool:
         """Record progress (0-100), at most once every ~2 s per task (``force``: now); True when
@@ -409,13 +414,8 @@ class TaskStore:
             ":zero": 0,
             ":now": int(now),
             ":lease": self._lease_until(now, lease_seconds),
-            ":running": "Running",
         }
-        condition = "#s = :running"
-        lease = self._leases.get(task_id)
-        if lease is not None:
-            condition += " AND LeaseExpiresAt = :mine"
-            values[":mine"] = lease
+        condition = self._held(task_id, values)
         return self._conditional(
             "update",
             self.table.update_item,

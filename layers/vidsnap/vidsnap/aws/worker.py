@@ -63,7 +63,6 @@ from vidsnap.aws.attempt import (
     RecordingSink,
     TaskRunning,
     TimeLeft,
-    summary,
 )
 from vidsnap.aws.clients import Clients
 from vidsnap.aws.errors import map_client_error
@@ -422,15 +421,7 @@ class Worker:
         if outcome.stopped is not None:
             self._hand_back(attempt, done)
         latency_ms = (time.monotonic() - attempt.started) * 1000
-        note = attempt.notification(
-            "Succeeded",
-            code="Success",
-            message=summary(len(done.outputs), done.kinds()),
-            outputs=done.outputs,
-            warnings=done.warnings,
-            compositions=done.compositions,
-        )
-        note = self.conclude(attempt, note)
+        note = self.conclude(attempt, attempt.succeeded(done))
         _emit_metrics(len(outcome.outputs), int(getattr(reader, "bytes_read", 0)), latency_ms)
         logger.info(
             "task succeeded",
