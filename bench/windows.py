@@ -50,7 +50,7 @@ from typing import Any
 
 import run  # bench/run.py, beside this script: its media and machine description
 
-MEDIA = run.MEDIA
+MEDIA: Path = run.MEDIA
 
 #: The windowed tasks on the 1080p video: (name, process string, intra, ffmpeg arguments).
 TASKS: list[tuple[str, str, bool, list[str]]] = [
@@ -76,6 +76,15 @@ RATE_TASKS: list[tuple[str, str]] = [
     ("dhash every 1 s", "video/snapshots,f_jpg,m_dhash,inter_1000,thr_30"),
     ("exact frame every 1 s", "video/snapshots,f_jpg,inter_1000"),
     ("storyboard every 2 s", "video/sprite,inter_2000,w_160,h_90,tw_10,th_10,pad_0,margin_0,f_jpg"),
+    # The clip's keyframes are 2 s apart, so the rows above hit a keyframe with every (dhash) or
+    # every other (exact) sample, and the storyboard only keyframes: a film's keyframes fall where
+    # its encoder put them. Starting mid-GOP prices the average sample (half a GOP's reference
+    # frames decoded before it).
+    ("dhash every 1 s, from 0.5 s", "video/snapshots,f_jpg,m_dhash,ss_500,inter_1000,thr_30"),
+    (
+        "storyboard every 2 s, from 1 s",
+        "video/sprite,ss_1000,inter_2000,w_160,h_90,tw_10,th_10,pad_0,margin_0,f_jpg",
+    ),
 ]
 
 #: The 4K HEVC 10-bit clip: 12 s at 24 fps, a keyframe every 2 s (a streaming film's GOP), 3 B-frames.
@@ -383,7 +392,11 @@ def make_uhd() -> dict[str, Path]:
         make_video(tmp, codec="libx265", pix_fmt="yuv420p10le", **UHD)  # type: ignore[arg-type]
         tmp.rename(synth)
     if not grain.exists():
-        print(f"re-encoding {grain.name} with film grain (~3 minutes) ...", file=sys.stderr, flush=True)
+        print(
+            f"re-encoding {grain.name} with film grain (~6 minutes on 2 cores) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         tmp = grain.with_suffix(".part.mp4")
         gop, bframes = UHD["gop"], UHD["bframes"]
         params = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}:open-gop=0:log-level=error"
@@ -405,6 +418,38 @@ def make_uhd() -> dict[str, Path]:
     return {"4K HEVC 10-bit, synthetic": synth, "4K HEVC 10-bit, film grain 16 Mbit/s": grain}
 
 
+def quick_clip() -> Path:
+    """A 20 s 1080p H.264 clip (cached under bench/media), synthesised."""
+    from vidsnap.local.synth import make_video
+
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    video = MEDIA / "windows_quick_20s.mp4"
+    if not video.exists():
+        spec = dict(duration_s=20, fps=30, width=1920, height=1080, gop=60, bframes=3, scene_cuts=[10.0])
+        tmp = video.with_suffix(".part.mp4")
+        make_video(tmp, **spec)  # type: ignore[arg-type]
+        tmp.rename(video)
+    return video
+
+
+def grain_1080() -> Path:
+    """The 20 s 1080p clip re-encoded by the ffmpeg CLI with film grain at 14 Mbit/s (x264, GOP 250
+    and 3 B-frames as the 10-minute video): what decoding costs on a picture like camera footage
+    (the smooth synthetic one decodes several times faster)."""
+    src = quick_clip()
+    dst = src.with_name(src.stem + "_grain.mp4")
+    if not dst.exists():
+        tmp = dst.with_suffix(".part.mp4")
+        params = "keyint=250:min-keyint=250:scenecut=0:bframes=3:b-adapt=0"
+        cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", str(src), "-map", "0:v:0"]
+        cmd += ["-vf", "noise=alls=12:allf=t+u", "-c:v", "libx264", "-preset", "veryfast"]
+        cmd += ["-b:v", "14M", "-maxrate", "14M", "-bufsize", "14M", "-x264-params", params]
+        cmd += ["-movflags", "+faststart", "-f", "mp4", str(tmp)]
+        subprocess.run(cmd, check=True)
+        tmp.rename(dst)
+    return dst
+
+
 def rates(video_1080: Path, uhd: dict[str, Path], log: list[str]) -> list[dict[str, Any]]:
     """CPU seconds per second of video: 1080p every frame; 4K: every frame and the rate tasks."""
     rows = []
@@ -419,6 +464,11 @@ def rates(video_1080: Path, uhd: dict[str, Path], log: list[str]) -> list[dict[s
     measures: list[tuple[str, Path, str, str, str]] = [
         (f"1080p H.264 ({video_1080.name})", video_1080, "every frame decoded (first 60 s)", "decode", "60")
     ]
+    grain = grain_1080()
+    measures.append(("1080p H.264, film grain 14 Mbit/s", grain, "every frame decoded", "decode", ""))
+    measures.append(
+        ("1080p H.264, film grain 14 Mbit/s", grain, "exact frame every 2 s", "task", TASKS[0][1])
+    )
     for label, path in uhd.items():
         measures.append((label, path, "every frame decoded", "decode", ""))
         measures += [(label, path, name, "task", process) for name, process in RATE_TASKS]
@@ -443,6 +493,7 @@ def main() -> int:
         "--media", type=Path, help="the 1080p H.264 video (default: bench/run.py's 10-min one)"
     )
     parser.add_argument("--windows", default="1,2,4,8", help="window counts, comma-separated")
+    parser.add_argument("--rates-only", action="store_true", help="only the decoding rates")
     parser.add_argument("--no-rates", action="store_true", help="skip the decoding rates (and the 4K clips)")
     args = parser.parse_args()
     if not shutil.which("ffmpeg"):
@@ -451,24 +502,19 @@ def main() -> int:
     if args.media:
         video = args.media
     elif args.quick:
-        from vidsnap.local.synth import make_video
-
-        MEDIA.mkdir(parents=True, exist_ok=True)
-        video = MEDIA / "windows_quick_20s.mp4"
-        if not video.exists():
-            spec = dict(duration_s=20, fps=30, width=1920, height=1080, gop=60, bframes=3, scene_cuts=[10.0])
-            make_video(video, **spec)  # type: ignore[arg-type]
+        video = quick_clip()
     else:
         video = run.make_media(quick=False)["long"]
     counts = [int(n) for n in args.windows.split(",")]
     log = [f"# Windows (bench/windows.py) on {run.machine()}"]
     print(log[0], flush=True)
-    results = windows_rows(video, counts, log)
+    results = {} if args.rates_only else windows_rows(video, counts, log)
     if not (args.quick or args.no_rates):
         results["rates"] = rates(video, make_uhd(), log)
     out = run.ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     suffix = "-quick" if args.quick else ""
+    suffix += "-rates" if args.rates_only else ""
     (out / f"windows{suffix}.json").write_text(json.dumps(results, indent=2, default=str))
     (out / f"windows{suffix}.md").write_text("\n".join(log) + "\n")
     return 0
