@@ -41,9 +41,9 @@ OPEN_S = 0.5
 #: threads), + one ranged GET of ~0.5 MB from S3 (assumed 0.06 s).
 PLAN_PER_CUT_S = 0.25
 #: Extra CPU per additional window, measured on the 10-minute 1080p exact-every-2-s task
-#: ((ΣCPU(8) − CPU(1)) / 7 = 0.86 s, against 0.07 s for the intra task: decoding, not process
-#: start): ~1.5 of its GOPs (8.3 s) decoded in full at its every-frame rate, decoded again around a
-#: window's edges. Priced as 1.5 GOPs at the film's every-frame rate.
+#: ((ΣCPU(8) − CPU(1)) / 7): 0.86 s in one run, none in another (noise on shared cores); at most
+#: ~1.5 of its GOPs (8.3 s) decoded in full. Priced at that bound: 1.5 GOPs at the film's
+#: every-frame rate.
 EDGE_GOPS = 1.5
 #: merge_windows over 8 windows × 300 outputs (ms): the merge is reading the windows' results.
 MERGE_MS = 0.05
