@@ -20,9 +20,11 @@ Two tasks on the 10-minute 1080p video (GOP 250 = 8.3 s, 3 B-frames, 14 Mbit/s):
 
 The second part measures the CPU seconds per second of video of 4K HEVC 10-bit (a synthesised 12 s
 clip, and the same clip re-encoded with film grain at 16 Mbit/s: real footage decodes like the
-latter) for a dhash every 1 s, exact frames every 1 s, a storyboard every 2 s and a plain decode of
-every frame; and the 1080p decode of every frame. docs/LONG_TASKS.md ("Numbers") turns these into a
-model of a 2-hour 4K film on Lambda. Needs ``ffmpeg`` on PATH (a benchmark: the product never does).
+latter) for a dhash every 1 s, exact frames every 1 s, a storyboard every 2 s (also started between
+keyframes) and a plain decode of every frame; and 1080p: every frame of the 10-minute video, and of
+a 20 s clip with film grain (every frame, and exact frames every 2 s). bench/window_model.py turns
+these into the model of a 2-hour 4K film on Lambda of docs/LONG_TASKS.md ("Numbers"). Needs
+``ffmpeg`` on PATH (a benchmark: the product never does).
 Timings are reported, never asserted; this machine's cores are shared with whatever else runs.
 """
 
