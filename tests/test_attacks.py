@@ -553,6 +553,8 @@ PHYSICAL: dict[str, dict[str, str]] = {
     "TaskTopic": {"Ref": f"arn:aws:sns:{REGION}:{ACCOUNT}:vidsnap-done", "TopicName": "vidsnap-done"},
     "TaskTable": {"Ref": "vidsnap-tasks", "Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/vidsnap-tasks"},
     "AsyncSnapshotsFunctionRole": {"Ref": "vidsnap-worker-role"},
+    "FanoutFunctionRole": {"Ref": "vidsnap-fanout-role"},
+    "FanoutStateMachine": {"Ref": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:vidsnap-fanout"},
     "ObjectGetFunctionRole": {"Ref": "vidsnap-object-get-role"},
 }
 #: SAM policy templates a function's Policies may use, expanded as SAM does (samtranslator's
@@ -650,7 +652,8 @@ class Stack:
 
     def statements(self, function: str, role: str) -> list[dict[str, Any]]:
         """Every IAM statement the function's role gets: its Policies (SAM templates expanded) and
-        the stack's AWS::IAM::RolePolicy resources attached to ``role`` whose condition holds."""
+        the stack's AWS::IAM::RolePolicy / AWS::IAM::Policy resources attached to ``role`` whose
+        condition holds."""
         out: list[dict[str, Any]] = []
         for policy in self.template["Resources"][function]["Properties"]["Policies"]:
             ((kind, spec),) = policy.items()
@@ -667,13 +670,14 @@ class Stack:
                 }
             )
         for resource in self.template["Resources"].values():
-            if resource["Type"] != "AWS::IAM::RolePolicy":
+            if resource["Type"] not in ("AWS::IAM::RolePolicy", "AWS::IAM::Policy"):
                 continue
             if "Condition" in resource and not self.condition(resource["Condition"]):
                 continue
-            if resource["Properties"]["RoleName"] != {"Ref": role}:
+            props = resource["Properties"]
+            if {"Ref": role} not in [props.get("RoleName"), *props.get("Roles", [])]:
                 continue
-            out.extend(self.resolve(resource["Properties"]["PolicyDocument"]["Statement"]))
+            out.extend(self.resolve(props["PolicyDocument"]["Statement"]))
         return out
 
 
@@ -710,19 +714,32 @@ def granted_aws(aws_env: None, stack: Stack, clip: Path) -> Iterator[dict[str, A
             sqs.create_queue(QueueName=name)
         boto3.client("sns", region_name=REGION).create_topic(Name="vidsnap-done")
         create_table(boto3.client("dynamodb", region_name=REGION), env["TASK_TABLE"])
-        iam = boto3.client("iam", region_name=REGION)
-        iam.create_user(UserName="worker")
         statements = stack.statements("AsyncSnapshotsFunction", "AsyncSnapshotsFunctionRole")
-        for i, statement in enumerate(statements):
-            document = {"Version": "2012-10-17", "Statement": [_for_moto(statement)]}
-            iam.put_user_policy(UserName="worker", PolicyName=f"p{i}", PolicyDocument=json.dumps(document))
-        key = iam.create_access_key(UserName="worker")["AccessKey"]
-        session = boto3.Session(
-            aws_access_key_id=key["AccessKeyId"],
-            aws_secret_access_key=key["SecretAccessKey"],
-            region_name=REGION,
-        )
-        yield {"env": env, "session": session, "s3": s3, "sqs": sqs, "statements": statements}
+        session = _user_holding("worker", statements)
+        fanout = _user_holding("fanout", stack.statements("FanoutFunction", "FanoutFunctionRole"))
+        yield {
+            "env": env,
+            "session": session,
+            "fanout_session": fanout,
+            "s3": s3,
+            "sqs": sqs,
+            "statements": statements,
+        }
+
+
+def _user_holding(name: str, statements: list[dict[str, Any]]) -> Any:
+    """A session of a new IAM user whose only policies are ``statements``."""
+    import boto3
+
+    iam = boto3.client("iam", region_name=REGION)
+    iam.create_user(UserName=name)
+    for i, statement in enumerate(statements):
+        document = {"Version": "2012-10-17", "Statement": [_for_moto(statement)]}
+        iam.put_user_policy(UserName=name, PolicyName=f"p{i}", PolicyDocument=json.dumps(document))
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return boto3.Session(
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"], region_name=REGION
+    )
 
 
 def _oss_task(env: dict[str, str], process: str) -> str:
@@ -911,3 +928,75 @@ def test_the_template_grants_what_the_object_get_function_does(object_get_aws: d
         == b"x"
     )
     assert denied == [403] * 5
+
+
+def test_the_template_grants_what_the_fanout_steps_do(granted_aws: dict[str, Any], clip: Path) -> None:
+    """The window, merge and fail steps of a long task with nothing but the fan-out function's
+    grants (moto enforcing IAM): read the source, write and delete outputs, the windows' items
+    (BatchGetItem), the notification."""
+    from moto.core import enable_iam_authentication
+
+    from vidsnap.aws.clients import Clients
+    from vidsnap.aws.fanout import Fanout, Run
+    from vidsnap.aws.settings import Settings
+    from vidsnap.aws.taskstore import TaskStore
+    from vidsnap.aws.worker import Worker
+    from vidsnap.core.engine import open_video
+    from vidsnap.core.lang import parse_task
+    from vidsnap.core.plan import SourceRef, task_id
+    from vidsnap.core.windows import plan_windows
+
+    env = granted_aws["env"]
+    settings = Settings.from_env(env)
+    source = SourceRef("videos/clip.mp4", env["SOURCE_BUCKET"])
+    etag = granted_aws["s3"].head_object(Bucket=source.bucket, Key=source.key)["ETag"].strip('"')
+    admin = TaskStore(Clients(region=REGION, account_id=ACCOUNT), env["TASK_TABLE"])
+    runs = []
+    for n, process in enumerate(
+        ("video/snapshots,f_jpg,w_32,inter_500", "video/snapshots,f_png,w_32,inter_400")
+    ):
+        body = f"{process}|notify,queue_{_b64(env['ALLOWED_QUEUES'])}"
+        task = parse_task(_oss_task(env, body)).with_source(source)
+        with open_video(clip, bulk=True) as video:
+            plan = plan_windows(video, task, count=2)
+        tid = task_id(source, etag, task)
+        admin.begin(tid, {}, [source.uri])
+        admin.fan_out(tid, f"{tid}-e{n}", len(plan.windows), lease_seconds=600)
+        run = Run(
+            tid,
+            f"{tid}-e{n}",
+            task,
+            source,
+            etag,
+            "req",
+            "2026-12-02T00:00:00+00:00",
+            len(plan.windows),
+            plan.totals,
+        )
+        runs.append((run, plan))
+    with enable_iam_authentication():
+        steps = Fanout(
+            Worker(settings, Clients(granted_aws["fanout_session"], region=REGION, account_id=ACCOUNT))
+        )
+        (done, plan), (failed, failed_plan) = runs
+        for window in plan.windows:
+            assert steps.window(done, window)["Outputs"] > 0
+        state = {
+            "Windows": [w.plain() for w in plan.windows],
+            "Counted": [],
+            "DurationMs": str(plan.duration_ms),
+        }
+        assert steps.merge(done, state)["Status"] == "Succeeded"
+        steps.window(failed, failed_plan.windows[0])
+        assert (
+            steps.fail(failed, {"Error": "States.Timeout", "Cause": "a window timed out"})["Status"]
+            == "Failed"
+        )
+    sqs = granted_aws["sqs"]
+    queue = sqs.get_queue_url(QueueName=env["ALLOWED_QUEUES"])["QueueUrl"]
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    notes = [json.loads(m["Body"]) for m in received]
+    assert sorted(n["Status"] for n in notes) == ["Failed", "Succeeded"]
+    listed = granted_aws["s3"].list_objects_v2(Bucket=env["OUTPUT_BUCKET"]).get("Contents", [])
+    succeeded = next(n for n in notes if n["Status"] == "Succeeded")
+    assert sorted(o["Key"] for o in listed) == sorted(o["URI"].split("/", 3)[3] for o in succeeded["Outputs"])

@@ -65,6 +65,8 @@ class Runner(Protocol):
     sink: Sink
     tasks: TaskStore | None
 
+    def check_source_bucket(self, source: SourceRef) -> None: ...
+
     def open_source(self, source: SourceRef) -> BinaryIO: ...
 
     def conclude(self, attempt: Attempt, note: Notification, *, notify: bool = True) -> Notification: ...
@@ -394,6 +396,7 @@ class Fanout:
         }
 
     def _open(self, run: Run) -> BinaryIO:
+        self.worker.check_source_bucket(run.source)  # the worker checked it too: not trusted here
         reader = self.worker.open_source(run.source)
         seen = getattr(reader, "etag", None)
         if run.etag and seen and run.etag.strip('"') != seen:

@@ -244,7 +244,7 @@ class Worker:
         refusal: VidsnapError | None = None  # a permanent failure found before the task is claimed
         try:
             try:
-                self._check_source_bucket(attempt.source)
+                self.check_source_bucket(attempt.source)
                 reader = self.open_source(attempt.source)
             except VidsnapError as exc:
                 if exc.transient:
@@ -291,7 +291,8 @@ class Worker:
             return self.fail(attempt, exc, notify=notify)
         return self._run(attempt, reader)
 
-    def _check_source_bucket(self, source: SourceRef) -> None:
+    def check_source_bucket(self, source: SourceRef) -> None:
+        """:class:`NotAllowed` unless ``source`` is in ``SOURCE_BUCKET``."""
         allowed = self.settings.source_bucket
         if not source.bucket or source.bucket != allowed:
             raise NotAllowed(
@@ -302,7 +303,7 @@ class Worker:
     def open_source(self, source: SourceRef) -> BinaryIO:
         if self.store is not None:
             return self.store.open(source.key)
-        assert source.bucket is not None  # _check_source_bucket refuses a source without one
+        assert source.bucket is not None  # check_source_bucket refuses a source without one
         return open_s3(self.clients.s3, source.bucket, source.key, version_id=source.version)
 
     def _claim(self, attempt: Attempt) -> Notification | None:
