@@ -8,6 +8,7 @@ fixture file is built the first time a test asks for it, then reused.
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 import uuid
 import weakref
@@ -109,6 +110,34 @@ def cover_mp3(media_dir: Path) -> Path:
 def audio_only(media_dir: Path) -> Path:
     """An AAC .m4a without a picture."""
     return Path(synth.make_audio_only(media_dir / "tone.m4a"))
+
+
+@pytest.fixture(scope="session")
+def gops(media_dir: Path) -> Path:
+    """6 s at 25 fps, a keyframe every 30 frames (5 GOPs), 3 B-frames: the windows' tests' clip."""
+    path = media_dir / "gops.mp4"
+    synth.make_video(path, duration_s=6, gop=30, bframes=3, width=160, height=90)
+    return path
+
+
+def plan_of(task: Any, source: Path, **kw: Any) -> Any:
+    """``plan_windows`` of ``task`` on the video at ``source``."""
+    from vidsnap.core.engine import open_video
+    from vidsnap.core.windows import plan_windows
+
+    with open_video(source, bulk=True) as video:
+        return plan_windows(video, task, **kw)
+
+
+def handed_over(task: Any, plan: Any) -> tuple[Any, list[Any]]:
+    """``task`` and ``plan``'s windows as an invocation gets them: through JSON."""
+    from vidsnap.core.plan import Task
+    from vidsnap.core.windows import Window
+
+    task = Task.from_plain(json.loads(json.dumps(task.plain())))
+    windows = [Window.from_plain(json.loads(json.dumps(w.plain()))) for w in plan.windows]
+    assert windows == list(plan.windows)
+    return task, windows
 
 
 # -- AWS and Lambda ----------------------------------------------------------------------------

@@ -531,7 +531,9 @@ OBJECT_GET_GRANTS = {
     ("sqs:SendMessage", "<TaskQueue.Arn>"),
     ("dynamodb:GetItem", "<TaskTable.Arn>"),
 }
-WORKER_GRANTS = {
+#: What the worker and the fan-out steps both do: read sources, write (and undo) outputs, notify,
+#: keep task records.
+TASK_GRANTS = {
     ("s3:GetObject", f"{SOURCE}/*"),
     ("s3:GetObjectVersion", f"{SOURCE}/*"),
     ("s3:ListBucket", SOURCE),
@@ -543,24 +545,13 @@ WORKER_GRANTS = {
     ("dynamodb:GetItem", "<TaskTable.Arn>"),
     ("dynamodb:PutItem", "<TaskTable.Arn>"),
     ("dynamodb:UpdateItem", "<TaskTable.Arn>"),
+}
+WORKER_GRANTS = TASK_GRANTS | {
     ("sqs:ChangeMessageVisibility", "<TaskQueue.Arn>"),  # a task out of time resumes in seconds
     ("states:StartExecution", "<Ref FanoutStateMachine>"),  # a long task runs in windows
 }
-#: The steps of long tasks: the worker's reads, writes and notifications, and the windows' items.
-FANOUT_GRANTS = {
-    ("s3:GetObject", f"{SOURCE}/*"),
-    ("s3:GetObjectVersion", f"{SOURCE}/*"),
-    ("s3:ListBucket", SOURCE),
-    ("s3:PutObject", "<OutputBucket.Arn>/*"),
-    ("s3:DeleteObject", "<OutputBucket.Arn>/*"),
-    ("sns:Publish", "<Ref TaskTopic>"),
-    ("sqs:SendMessage", "<NotifyQueue.Arn>"),
-    ("sqs:GetQueueUrl", "<NotifyQueue.Arn>"),
-    ("dynamodb:GetItem", "<TaskTable.Arn>"),
-    ("dynamodb:PutItem", "<TaskTable.Arn>"),
-    ("dynamodb:UpdateItem", "<TaskTable.Arn>"),
-    ("dynamodb:BatchGetItem", "<TaskTable.Arn>"),
-}
+#: The steps of long tasks: and reading the windows' items back.
+FANOUT_GRANTS = TASK_GRANTS | {("dynamodb:BatchGetItem", "<TaskTable.Arn>")}
 
 
 def test_least_privilege_inline_statements(template: dict[str, Any]) -> None:

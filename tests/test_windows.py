@@ -9,20 +9,18 @@ from __future__ import annotations
 import base64
 import dataclasses
 import itertools
-import json
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CountingSink
+from conftest import CountingSink, handed_over, plan_of
 
 from vidsnap.core.engine import Outcome, open_video, run_task, run_window
 from vidsnap.core.errors import BadRequest, NotSupportedYet
 from vidsnap.core.lang import parse_process
 from vidsnap.core.plan import Limits, Task
 from vidsnap.core.windows import Window, WindowPlan, merge_windows, plan_windows
-from vidsnap.local import synth
 
 
 def b64(text: str) -> str:
@@ -46,14 +44,6 @@ def task_of(*parts: tuple[str, str], intra: bool = False) -> Task:
 
 def summary(outcome: Outcome) -> tuple[Any, ...]:
     return ([(o.uri, o.time_ms, o.width, o.height, o.size) for o in outcome.outputs], outcome.warnings)
-
-
-@pytest.fixture(scope="module")
-def gops(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 s at 25 fps, a keyframe every 30 frames (5 GOPs), 3 B-frames."""
-    path = tmp_path_factory.mktemp("windows") / "gops.mp4"
-    synth.make_video(path, duration_s=6, gop=30, bframes=3, width=160, height=90)
-    return path
 
 
 @pytest.fixture(scope="module", params=["gops", "mp4_long_gop", "mp4_cuts", "mp4_vfr", "mp4_offset"])
@@ -92,17 +82,10 @@ def case(name: str) -> Task:
     return task_of(*CASES[name], intra=name in INTRA)
 
 
-def plan_of(task: Task, source: Path, **kw: Any) -> WindowPlan:
-    with open_video(source, bulk=True) as video:
-        return plan_windows(video, task, **kw)
-
-
 def run_windows(task: Task, source: Path, plan: WindowPlan, sink: CountingSink) -> Outcome:
     """Every window on its own video (as its own invocation would), merged."""
     # Handed over as an invocation gets them: as JSON.
-    task = Task.from_plain(json.loads(json.dumps(task.plain())))
-    windows = [Window.from_plain(json.loads(json.dumps(w.plain()))) for w in plan.windows]
-    assert windows == list(plan.windows)
+    task, windows = handed_over(task, plan)
     outcomes = [run_window(task, source, sink, w, totals=plan.totals) for w in windows]
     return merge_windows(outcomes)
 

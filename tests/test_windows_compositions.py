@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CountingSink
+from conftest import CountingSink, handed_over, plan_of
 
-from vidsnap.core.engine import Outcome, open_video, run_task, run_window
+from vidsnap.core.engine import Outcome, run_task, run_window
 from vidsnap.core.errors import BadRequest
 from vidsnap.core.lang import parse_process, parse_task
 from vidsnap.core.plan import SourceRef, Task
-from vidsnap.core.windows import Window, WindowPlan, finish, merge_windows, plan_windows
+from vidsnap.core.windows import WindowPlan, finish, merge_windows
 from vidsnap.local import synth
 
 REF = SourceRef(key="videos/clip.mp4", bucket="in")
@@ -106,14 +106,6 @@ SPLIT = {"oss_sprite", "mps_tileout", "mps_vtt_fragments", "sprite_and_modes"}
 
 
 @pytest.fixture(scope="module")
-def gops(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 s at 25 fps, a keyframe every 30 frames (5 GOPs), 3 B-frames."""
-    path = tmp_path_factory.mktemp("windows") / "gops.mp4"
-    synth.make_video(path, duration_s=6, gop=30, bframes=3, width=160, height=90)
-    return path
-
-
-@pytest.fixture(scope="module")
 def open_gop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 s with open GOPs in MP4 (the index places keyframes a frame off their real pts)."""
     path = tmp_path_factory.mktemp("windows") / "open_gop.mp4"
@@ -133,16 +125,9 @@ def clip(request: pytest.FixtureRequest, gops: Path, open_gop: Path, make_media:
     return Path(make_media(request.param).path)
 
 
-def plan_of(task: Task, source: Path, **kw: Any) -> WindowPlan:
-    with open_video(source, bulk=True) as video:
-        return plan_windows(video, task, **kw)
-
-
 def run_windows(task: Task, source: Path, plan: WindowPlan, sink: CountingSink) -> Outcome:
     """Every window on its own video (as its own invocation would), merged and finished."""
-    task = Task.from_plain(json.loads(json.dumps(task.plain())))
-    windows = [Window.from_plain(json.loads(json.dumps(w.plain()))) for w in plan.windows]
-    assert windows == list(plan.windows)
+    task, windows = handed_over(task, plan)
     outcomes = [run_window(task, source, sink, w, totals=plan.totals, source_ref=REF) for w in windows]
     handed = WindowPlan.from_plain(json.loads(json.dumps(plan.plain())))  # to the merge step
     assert handed == plan

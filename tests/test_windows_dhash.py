@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CountingSink
+from conftest import CountingSink, plan_of
 
-from vidsnap.core.engine import Outcome, count_window, open_video, run_task, run_window
+from vidsnap.core.engine import Outcome, count_window, run_task, run_window
 from vidsnap.core.errors import BadRequest, NotSupportedYet
 from vidsnap.core.lang import parse_process
 from vidsnap.core.plan import Limits, Task
-from vidsnap.core.windows import Counted, Window, WindowPlan, merge_windows, plan_windows, settle
+from vidsnap.core.windows import Counted, Window, WindowPlan, merge_windows, settle
 from vidsnap.local import synth
 
 
@@ -46,14 +46,6 @@ def json_round(data: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def gops(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """6 s at 25 fps, a keyframe every 30 frames, 3 B-frames."""
-    path = tmp_path_factory.mktemp("dhash") / "gops.mp4"
-    synth.make_video(path, duration_s=6, gop=30, bframes=3, width=160, height=90)
-    return path
-
-
-@pytest.fixture(scope="module")
 def cut_at_keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """5 s, a keyframe every second, cuts at 1 s and 3 s: windows start right after a cut (1 s,
     3 s) and where nothing changes (2 s, 4 s)."""
@@ -69,11 +61,6 @@ def clip(request: pytest.FixtureRequest, gops: Path, cut_at_keys: Path, make_med
     if request.param == "cut_at_keys":
         return cut_at_keys
     return Path(make_media(request.param).path)
-
-
-def plan_of(task: Task, source: Path, **kw: Any) -> WindowPlan:
-    with open_video(source, bulk=True) as video:
-        return plan_windows(video, task, **kw)
 
 
 def settled(task: Task, source: Path, plan: WindowPlan, limits: Limits | None = None) -> WindowPlan:

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol
 
 from vidsnap.aws.attempt import Attempt, Checkpoint, RecordingSink, TaskRunning
 from vidsnap.aws.errors import map_client_error
@@ -320,16 +320,8 @@ class Fanout:
                     run.task, reader, sink, window, totals=run.totals, limits=self.worker.settings.limits
                 )
         except Exception as exc:
-            error = map_client_error(exc)
-            if not isinstance(exc, VidsnapError):
-                logger.exception("window failed unexpectedly")
-            sink.undo()
-            if error.transient:
-                raise RetryWindow(f"{error.code}: {error.message}") from exc
-            tasks.window_failed(run.execution, window.index, error.code, error.message)
-            raise WindowFailed(
-                f"{error.code}: window {window.index + 1} of {run.windows}: {error.message}"
-            ) from exc
+            sink.undo()  # a window failing writes nothing: a retry writes it all again
+            self._failed(run, window, exc)
         tasks.window_done(run.task_id, run.execution, window.index, _outcome_plain(outcomes), run.windows)
         frames = sum(len(o.outputs) for o in outcomes)
         emit({"WindowsRun": (MetricUnit.Count, 1), "FramesWritten": (MetricUnit.Count, frames)})
@@ -351,15 +343,7 @@ class Fanout:
             with contextlib.closing(reader):
                 counts = engine.count_window(run.task, reader, window, limits=self.worker.settings.limits)
         except Exception as exc:
-            error = map_client_error(exc)
-            if not isinstance(exc, VidsnapError):
-                logger.exception("count of a window failed unexpectedly")
-            if error.transient:
-                raise RetryWindow(f"{error.code}: {error.message}") from exc
-            tasks.window_failed(run.execution, window.index, error.code, error.message)
-            raise WindowFailed(
-                f"{error.code}: window {window.index + 1} of {run.windows}: {error.message}"
-            ) from exc
+            self._failed(run, window, exc)
         tasks.window_counted(run.execution, window.index, [c.plain() if c else None for c in counts])
         return {"Window": window.index, "Counted": sum(len(c.times) for c in counts if c)}
 
@@ -394,6 +378,20 @@ class Fanout:
             "Count": False,
             "Counted": [],
         }
+
+    def _failed(self, run: Run, window: Window, exc: Exception) -> NoReturn:
+        """A window's step failed: :class:`RetryWindow` when it may pass, else the error stored
+        for the task's failure and :class:`WindowFailed`."""
+        error = map_client_error(exc)
+        if not isinstance(exc, VidsnapError):
+            logger.exception("a window's step failed unexpectedly", extra={"window": window.index})
+        if error.transient:
+            raise RetryWindow(f"{error.code}: {error.message}") from exc
+        assert self.worker.tasks is not None
+        self.worker.tasks.window_failed(run.execution, window.index, error.code, error.message)
+        raise WindowFailed(
+            f"{error.code}: window {window.index + 1} of {run.windows}: {error.message}"
+        ) from exc
 
     def _open(self, run: Run) -> BinaryIO:
         self.worker.check_source_bucket(run.source)  # the worker checked it too: not trusted here
@@ -466,10 +464,6 @@ def _plan_of(run: Run, state: Mapping[str, Any]) -> WindowPlan:
             "DurationMs": state.get("DurationMs"),
         }
     )
-
-
-def _window_error(run: Run, window: Window, error: VidsnapError) -> str:
-    return f"{error.code}: window {window.index + 1} of {run.windows}: {error.message}"
 
 
 def _count_check(run: Run, windows: Sequence[Sequence[Outcome]]) -> list[str]:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
-from vidsnap.core.decode import Video
+from vidsnap.core.decode import Picked, Video
 from vidsnap.core.decode.stream import StreamDescription
 from vidsnap.core.errors import BadRequest, NotSupportedYet
 from vidsnap.core.naming import output_key
@@ -433,6 +433,17 @@ def _before(job: _JobPlan, start_ms: Fraction, key: int, previous: int) -> int:
     return _distinct(frames, job.num)
 
 
+def _first_keyframe(video: Video, t: Fraction) -> Picked | None:
+    """The first keyframe at or after ``t``, decoded (None: there is none)."""
+    frames = video.keyframes(t)
+    try:
+        return next(frames, None)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
 def _starts(video: Video, cuts: Sequence[int], keys: Sequence[int]) -> list[tuple[int, Fraction, int] | None]:
     """(pts, time, index pts) of the keyframe each window starts at. The index places keyframes
     only approximately (DTS + the first keyframe's reorder delay; off by a frame or two where the
@@ -443,13 +454,7 @@ def _starts(video: Video, cuts: Sequence[int], keys: Sequence[int]) -> list[tupl
     starts: list[tuple[int, Fraction, int] | None] = []
     last = desc.start_pts
     for key in cuts:
-        frames = video.keyframes(desc.time_ms(key))
-        try:
-            picked = next(frames, None)
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
+        picked = _first_keyframe(video, desc.time_ms(key))
         if picked is None or picked.pts <= last or picked.time_ms <= 0:
             starts.append(None)
             continue
@@ -638,13 +643,7 @@ def _resolve(
     keyframe before it, for their real pts)."""
     t, exact = place
     if exact is None:
-        frames = video.keyframes(t)
-        try:
-            picked = next(frames, None)
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
+        picked = _first_keyframe(video, t)
         if picked is None:
             return None
         key = picked
