@@ -481,6 +481,24 @@ def test_settings_of_the_fanout(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings.from_env({}, variables=ASYNC_VARIABLES).fanout == Fanout()
     with pytest.raises(ValueError, match="FANOUT_MAX_WINDOWS"):
         Settings.from_env({"FANOUT_MAX_WINDOWS": "1"}, variables=ASYNC_VARIABLES)
+    # Seconds and the rate take decimals; the threshold may be 0 (fan out whenever possible).
+    tuned = Settings.from_env(
+        {
+            "FANOUT_THRESHOLD_SECONDS": "0",
+            "FANOUT_WINDOW_SECONDS": "0.5",
+            "FANOUT_DECODE_MPX_PER_SECOND": "2.5",
+        },
+        variables=ASYNC_VARIABLES,
+    ).fanout
+    assert (tuned.threshold_seconds, tuned.window_seconds, tuned.decode_mpx_per_second) == (0, 0.5, 2.5)
+    for name, bad in [
+        ("FANOUT_WINDOW_SECONDS", "0"),
+        ("FANOUT_THRESHOLD_SECONDS", "-1"),
+        ("FANOUT_DECODE_MPX_PER_SECOND", "nan"),
+        ("FANOUT_WINDOW_SECONDS", "soon"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            Settings.from_env({name: bad}, variables=ASYNC_VARIABLES)
 
 
 def test_the_record_shows_the_windows_progress(stack: Stack) -> None:

@@ -123,7 +123,7 @@ class Run:
         )
 
 
-def estimate_seconds(video: Video, cost: int, decode_mpx_per_second: int) -> float:
+def estimate_seconds(video: Video, cost: int, decode_mpx_per_second: float) -> float:
     """Seconds of one invocation that decoding ``cost`` (ticks of presentation time decoded,
     :meth:`Video.run_cost`) takes on ``video``, at ``decode_mpx_per_second`` megapixels a second."""
     desc = video.description
@@ -131,7 +131,7 @@ def estimate_seconds(video: Video, cost: int, decode_mpx_per_second: int) -> flo
     return frames * desc.coded_width * desc.coded_height / (decode_mpx_per_second * 1e6)
 
 
-def window_cost(video: Video, seconds: float, decode_mpx_per_second: int) -> int:
+def window_cost(video: Video, seconds: float, decode_mpx_per_second: float) -> int:
     """The cost (ticks) that :func:`estimate_seconds` puts at ``seconds``."""
     desc = video.description
     pixels = max(1, desc.coded_width * desc.coded_height)

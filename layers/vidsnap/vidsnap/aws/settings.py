@@ -33,7 +33,8 @@ variable                   meaning                                              
                            time left than this (docs/LONG_TASKS.md)
 ``FANOUT_STATE_MACHINE``   ARN of the Step Functions state machine that runs a long    unset (never
                            task's windows; unset: every task runs in the worker        fans out)
-``FANOUT_THRESHOLD_SECONDS`` a task whose estimated decoding exceeds this fans out       300
+``FANOUT_THRESHOLD_SECONDS`` a task whose estimated decoding exceeds this fans out (0:  300
+                           whenever it can be windowed; decimals allowed)
 ``FANOUT_WINDOW_SECONDS``  the estimated decoding of one window, at most                300
 ``FANOUT_MAX_WINDOWS``     windows of one task, at most                                1000
 ``FANOUT_MAX_CONCURRENCY`` windows running at once (the Distributed Map's)             100
@@ -71,6 +72,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -185,11 +187,12 @@ class Fanout:
 
     #: The state machine's ARN; None: tasks never fan out.
     state_machine: str | None = None
-    threshold_seconds: int = DEFAULT_FANOUT_THRESHOLD_SECONDS
-    window_seconds: int = DEFAULT_FANOUT_WINDOW_SECONDS
+    #: Seconds of one invocation (estimated) above which a task fans out; 0: whenever it can.
+    threshold_seconds: float = DEFAULT_FANOUT_THRESHOLD_SECONDS
+    window_seconds: float = DEFAULT_FANOUT_WINDOW_SECONDS
     max_windows: int = DEFAULT_FANOUT_MAX_WINDOWS
     max_concurrency: int = DEFAULT_FANOUT_MAX_CONCURRENCY
-    decode_mpx_per_second: int = DEFAULT_FANOUT_DECODE_MPX_PER_SECOND
+    decode_mpx_per_second: float = DEFAULT_FANOUT_DECODE_MPX_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -269,11 +272,13 @@ class Settings:
             ),
             fanout=Fanout(
                 state_machine=_str(env, "FANOUT_STATE_MACHINE"),
-                threshold_seconds=_int(env, "FANOUT_THRESHOLD_SECONDS", DEFAULT_FANOUT_THRESHOLD_SECONDS),
-                window_seconds=_int(env, "FANOUT_WINDOW_SECONDS", DEFAULT_FANOUT_WINDOW_SECONDS),
+                threshold_seconds=_seconds(
+                    env, "FANOUT_THRESHOLD_SECONDS", DEFAULT_FANOUT_THRESHOLD_SECONDS, zero=True
+                ),
+                window_seconds=_seconds(env, "FANOUT_WINDOW_SECONDS", DEFAULT_FANOUT_WINDOW_SECONDS),
                 max_windows=_int(env, "FANOUT_MAX_WINDOWS", DEFAULT_FANOUT_MAX_WINDOWS, minimum=2),
                 max_concurrency=_int(env, "FANOUT_MAX_CONCURRENCY", DEFAULT_FANOUT_MAX_CONCURRENCY),
-                decode_mpx_per_second=_int(
+                decode_mpx_per_second=_seconds(
                     env, "FANOUT_DECODE_MPX_PER_SECOND", DEFAULT_FANOUT_DECODE_MPX_PER_SECOND
                 ),
             ),
@@ -327,6 +332,20 @@ def _str(env: Mapping[str, str], name: str) -> str | None:
 
 def _list(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, zero: bool = False) -> float:
+    """A positive number (``zero``: or 0), decimals allowed."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw.replace("_", ""))
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be {'>= 0' if zero else '> 0'}, got {raw!r}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
