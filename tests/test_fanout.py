@@ -518,3 +518,31 @@ def test_the_record_shows_the_windows_progress(stack: Stack) -> None:
     assert [count for _, count in seen] == list(range(windows + 1))
     assert [pct for pct, _ in seen] == [100 * n // windows for n in range(windows + 1)]
     assert {"Progress", "Windows", "WindowsDone"} <= PUBLIC_TASK_FIELDS
+
+
+def test_a_throttled_task_table_in_a_step_is_retried_not_failed(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection in a step's own bookkeeping (not its decoding): the first store of a
+    window's outcome is throttled; the step is retried and the task ends as one pass."""
+    from vidsnap.core.errors import Throttled
+
+    body = task_body(TASKS["exact"])
+    one, one_objects = stack.single_pass(body)
+    real = TaskStore.window_done
+    throttled: list[int] = []
+
+    def flaky(self: TaskStore, task_id: str, execution: str, index: int, *args: Any) -> None:
+        if index == 1 and not throttled:
+            throttled.append(index)
+            raise Throttled("dynamodb tasks put: ProvisionedThroughputExceededException")
+        real(self, task_id, execution, index, *args)
+
+    monkeypatch.setattr(TaskStore, "window_done", flaky)
+    stack.deliver(body)
+    (done,) = stack.finish()
+    assert done["status"] == "SUCCEEDED"
+    assert throttled == [1]
+    (message,) = stack.received()
+    assert comparable(message) == comparable(one)
+    assert stack.objects() == one_objects

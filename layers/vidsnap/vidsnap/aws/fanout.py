@@ -261,7 +261,23 @@ class Fanout:
     # -- the state machine's steps -----------------------------------------------------------
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """One step of the state machine: ``{"Action": "window"|"merge"|"fail", "Run": …}``."""
+        """One step of the state machine: ``{"Action": "window" | "count" | "settle" | "merge" |
+        "fail", "Run": …}``. Whatever goes wrong leaves as one of the two errors the state machine
+        knows: :class:`RetryWindow` when it may pass (throttling, a timeout: in the step's own
+        reads and writes too, not only in decoding) and :class:`WindowFailed` otherwise."""
+        try:
+            return self._handle(event)
+        except (RetryWindow, WindowFailed):
+            raise
+        except Exception as exc:
+            error = map_client_error(exc)
+            if not isinstance(exc, VidsnapError):
+                logger.exception("a step failed unexpectedly")
+            if error.transient:
+                raise RetryWindow(f"{error.code}: {error.message}") from exc
+            raise WindowFailed(f"{error.code}: {error.message}") from exc
+
+    def _handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         action = event.get("Action") if isinstance(event, Mapping) else None
         try:
             run = Run.from_plain(event.get("Run") if isinstance(event, Mapping) else None)
