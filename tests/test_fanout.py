@@ -546,3 +546,16 @@ def test_a_throttled_task_table_in_a_step_is_retried_not_failed(
     (message,) = stack.received()
     assert comparable(message) == comparable(one)
     assert stack.objects() == one_objects
+
+
+def test_windows_too_many_for_an_execution_input_run_in_the_worker(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vidsnap.aws import fanout
+
+    monkeypatch.setattr(fanout, "MAX_INPUT_BYTES", 1000)  # stands for Step Functions' 256 KB
+    stack.deliver(task_body(TASKS["exact"]))
+    assert stack.executions() == []
+    (message,) = stack.received()
+    assert message["Status"] == "Succeeded"
+    assert "Execution" not in stack.record(message["TaskId"])

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ if TYPE_CHECKING:  # the engine loads PyAV: imported where a window really runs
 #: the task delivered again meanwhile finds it running on the state machine and does not start it
 #: twice. Far above a window's 15 minutes times the rounds of windows a task needs.
 FANOUT_LEASE_S = 24 * 3600
+#: Step Functions' limit on an execution's input and state is 256 KiB; the windows' list travels in
+#: it (and grows with dhash's chosen frames when settled): a task whose input leaves less than
+#: 64 KiB of room runs in the worker instead (1,000 windows take ~120 KiB).
+MAX_INPUT_BYTES = 192 * 1024
 
 
 class Runner(Protocol):
@@ -161,6 +166,20 @@ def plan_fanout(video: Video, task: Task, settings: FanoutSettings, max_frames: 
     return plan
 
 
+def _execution_input(run: Run, plan: WindowPlan, max_concurrency: int) -> dict[str, Any]:
+    """The state machine's input: the run, the map's concurrency and the windows."""
+    return {
+        "Run": run.plain(),
+        "MaxConcurrency": max_concurrency,
+        "Windows": [w.plain() for w in plan.windows],
+        # Unranked dhash jobs: the windows are counted, then settled, before they run.
+        "Count": plan.needs_count,
+        "Counted": list(plan.counted),
+        # Where a thumbnail track's last cue ends (the merge writes the tracks).
+        "DurationMs": str(plan.duration_ms),
+    }
+
+
 def _outcome_plain(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
     return [to_plain(outcome) for outcome in outcomes]
 
@@ -209,10 +228,16 @@ class Fanout:
             len(plan.windows),
             plan.totals,
         )
+        document = json.dumps(_execution_input(run, plan, self.settings.max_concurrency))
+        if len(document.encode()) > MAX_INPUT_BYTES:
+            logger.info(
+                "task runs here: its windows do not fit an execution's input", extra={"bytes": len(document)}
+            )
+            return None
         # Recorded before it starts: a step of an execution the record does not name does nothing.
         if not tasks.fan_out(attempt.task_id, execution, len(plan.windows), lease_seconds=FANOUT_LEASE_S):
             raise TaskRunning(f"task {attempt.task_id} was taken over by another invocation")
-        arn = self._start_execution(run, plan)
+        arn = self._start_execution(run, document)
         emit({"TasksFannedOut": (MetricUnit.Count, 1), "Windows": (MetricUnit.Count, len(plan.windows))})
         logger.info(
             "task handed to the state machine", extra={"execution": arn, "windows": len(plan.windows)}
@@ -229,25 +254,13 @@ class Fanout:
             user_data=attempt.task.user_data,
         )
 
-    def _start_execution(self, run: Run, plan: WindowPlan) -> str:
-        import json
-
+    def _start_execution(self, run: Run, document: str) -> str:
         machine = self.settings.state_machine
         assert machine is not None
-        document = {
-            "Run": run.plain(),
-            "MaxConcurrency": self.settings.max_concurrency,
-            "Windows": [w.plain() for w in plan.windows],
-            # Unranked dhash jobs: the windows are counted, then settled, before they run.
-            "Count": plan.needs_count,
-            "Counted": list(plan.counted),
-            # Where a thumbnail track's last cue ends (the merge writes the tracks).
-            "DurationMs": str(plan.duration_ms),
-        }
         arn = machine.replace(":stateMachine:", ":execution:") + ":" + run.execution
         try:
             self.worker.clients.stepfunctions.start_execution(
-                stateMachineArn=machine, name=run.execution, input=json.dumps(document)
+                stateMachineArn=machine, name=run.execution, input=document
             )
         except Exception as exc:
             if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ExecutionAlreadyExists":
