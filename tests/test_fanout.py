@@ -559,3 +559,45 @@ def test_windows_too_many_for_an_execution_input_run_in_the_worker(
     (message,) = stack.received()
     assert message["Status"] == "Succeeded"
     assert "Execution" not in stack.record(message["TaskId"])
+
+
+KINDS = [
+    "mp4_h264",
+    "mp4_moov_end",
+    "mov",
+    "mkv",
+    "webm_vp9",
+    "ts_open_gop",
+    "avi_mpeg4",
+    "mp4_hevc",
+    "mp4_hevc10",
+    "mp4_vfr",
+    "mp4_rot90",
+    "mp4_offset",
+    "mp4_cuts",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_of_media_ends_as_one_pass_whether_it_fans_out_or_not(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, make_media: Callable[[str], Any], kind: str
+) -> None:
+    """Containers and codecs whose index allows windows fan out; the others (MPEG-TS: no index)
+    run in the worker. Either way the task ends as one pass ends it."""
+    monkeypatch.setenv("FANOUT_THRESHOLD_SECONDS", "0")
+    monkeypatch.setenv("FANOUT_WINDOW_SECONDS", "0.01")
+    get_settings.cache_clear()
+    key = f"videos/{kind}"
+    stack.clients.s3.put_object(Bucket="src", Key=key, Body=Path(make_media(kind).path).read_bytes())
+    body = {**task_body("video/snapshots,f_jpg,inter_300,w_64"), "Key": key}
+    one, one_objects = stack.single_pass(body)
+    assert one["Status"] == "Succeeded", one
+    stack.deliver(body)
+    done = stack.finish()
+    assert [d["status"] for d in done] in ([], ["SUCCEEDED"])
+    windows = [len(json.loads(d["input"])["Windows"]) for d in done]
+    # MPEG-TS has no index; these Matroska files' cues list one keyframe: one window, no fan-out.
+    assert (windows == []) == (kind in ("mkv", "webm_vp9", "ts_open_gop")), windows
+    (message,) = stack.received()
+    assert comparable(message) == comparable(one)
+    assert stack.objects() == one_objects
