@@ -578,26 +578,41 @@ KINDS = [
 ]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+def media_bytes(kind: str, make_media: Callable[[str], Any], cover_m4a: Path) -> bytes:
+    if kind == "cover_art":
+        return cover_m4a.read_bytes()
+    if kind.startswith("truncated_"):  # the moov says 3 s; the samples stop part-way
+        data = Path(make_media("mp4_h264").path).read_bytes()
+        return data[: len(data) * int(kind.removeprefix("truncated_")) // 100]
+    return Path(make_media(kind).path).read_bytes()
+
+
+@pytest.mark.parametrize("kind", [*KINDS, "cover_art", "truncated_60", "truncated_90"])
 def test_every_kind_of_media_ends_as_one_pass_whether_it_fans_out_or_not(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, make_media: Callable[[str], Any], kind: str
+    stack: Stack,
+    monkeypatch: pytest.MonkeyPatch,
+    make_media: Callable[[str], Any],
+    cover_m4a: Path,
+    kind: str,
 ) -> None:
     """Containers and codecs whose index allows windows fan out; the others (MPEG-TS: no index)
-    run in the worker. Either way the task ends as one pass ends it."""
+    run in the worker. Either way the task ends as one pass ends it, broken files included."""
     monkeypatch.setenv("FANOUT_THRESHOLD_SECONDS", "0")
     monkeypatch.setenv("FANOUT_WINDOW_SECONDS", "0.01")
     get_settings.cache_clear()
     key = f"videos/{kind}"
-    stack.clients.s3.put_object(Bucket="src", Key=key, Body=Path(make_media(kind).path).read_bytes())
+    stack.clients.s3.put_object(Bucket="src", Key=key, Body=media_bytes(kind, make_media, cover_m4a))
     body = {**task_body("video/snapshots,f_jpg,inter_300,w_64"), "Key": key}
     one, one_objects = stack.single_pass(body)
-    assert one["Status"] == "Succeeded", one
     stack.deliver(body)
     done = stack.finish()
     assert [d["status"] for d in done] in ([], ["SUCCEEDED"])
     windows = [len(json.loads(d["input"])["Windows"]) for d in done]
     # MPEG-TS has no index; these Matroska files' cues list one keyframe: one window, no fan-out.
-    assert (windows == []) == (kind in ("mkv", "webm_vp9", "ts_open_gop")), windows
+    # MPEG-TS has no index, these Matroska files' cues list one keyframe, cover art is one frame:
+    # one window, no fan-out. A truncated MP4 fans out and fails as one pass fails, once.
+    assert (windows == []) == (kind in ("mkv", "webm_vp9", "ts_open_gop", "cover_art")), windows
+    assert (one["Status"] == "Failed") == kind.startswith("truncated_")
     (message,) = stack.received()
     assert comparable(message) == comparable(one)
     assert stack.objects() == one_objects
