@@ -401,7 +401,7 @@ def test_a_window_that_fails_for_good_fails_the_task_once_and_leaves_no_output(
     from vidsnap.core import engine
     from vidsnap.core.errors import UndecodableMedia
 
-    real = engine.run_window
+    real = engine.run_window_part
 
     def broken(task: Any, source: Any, sink: Any, window: Any, **kw: Any) -> Any:
         if window.index == 1:
@@ -409,7 +409,7 @@ def test_a_window_that_fails_for_good_fails_the_task_once_and_leaves_no_output(
             raise UndecodableMedia("media could not be decoded: bad slice")
         return real(task, source, sink, window, **kw)
 
-    monkeypatch.setattr(engine, "run_window", broken)
+    monkeypatch.setattr(engine, "run_window_part", broken)
     stack.deliver(task_body(TASKS["exact"]))
     (done,) = stack.finish()
     (message,) = stack.received()
@@ -616,3 +616,45 @@ def test_every_kind_of_media_ends_as_one_pass_whether_it_fans_out_or_not(
     (message,) = stack.received()
     assert comparable(message) == comparable(one)
     assert stack.objects() == one_objects
+
+
+def test_a_window_out_of_time_stops_and_its_retry_resumes_it(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows whose invocations run out of time after a few frames: each stops between frames,
+    stores what it did, and the state machine's retry goes on from there. The task ends as one pass,
+    and no key is written twice."""
+    from vidsnap.aws.storage import S3Sink
+    from vidsnap.local.demo import LambdaContext
+
+    body = task_body(TASKS["exact"])
+    one, one_objects = stack.single_pass(body)
+    puts: list[str] = []
+    real_put = S3Sink.put
+
+    def counted_put(self: S3Sink, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
+        puts.append(key)
+        return real_put(self, bucket, key, data, content_type)
+
+    monkeypatch.setattr(S3Sink, "put", counted_put)
+
+    class Short(LambdaContext):
+        """Plenty of time for the first 4 questions, then less than the margin."""
+
+        asked = 0
+
+        def get_remaining_time_in_millis(self) -> int:
+            self.asked += 1
+            return 600_000 if self.asked <= 4 else 5_000
+
+    stack.routes.context = lambda name: Short(name, memory_limit_in_mb=3008)
+    stack.deliver(body)
+    (done,) = stack.finish()
+    assert done["status"] == "SUCCEEDED"
+    windows = [e for e in stack.routes.named(FANOUT) if e["Action"] == "window"]
+    record = stack.record(one["TaskId"])
+    assert len(windows) > record["Windows"]  # some windows took several attempts
+    (message,) = stack.received()
+    assert comparable(message) == comparable(one)
+    assert stack.objects() == one_objects
+    assert sorted(puts) == sorted(one_objects)  # every key written once

@@ -32,4 +32,6 @@ def handler(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     """``{"Action": "window" | "merge" | "fail", "Run": {...}, "Window"?: {...}, "Error"?: {...}}``."""
     fanout = _fanout_for(account_from_arn(getattr(context, "invoked_function_arn", None)))
     emit({"FanoutSteps": (MetricUnit.Count, 1)})
-    return fanout.handle(event)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    # A window stops before its invocation times out and the state machine's retry resumes it.
+    return fanout.handle(event, time_left=(lambda: remaining() / 1000) if callable(remaining) else None)

@@ -29,7 +29,7 @@ import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol
@@ -184,6 +184,11 @@ def _outcome_plain(outcomes: Sequence[Outcome]) -> list[dict[str, Any]]:
     return [to_plain(outcome) for outcome in outcomes]
 
 
+def _uris(outcome: Outcome) -> list[str]:
+    """Every object ``outcome`` lists: its images and its compositions."""
+    return [o.uri for o in outcome.outputs] + [c.uri for c in outcome.compositions]
+
+
 def _outcomes(plain: Any) -> list[Outcome]:
     from vidsnap.core.writer import Outcome
 
@@ -196,6 +201,8 @@ class Fanout:
     def __init__(self, worker: Runner) -> None:
         self.worker = worker
         self.settings = worker.settings.fanout
+        #: Seconds the invocation running a step has left (from its Lambda context; None: unknown).
+        self.time_left: Callable[[], float] | None = None
 
     # -- the worker: start -------------------------------------------------------------------
 
@@ -273,11 +280,15 @@ class Fanout:
 
     # -- the state machine's steps -----------------------------------------------------------
 
-    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def handle(
+        self, event: Mapping[str, Any], *, time_left: Callable[[], float] | None = None
+    ) -> dict[str, Any]:
         """One step of the state machine: ``{"Action": "window" | "count" | "settle" | "merge" |
         "fail", "Run": …}``. Whatever goes wrong leaves as one of the two errors the state machine
         knows: :class:`RetryWindow` when it may pass (throttling, a timeout: in the step's own
-        reads and writes too, not only in decoding) and :class:`WindowFailed` otherwise."""
+        reads and writes too, not only in decoding) and :class:`WindowFailed` otherwise.
+        ``time_left``: seconds the invocation has left (a window stops and resumes in the retry)."""
+        self.time_left = time_left
         try:
             return self._handle(event)
         except (RetryWindow, WindowFailed):
@@ -327,9 +338,12 @@ class Fanout:
         return True
 
     def window(self, run: Run, window: Window) -> dict[str, Any]:
-        """Run one window and store its outcome. Raises :class:`RetryWindow` (transient) or
-        :class:`WindowFailed` (the task fails; what the window wrote is deleted first)."""
+        """Run one window and store its outcome. Raises :class:`RetryWindow` (transient, or out of
+        time: what it did is stored and the retry goes on from there) or :class:`WindowFailed`
+        (the task fails; what the window wrote is deleted first)."""
         from vidsnap.core import engine
+        from vidsnap.core.windows import joined
+        from vidsnap.core.writer import Position
 
         tasks = self.worker.tasks
         assert tasks is not None
@@ -341,20 +355,58 @@ class Fanout:
             tasks.count_window(run.task_id, run.execution, window.index, run.windows)
             frames = sum(len(job.outputs) for job in _outcomes(stored["Outcomes"]))
             return {"Window": window.index, "Outputs": frames, "Again": True}
-        sink = RecordingSink(self.worker.sink)
+        # An earlier attempt ran out of time in this window: go on from where it stopped.
+        partial = stored.get("Partial") if stored is not None else None
+        earlier = _outcomes(partial["Outcomes"]) if partial else []
+        resume = from_plain(Position, partial["Stopped"]) if partial else None
+        sink = RecordingSink(self.worker.sink, earlier=[u for o in earlier for u in _uris(o)])
         try:
             reader = self._open(run)
             with contextlib.closing(reader):
-                outcomes = engine.run_window(
-                    run.task, reader, sink, window, totals=run.totals, limits=self.worker.settings.limits
+                part = engine.run_window_part(
+                    run.task,
+                    reader,
+                    sink,
+                    window,
+                    totals=run.totals,
+                    limits=self.worker.settings.limits,
+                    resume=resume,
+                    should_stop=self._should_stop(),
                 )
         except Exception as exc:
-            sink.undo()  # a window failing writes nothing: a retry writes it all again
+            # Nothing of a window that fails for good is left; a retry after a transient error
+            # goes on from the last stop, so only this attempt's writes are taken back.
+            sink.undo(earlier=not map_client_error(exc).transient)
             self._failed(run, window, exc)
+        outcomes = joined(earlier, part.outcomes, resume.job if resume is not None else 0)
+        if part.stopped is not None:
+            tasks.window_partial(
+                run.execution, window.index, _outcome_plain(outcomes), to_plain(part.stopped)
+            )
+            emit({"WindowsResumed": (MetricUnit.Count, 1)})
+            raise RetryWindow(
+                f"OutOfTime: window {window.index + 1} of {run.windows} ran out of time after "
+                f"{sum(len(o.outputs) for o in outcomes)} output(s); it resumes there"
+            )
         tasks.window_done(run.task_id, run.execution, window.index, _outcome_plain(outcomes), run.windows)
         frames = sum(len(o.outputs) for o in outcomes)
         emit({"WindowsRun": (MetricUnit.Count, 1), "FramesWritten": (MetricUnit.Count, frames)})
         return {"Window": window.index, "Outputs": frames}
+
+    def _should_stop(self) -> Callable[[], bool] | None:
+        """A window stops between frames when its invocation has less than
+        ``RESUME_MARGIN_SECONDS`` left (None: no clock, or a margin of 0)."""
+        clock, margin = self.time_left, self.worker.settings.resume_margin_seconds
+        if clock is None or margin <= 0:
+            return None
+
+        def should_stop() -> bool:
+            try:
+                return float(clock()) < margin
+            except Exception:  # a broken context must not stop the window
+                return False
+
+        return should_stop
 
     def count(self, run: Run, window: Window) -> dict[str, Any]:
         """The count pass of one window (unranked dhash: which samples it selects), stored for
@@ -472,9 +524,11 @@ class Fanout:
         written = [
             uri
             for r in results
-            if r is not None and "Outcomes" in r
-            for job in _outcomes(r["Outcomes"])
-            for uri in [o.uri for o in job.outputs] + [c.uri for c in job.compositions]
+            if r is not None
+            for stored in (r.get("Outcomes"), (r.get("Partial") or {}).get("Outcomes"))
+            if stored
+            for job in _outcomes(stored)
+            for uri in _uris(job)
         ]
         left = RecordingSink(self.worker.sink, earlier=written).undo()
         note = self.worker.fail(run.attempt(), _error_of(run, results, error), left=left)

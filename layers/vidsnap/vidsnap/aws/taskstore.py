@@ -489,6 +489,23 @@ class TaskStore:
         except (ClientError, BotoCoreError) as exc:  # progress is advisory; the window's item is what counts
             log.warning("window %s of %s not counted: %s", index, task_id, map_client_error(exc).message)
 
+    def window_partial(
+        self, execution: str, index: int, outcomes: Sequence[Mapping[str, Any]], stopped: Mapping[str, Any]
+    ) -> None:
+        """Store what the attempts at window ``index`` wrote so far and where the next one goes on
+        (an attempt that ran out of time); :meth:`window_done` replaces it when the window ends."""
+        now = self.clock()
+        self._call(
+            "put",
+            self.table.put_item,
+            Item={
+                "TaskId": self.window_key(execution, index),
+                "Partial": to_dynamo({"Outcomes": list(outcomes), "Stopped": dict(stopped)}),
+                "UpdatedAt": int(now),
+                "ExpiresAt": int(now + self.ttl_seconds),
+            },
+        )
+
     def window_failed(self, execution: str, index: int, code: str, message: str) -> None:
         """Store that window ``index`` failed for good (the task's failure names it)."""
         now = self.clock()

@@ -396,9 +396,13 @@ class _Stop:
     def __init__(self, check: ShouldStop | None) -> None:
         self.check = check
         self.progressed = False
+        #: ``now`` said so once: the job that asked stopped because of it.
+        self.fired = False
 
     def now(self) -> bool:
-        return self.check is not None and self.progressed and self.check()
+        if self.check is not None and self.progressed and self.check():
+            self.fired = True
+        return self.fired
 
 
 def _composes(job: SnapshotJob) -> bool:
@@ -483,6 +487,16 @@ def run_task(
     return outcome
 
 
+@dataclass
+class WindowRun:
+    """What one attempt at a window did: ``outcomes`` per job (empty for the jobs an earlier attempt
+    finished), and where it ``stopped`` when it ran out of time (None: the window is done). A stop
+    at ``Position(job)`` without ``pts``: that job had not begun in the window."""
+
+    outcomes: list[Outcome]
+    stopped: Position | None = None
+
+
 def run_window(
     task: Task,
     source: Source,
@@ -504,14 +518,49 @@ def run_window(
     their dhash jobs decode the window's chosen frames (``stopped`` is then not set). Thumbnail
     tracks are left to :func:`vidsnap.core.windows.finish`.
     """
+    return run_window_part(
+        task, source, sink, window, totals=totals, limits=limits, source_ref=source_ref
+    ).outcomes
+
+
+def run_window_part(
+    task: Task,
+    source: Source,
+    sink: Sink,
+    window: Window,
+    *,
+    totals: Sequence[int],
+    limits: Limits | None = None,
+    source_ref: SourceRef | None = None,
+    resume: Position | None = None,
+    should_stop: ShouldStop | None = None,
+) -> WindowRun:
+    """:func:`run_window` as attempts that may stop early: ``should_stop`` is asked between frames
+    (as :func:`run_task` asks it; a job with compositions only between jobs); ``resume`` is an
+    earlier attempt's ``stopped``. The outputs of all the attempts at a window, job by job in
+    order, are those of one :func:`run_window`."""
     limits = limits or Limits()
     _check_settled(task, window)
     budget = FrameBudget.for_task(task, limits)
     ref = source_ref or task.source or SourceRef(key=_source_name(source))
-    outcomes: list[Outcome] = []
+    outcomes = [Outcome() for _ in task.jobs]
+    stop = _Stop(should_stop)
+    first = resume.job if resume is not None else 0
+    for job, total in zip(task.jobs[:first], totals, strict=False):  # finished by earlier attempts
+        budget.start(job.selection.num)
+        budget.spend(total)
+    starts = window.starts(task)
     with _task_video(source, limits) as video:
-        for number, (job, start) in enumerate(zip(task.jobs, window.starts(task), strict=True)):
-            outcome = Outcome()
+        for number in range(first, len(task.jobs)):
+            if stop.now():
+                return WindowRun(outcomes, Position(number))
+            job, start = task.jobs[number], starts[number]
+            chosen = window.chosen[number] if window.chosen else None
+            if number == first and resume is not None and resume.pts is not None:
+                # Resumed after the frames an earlier attempt wrote in this window.
+                if chosen is not None:
+                    chosen = chosen[resume.count - window.before[number] :]
+                start = resume
             ran = _run_job(
                 video,
                 # A track lists every frame of the job: written once the windows are merged
@@ -520,20 +569,23 @@ def run_window(
                 ref,
                 sink,
                 limits=limits,
-                outcome=outcome,
+                outcome=outcomes[number],
                 progress=None,
                 part=(number, len(task.jobs)),
                 budget=budget,
                 resume=start,
+                stop=stop,
                 until=window.end_ms,
-                chosen=window.chosen[number] if window.chosen else None,
+                chosen=chosen,
             )
+            if stop.fired:
+                assert isinstance(ran, Position)
+                return WindowRun(outcomes, ran)
             if isinstance(ran, Position):
-                outcome.stopped = ran
+                outcomes[number].stopped = ran
             # The job's frames outside this window count against the frame budget too.
             budget.spend(totals[number] - (ran.count if isinstance(ran, Position) else ran))
-            outcomes.append(outcome)
-    return outcomes
+    return WindowRun(outcomes)
 
 
 def _check_settled(task: Task, window: Window) -> None:

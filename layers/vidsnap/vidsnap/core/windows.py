@@ -52,7 +52,7 @@ from vidsnap.core.naming import output_key
 from vidsnap.core.plan import DEFAULT_MAX_FRAMES, Selection, SnapshotJob, SourceRef, Task
 from vidsnap.core.writer import Composition, Outcome, Output, Position, Sink, write_track
 
-__all__ = ["Counted", "Window", "WindowPlan", "finish", "merge_windows", "plan_windows", "settle"]
+__all__ = ["Counted", "Window", "WindowPlan", "finish", "joined", "merge_windows", "plan_windows", "settle"]
 
 #: ``avg`` without ``num`` (as :data:`vidsnap.core.select.DEFAULT_AVG_NUM`; not imported: select
 #: pulls the decoders' thread pool in).
@@ -547,6 +547,25 @@ def _totals(plan: WindowPlan, found: dict[int, list[Fraction]], task: Task, max_
 def _counted(count: Counted | None) -> Counted:
     assert count is not None  # checked by settle
     return count
+
+
+def joined(earlier: Sequence[Outcome], later: Sequence[Outcome], first: int) -> list[Outcome]:
+    """One window's outcomes from two attempts at it (:func:`vidsnap.core.engine.run_window_part`):
+    ``earlier`` (its jobs up to the one it stopped in), then ``later`` (which began at job
+    ``first``). Per job, the outputs, compositions and warnings of both in order; where the job
+    goes on after the window, as the later attempt says for the jobs it ran."""
+    outcomes: list[Outcome] = []
+    for number, new in enumerate(later):
+        old = earlier[number] if number < len(earlier) else Outcome()
+        outcomes.append(
+            Outcome(
+                outputs=old.outputs + new.outputs,
+                warnings=old.warnings + new.warnings,
+                compositions=old.compositions + new.compositions,
+                stopped=new.stopped if number >= first else old.stopped,
+            )
+        )
+    return outcomes
 
 
 def merge_windows(outcomes: Sequence[Sequence[Outcome]]) -> Outcome:
