@@ -140,6 +140,35 @@ def handed_over(task: Any, plan: Any) -> tuple[Any, list[Any]]:
     return task, windows
 
 
+def saved_as(*parts: tuple[str, str]) -> Any:
+    """A task of (process, key template) jobs: each OSS process saved as the template says."""
+    import base64
+
+    from vidsnap.core.lang import parse_process
+    from vidsnap.core.plan import Task
+
+    def b64(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    jobs = tuple(
+        j
+        for process, template in parts
+        for j in parse_process(f"{process}|sys/saveas,o_{b64(template)}").jobs
+    )
+    return Task(jobs=jobs)
+
+
+def stop_every(frames: int) -> Callable[[], bool]:
+    """A clock that runs out after every ``frames`` questions (roughly: frames written)."""
+    asked = [0]
+
+    def should_stop() -> bool:
+        asked[0] += 1
+        return asked[0] % frames == 0
+
+    return should_stop
+
+
 # -- AWS and Lambda ----------------------------------------------------------------------------
 
 

@@ -178,6 +178,22 @@ def stack(
     get_settings.cache_clear()
 
 
+@pytest.fixture
+def puts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every key an S3 sink is asked to write, in order (across all clients and handlers)."""
+    from vidsnap.aws.storage import S3Sink
+
+    keys: list[str] = []
+    real_put = S3Sink.put
+
+    def counted_put(self: S3Sink, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
+        keys.append(key)
+        return real_put(self, bucket, key, data, content_type)
+
+    monkeypatch.setattr(S3Sink, "put", counted_put)
+    return keys
+
+
 def comparable(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k not in {"RequestId", "StartTime", "EndTime"}}
 
@@ -330,19 +346,10 @@ def test_a_redelivered_task_message_does_not_start_a_second_execution(stack: Sta
     assert stack.received() == []
 
 
-def test_windows_run_twice_write_the_same_keys_once(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vidsnap.aws.storage import S3Sink
-
+def test_windows_run_twice_write_the_same_keys_once(stack: Stack, puts: list[str]) -> None:
     body = task_body(TASKS["exact"])
     one, one_objects = stack.single_pass(body)
-    puts: list[str] = []
-    real_put = S3Sink.put
-
-    def counted_put(self: S3Sink, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
-        puts.append(key)
-        return real_put(self, bucket, key, data, content_type)
-
-    monkeypatch.setattr(S3Sink, "put", counted_put)
+    puts.clear()  # the single pass's
     fanout_handler = stack.routes.handlers[sfnlocal.function_arn(FANOUT)]
 
     def twice(function: str, event: dict[str, Any]) -> None:
@@ -618,25 +625,15 @@ def test_every_kind_of_media_ends_as_one_pass_whether_it_fans_out_or_not(
     assert stack.objects() == one_objects
 
 
-def test_a_window_out_of_time_stops_and_its_retry_resumes_it(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_window_out_of_time_stops_and_its_retry_resumes_it(stack: Stack, puts: list[str]) -> None:
     """Windows whose invocations run out of time after a few frames: each stops between frames,
     stores what it did, and the state machine's retry goes on from there. The task ends as one pass,
     and no key is written twice."""
-    from vidsnap.aws.storage import S3Sink
     from vidsnap.local.demo import LambdaContext
 
     body = task_body(TASKS["exact"])
     one, one_objects = stack.single_pass(body)
-    puts: list[str] = []
-    real_put = S3Sink.put
-
-    def counted_put(self: S3Sink, bucket: str | None, key: str, data: bytes, content_type: str) -> str:
-        puts.append(key)
-        return real_put(self, bucket, key, data, content_type)
-
-    monkeypatch.setattr(S3Sink, "put", counted_put)
+    puts.clear()  # the single pass's
 
     class Short(LambdaContext):
         """Plenty of time for the first 4 questions, then less than the margin."""

@@ -8,13 +8,12 @@ The worker part (below): the checkpoint in the task record, SQS redelivery, and 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CountingSink
+from conftest import CountingSink, stop_every
 
 from vidsnap.core.engine import Outcome, Position, run_task
 from vidsnap.core.lang import parse_process
@@ -32,17 +31,6 @@ def job(process: str, template: str) -> Task:
 def task_of(*parts: tuple[str, str]) -> Task:
     jobs = tuple(j for process, template in parts for j in job(process, template).jobs)
     return Task(jobs=jobs)
-
-
-def stop_every(frames: int) -> Callable[[], bool]:
-    """A clock that runs out after every ``frames`` questions (roughly: frames written)."""
-    asked = [0]
-
-    def should_stop() -> bool:
-        asked[0] += 1
-        return asked[0] % frames == 0
-
-    return should_stop
 
 
 def resumed(task: Task, source: Path, sink: CountingSink, every: int, **kw: Any) -> tuple[Outcome, int]:

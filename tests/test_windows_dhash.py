@@ -5,7 +5,6 @@ window decides)."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import struct
@@ -14,27 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CountingSink, plan_of
+from conftest import CountingSink, plan_of, saved_as
 
 from vidsnap.core.engine import Outcome, count_window, run_task, run_window
 from vidsnap.core.errors import BadRequest, NotSupportedYet
-from vidsnap.core.lang import parse_process
 from vidsnap.core.plan import Limits, Task
 from vidsnap.core.windows import Counted, Window, WindowPlan, merge_windows, settle
 from vidsnap.local import synth
-
-
-def b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def task_of(*parts: tuple[str, str]) -> Task:
-    jobs = tuple(
-        j
-        for process, template in parts
-        for j in parse_process(f"{process}|sys/saveas,o_{b64(template)}").jobs
-    )
-    return Task(jobs=jobs)
 
 
 def summary(outcome: Outcome) -> tuple[Any, ...]:
@@ -106,7 +91,7 @@ def check_one_pass(task: Task, source: Path, count: int, limits: Limits | None =
 @pytest.mark.parametrize("thr", [0, 5, 30])
 @pytest.mark.parametrize("count", [2, 3, 5])
 def test_dhash_windows_merged_write_what_one_pass_writes(clip: Path, thr: int, count: int) -> None:
-    task = task_of((f"video/snapshots,f_jpg,m_dhash,inter_100,thr_{thr}", "d/{index}.{autoext}"))
+    task = saved_as((f"video/snapshots,f_jpg,m_dhash,inter_100,thr_{thr}", "d/{index}.{autoext}"))
     plan = check_one_pass(task, clip, count)
     if clip.name in ("gops.mp4", "cut_at_keys.mp4"):
         assert len(plan.windows) == count
@@ -117,7 +102,7 @@ def test_dhash_windows_merged_write_what_one_pass_writes(clip: Path, thr: int, c
 )
 def test_dhash_windows_of_other_samplings(clip: Path, process: str) -> None:
     """The default step (1 s), a start, and MPS intra frames (the keyframe at or before each sample)."""
-    task = task_of((f"video/snapshots,f_jpg,{process}", "d/{index}.{autoext}"))
+    task = saved_as((f"video/snapshots,f_jpg,{process}", "d/{index}.{autoext}"))
     if process.endswith("thr_5"):
         task = Task(
             jobs=tuple(
@@ -131,7 +116,7 @@ def test_dhash_windows_of_other_samplings(clip: Path, process: str) -> None:
 def test_the_sample_before_a_window_scores_its_first_sample(cut_at_keys: Path) -> None:
     """Windows start at the cuts (1 s, 3 s) and between them (2 s, 4 s): the first sample of a
     window after a cut is selected, the first of a window where nothing changes is not."""
-    task = task_of(("video/snapshots,f_jpg,m_dhash,inter_100,thr_30", "d/{index}.{autoext}"))
+    task = saved_as(("video/snapshots,f_jpg,m_dhash,inter_100,thr_30", "d/{index}.{autoext}"))
     plan = check_one_pass(task, cut_at_keys, 5)
     starts = {int(w.start_ms): w.chosen[0] for w in plan.windows}
     assert set(starts) == {0, 1000, 2000, 3000, 4000}
@@ -144,7 +129,7 @@ def test_the_sample_before_a_window_scores_its_first_sample(cut_at_keys: Path) -
 
 @pytest.mark.parametrize("count", [2, 3, 5])
 def test_mixed_tasks_of_dhash_and_interval_jobs(gops: Path, make_media: Any, count: int) -> None:
-    task = task_of(
+    task = saved_as(
         ("video/snapshots,f_jpg,inter_400", "a/{index}.{autoext}"),
         ("video/snapshots,f_jpg,m_dhash,inter_100,thr_5", "d/{index}.{autoext}"),
         ("video/snapshots,f_png,w_80,m_key", "k/{index}.{autoext}"),
@@ -155,7 +140,7 @@ def test_mixed_tasks_of_dhash_and_interval_jobs(gops: Path, make_media: Any, cou
 
 
 def test_a_dhash_window_run_twice_writes_the_same_keys(gops: Path) -> None:
-    task = task_of(("video/snapshots,f_jpg,m_dhash,inter_100,thr_0", "d/{index}.{autoext}"))
+    task = saved_as(("video/snapshots,f_jpg,m_dhash,inter_100,thr_0", "d/{index}.{autoext}"))
     plan = settled(task, gops, plan_of(task, gops, count=3))
     window = plan.windows[1]
     first, again = CountingSink(), CountingSink()
@@ -168,14 +153,14 @@ def test_a_dhash_window_run_twice_writes_the_same_keys(gops: Path) -> None:
 
 
 def test_a_dhash_plan_runs_only_once_counted(gops: Path) -> None:
-    task = task_of(("video/snapshots,f_jpg,m_dhash,inter_100,thr_5", "d/{index}.{autoext}"))
+    task = saved_as(("video/snapshots,f_jpg,m_dhash,inter_100,thr_5", "d/{index}.{autoext}"))
     plan = plan_of(task, gops, count=2)
     assert plan.needs_count
     assert plan.totals == (0,)
     with pytest.raises(ValueError, match="count pass"):
         run_window(task, gops, CountingSink(), plan.windows[1], totals=plan.totals)
     assert not plan_of(
-        task_of(("video/snapshots,f_jpg,inter_400", "a/{index}.{autoext}")), gops, count=2
+        saved_as(("video/snapshots,f_jpg,inter_400", "a/{index}.{autoext}")), gops, count=2
     ).needs_count
 
 
@@ -185,7 +170,7 @@ def test_a_dhash_job_above_the_frame_limit_is_cut_as_one_pass_cuts_it(
     gops: Path, max_frames: int, thr: int, count: int
 ) -> None:
     """inter_100 over 6 s: 60 samples, all selected at thr 0; the warning comes from the last window."""
-    task = task_of((f"video/snapshots,f_jpg,m_dhash,inter_100,thr_{thr}", "d/{index}.{autoext}"))
+    task = saved_as((f"video/snapshots,f_jpg,m_dhash,inter_100,thr_{thr}", "d/{index}.{autoext}"))
     limits = Limits(max_frames=max_frames)
     plan = check_one_pass(task, gops, count, limits)
     assert plan.totals[0] <= max_frames
@@ -194,7 +179,7 @@ def test_a_dhash_job_above_the_frame_limit_is_cut_as_one_pass_cuts_it(
 def test_jobs_after_a_dhash_job_share_the_frame_limit_as_one_pass(gops: Path) -> None:
     limits = Limits(max_frames=30)
     # Skipped: the dhash job takes every frame left; the num job keeps what it set aside.
-    task = task_of(
+    task = saved_as(
         ("video/snapshots,f_jpg,m_dhash,inter_100,thr_0", "d/{index}.{autoext}"),
         ("video/snapshots,f_jpg,inter_400", "a/{index}.{autoext}"),
         ("video/snapshots,f_jpg,inter_700,num_3", "n/{index}.{autoext}"),
@@ -202,7 +187,7 @@ def test_jobs_after_a_dhash_job_share_the_frame_limit_as_one_pass(gops: Path) ->
     plan = check_one_pass(task, gops, 3, limits)
     assert plan.totals == (27, 0, 3)
     # Cut where the dhash counts decide: refused.
-    few = task_of(
+    few = saved_as(
         ("video/snapshots,f_jpg,m_dhash,inter_100,thr_30", "d/{index}.{autoext}"),
         ("video/snapshots,f_jpg,inter_200", "a/{index}.{autoext}"),
     )
@@ -216,12 +201,12 @@ def test_jobs_after_a_dhash_job_share_the_frame_limit_as_one_pass(gops: Path) ->
 )
 def test_ranked_dhash_and_scene_are_refused(gops: Path, process: str, param: str) -> None:
     with pytest.raises(NotSupportedYet) as raised:
-        plan_of(task_of((process, "x/{index}.{autoext}")), gops, count=2)
+        plan_of(saved_as((process, "x/{index}.{autoext}")), gops, count=2)
     assert raised.value.param == param
 
 
 def test_counts_that_do_not_fit_the_plan_are_a_bad_request(gops: Path) -> None:
-    task = task_of(("video/snapshots,f_jpg,m_dhash,inter_100,thr_5", "d/{index}.{autoext}"))
+    task = saved_as(("video/snapshots,f_jpg,m_dhash,inter_100,thr_5", "d/{index}.{autoext}"))
     plan = plan_of(task, gops, count=2)
     with pytest.raises(BadRequest):
         settle(plan, [[Counted(())]], task)
@@ -252,7 +237,7 @@ def test_a_stream_ending_before_its_claimed_duration_warns_as_one_pass(tmp_path:
     assert i > 0
     path = tmp_path / "claims.mkv"
     path.write_bytes(data[: i + 3] + struct.pack(">d", 6000.0) + data[i + 11 :])
-    task = task_of(("video/snapshots,f_jpg,m_dhash,inter_100,thr_5", "d/{index}.{autoext}"))
+    task = saved_as(("video/snapshots,f_jpg,m_dhash,inter_100,thr_5", "d/{index}.{autoext}"))
     plan = check_one_pass(task, path, 3)
     assert plan.windows[-1].chosen == (None,)
     single = run_task(task, path, CountingSink())

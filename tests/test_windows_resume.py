@@ -3,33 +3,16 @@ attempts at every window, joined and merged, write what one pass writes, and no 
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CountingSink, handed_over, plan_of
+from conftest import CountingSink, handed_over, plan_of, saved_as, stop_every
 
 from vidsnap.core.engine import Outcome, Position, count_window, run_task, run_window_part
-from vidsnap.core.lang import parse_process
 from vidsnap.core.plan import Task, from_plain, to_plain
 from vidsnap.core.windows import Window, WindowPlan, joined, merge_windows, settle
-
-
-def b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def task_of(*parts: tuple[str, str]) -> Task:
-    jobs = tuple(
-        j
-        for process, template in parts
-        for j in parse_process(f"{process}|sys/saveas,o_{b64(template)}").jobs
-    )
-    return Task(jobs=jobs)
-
 
 CASES = {
     "inter": (("video/snapshots,f_jpg,inter_200", "a/{index}.{autoext}"),),
@@ -42,16 +25,6 @@ CASES = {
     ),
     "dhash": (("video/snapshots,f_jpg,m_dhash,inter_120,thr_3", "d/{index}.{autoext}"),),
 }
-
-
-def stop_every(frames: int) -> Callable[[], bool]:
-    asked = [0]
-
-    def should_stop() -> bool:
-        asked[0] += 1
-        return asked[0] % frames == 0
-
-    return should_stop
 
 
 def in_attempts(  # noqa: PLR0913 (the window, where it runs, and how often it stops)
@@ -93,7 +66,7 @@ def test_windows_stopped_and_resumed_write_what_one_pass_writes(
     gops: Path, cuts: Path, name: str, every: int
 ) -> None:
     source = cuts if name == "dhash" else gops
-    task = task_of(*CASES[name])
+    task = saved_as(*CASES[name])
     one = CountingSink()
     single = run_task(task, source, one)
     plan = settled(task, source, plan_of(task, source, count=3))
@@ -122,7 +95,7 @@ def test_windows_stopped_and_resumed_write_what_one_pass_writes(
 
 
 def test_a_window_that_is_never_asked_to_stop_is_one_attempt(gops: Path) -> None:
-    task = task_of(*CASES["inter"])
+    task = saved_as(*CASES["inter"])
     plan = plan_of(task, gops, count=2)
     part = run_window_part(task, gops, CountingSink(), plan.windows[0], totals=plan.totals)
     assert part.stopped is None
