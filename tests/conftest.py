@@ -72,6 +72,22 @@ MEDIA: dict[str, tuple[str, dict[str, Any]]] = {
     "mp4_cuts": ("cuts.mp4", {"duration_s": 4, "gop": 25, "bframes": 2, "scene_cuts": [1.5, 2.5, 3.2]}),
 }
 DEFAULTS: dict[str, Any] = {"width": 160, "height": 90}
+#: One clip of every container and codec vidsnap is tested on (and of rotation, VFR, an offset start).
+CONTAINERS = [
+    "mp4_h264",
+    "mp4_moov_end",
+    "mov",
+    "mkv",
+    "webm_vp9",
+    "ts_open_gop",
+    "avi_mpeg4",
+    "mp4_hevc",
+    "mp4_hevc10",
+    "mp4_vfr",
+    "mp4_rot90",
+    "mp4_rot270",
+    "mp4_offset",
+]
 
 
 @pytest.fixture(scope="session")

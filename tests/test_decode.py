@@ -15,27 +15,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from conftest import CONTAINERS
 
 from vidsnap.core.decode import Video
 from vidsnap.core.decode import cursor as decode_cursor
 from vidsnap.core.errors import UndecodableMedia, UnsupportedMedia
 from vidsnap.local import synth
-
-CONTAINERS = [
-    "mp4_h264",
-    "mp4_moov_end",
-    "mov",
-    "mkv",
-    "webm_vp9",
-    "ts_open_gop",
-    "avi_mpeg4",
-    "mp4_hevc",
-    "mp4_hevc10",
-    "mp4_vfr",
-    "mp4_rot90",
-    "mp4_rot270",
-    "mp4_offset",
-]
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from conftest import CONTAINERS
 from moto import mock_aws
 
 from vidsnap.aws.clients import Clients
@@ -568,21 +569,7 @@ def test_windows_too_many_for_an_execution_input_run_in_the_worker(
     assert "Execution" not in stack.record(message["TaskId"])
 
 
-KINDS = [
-    "mp4_h264",
-    "mp4_moov_end",
-    "mov",
-    "mkv",
-    "webm_vp9",
-    "ts_open_gop",
-    "avi_mpeg4",
-    "mp4_hevc",
-    "mp4_hevc10",
-    "mp4_vfr",
-    "mp4_rot90",
-    "mp4_offset",
-    "mp4_cuts",
-]
+KINDS = [*CONTAINERS, "mp4_cuts"]
 
 
 def media_bytes(kind: str, make_media: Callable[[str], Any], cover_m4a: Path) -> bytes:

@@ -32,10 +32,34 @@ from vidsnap.core.plan import SourceRef, Task, task_id
 if TYPE_CHECKING:  # the engine loads PyAV
     from vidsnap.core.engine import Outcome, Position, Sink
 
-__all__ = ["Attempt", "Checkpoint", "OutOfTime", "RecordingSink", "TaskRunning", "TimeLeft", "summary"]
+__all__ = [
+    "Attempt",
+    "Checkpoint",
+    "OutOfTime",
+    "RecordingSink",
+    "TaskRunning",
+    "TimeLeft",
+    "short_of_time",
+    "summary",
+]
 
 #: Seconds the running invocation has left (from the Lambda context).
 TimeLeft = Callable[[], float]
+
+
+def short_of_time(clock: TimeLeft | None, margin: float) -> Callable[[], bool] | None:
+    """A ``should_stop`` for the engine: True once ``clock`` says less than ``margin`` seconds are
+    left (None: no clock, or a margin of 0). A clock that fails never stops anything."""
+    if clock is None or margin <= 0:
+        return None
+
+    def should_stop() -> bool:
+        try:
+            return float(clock()) < margin
+        except Exception:  # a broken context must not stop the work
+            return False
+
+    return should_stop
 
 
 class TaskRunning(Throttled):

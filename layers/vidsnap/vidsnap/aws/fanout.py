@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, Protocol
 
-from vidsnap.aws.attempt import Attempt, Checkpoint, RecordingSink, TaskRunning
+from vidsnap.aws.attempt import Attempt, Checkpoint, RecordingSink, TaskRunning, short_of_time
 from vidsnap.aws.errors import map_client_error
 from vidsnap.aws.notify import Notification, rfc3339
 from vidsnap.aws.observe import MetricUnit, emit, logger
@@ -396,17 +396,7 @@ class Fanout:
     def _should_stop(self) -> Callable[[], bool] | None:
         """A window stops between frames when its invocation has less than
         ``RESUME_MARGIN_SECONDS`` left (None: no clock, or a margin of 0)."""
-        clock, margin = self.time_left, self.worker.settings.resume_margin_seconds
-        if clock is None or margin <= 0:
-            return None
-
-        def should_stop() -> bool:
-            try:
-                return float(clock()) < margin
-            except Exception:  # a broken context must not stop the window
-                return False
-
-        return should_stop
+        return short_of_time(self.time_left, self.worker.settings.resume_margin_seconds)
 
     def count(self, run: Run, window: Window) -> dict[str, Any]:
         """The count pass of one window (unranked dhash: which samples it selects), stored for

@@ -257,19 +257,12 @@ class TaskStore:
             ":code": code,
             ":m": message,
         }
-        condition = self._held(task_id, values)
         try:
-            saved = self._conditional(
-                "update",
-                self.table.update_item,
-                Key={"TaskId": task_id},
-                UpdateExpression=(
-                    "SET Checkpoint = :c, LeaseExpiresAt = :zero, UpdatedAt = :now, "
-                    "LastCode = :code, LastMessage = :m"
-                ),
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#s": "Status"},
-                ExpressionAttributeValues=values,
+            saved = self._update_held(
+                task_id,
+                "SET Checkpoint = :c, LeaseExpiresAt = :zero, UpdatedAt = :now, "
+                "LastCode = :code, LastMessage = :m",
+                values,
             )
         except VidsnapError as exc:
             if "size" not in exc.message.lower():
@@ -279,15 +272,24 @@ class TaskStore:
         self._last_progress.pop(task_id, None)
         return saved
 
-    def _held(self, task_id: str, values: dict[str, Any]) -> str:
-        """The condition that the task is Running under this store's lease (when it granted one),
-        its values added to ``values``."""
-        values[":running"] = "Running"
+    def _update_held(self, task_id: str, expression: str, values: dict[str, Any]) -> bool:
+        """Update the task with ``expression`` only while it is Running under this store's lease
+        (when it granted one); False when it is not (another invocation took it over)."""
+        values = {**values, ":running": "Running"}
+        condition = "#s = :running"
         lease = self._leases.get(task_id)
-        if lease is None:
-            return "#s = :running"
-        values[":mine"] = lease
-        return "#s = :running AND LeaseExpiresAt = :mine"
+        if lease is not None:
+            condition += " AND LeaseExpiresAt = :mine"
+            values[":mine"] = lease
+        return self._conditional(
+            "update",
+            self.table.update_item,
+            Key={"TaskId": task_id},
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#s": "Status"},
+            ExpressionAttributeValues=values,
+        )
 
     def progress(self, task_id: str, pct: float, *, force: bool = False) -> bool:
         """Record progress (0-100), at most once every ~2 s per task (``force``: now); True when
@@ -415,18 +417,11 @@ class TaskStore:
             ":now": int(now),
             ":lease": self._lease_until(now, lease_seconds),
         }
-        condition = self._held(task_id, values)
-        return self._conditional(
-            "update",
-            self.table.update_item,
-            Key={"TaskId": task_id},
-            UpdateExpression=(
-                "SET Execution = :e, Windows = :n, Progress = :zero, UpdatedAt = :now, "
-                "LeaseExpiresAt = :lease REMOVE WindowsDone"
-            ),
-            ConditionExpression=condition,
-            ExpressionAttributeNames={"#s": "Status"},
-            ExpressionAttributeValues=values,
+        return self._update_held(
+            task_id,
+            "SET Execution = :e, Windows = :n, Progress = :zero, UpdatedAt = :now, "
+            "LeaseExpiresAt = :lease REMOVE WindowsDone",
+            values,
         )
 
     @staticmethod

@@ -63,6 +63,7 @@ from vidsnap.aws.attempt import (
     RecordingSink,
     TaskRunning,
     TimeLeft,
+    short_of_time,
 )
 from vidsnap.aws.clients import Clients
 from vidsnap.aws.errors import map_client_error
@@ -433,17 +434,9 @@ class Worker:
     def _should_stop(self, attempt: Attempt) -> Callable[[], bool] | None:
         """When the engine should stop a task to resume it later: less than ``RESUME_MARGIN_SECONDS``
         left. Never without a task table (nothing to resume from) or a clock."""
-        clock, margin = attempt.time_left, self.settings.resume_margin_seconds
-        if self.tasks is None or clock is None or margin <= 0:
+        if self.tasks is None:
             return None
-
-        def should_stop() -> bool:
-            try:
-                return float(clock()) < margin
-            except Exception:  # a broken context must not stop the task
-                return False
-
-        return should_stop
+        return short_of_time(attempt.time_left, self.settings.resume_margin_seconds)
 
     def _hand_back(self, attempt: Attempt, done: Checkpoint) -> NoReturn:
         """Save ``done`` in the record and let SQS deliver the task again (:class:`OutOfTime`)."""
